@@ -1,0 +1,459 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! Kafka plumbing shared by `kafkasink` and `kafkasrc`: the connection
+//! settings every client has, turning them into a librdkafka configuration,
+//! librdkafka's logs and statistics, and the topic check done at start.
+
+use std::path::Path;
+use std::sync::LazyLock;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use gst::glib;
+use gst::prelude::*;
+use rdkafka::client::Client;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+pub const DEFAULT_BOOTSTRAP_SERVERS: &str = "localhost:9092";
+pub const DEFAULT_STATISTICS_INTERVAL_MS: u32 = 0;
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u32 = 10_000;
+/// Large enough for a 4K JPEG; Kafka's own default is 1 MB.
+pub const DEFAULT_MAX_MESSAGE_BYTES: u32 = 16 * 1024 * 1024;
+
+/// librdkafka's own log lines.
+pub static RDKAFKA_CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "rdkafka",
+        gst::DebugColorFlags::empty(),
+        Some("librdkafka log lines"),
+    )
+});
+
+/// Connection settings that both Kafka elements expose as properties.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    pub bootstrap_servers: String,
+    pub client_id: Option<String>,
+    pub config: Option<gst::Structure>,
+    pub config_file: Option<String>,
+    pub statistics_interval_ms: u32,
+    pub connect_timeout_ms: u32,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        ClientSettings {
+            bootstrap_servers: DEFAULT_BOOTSTRAP_SERVERS.into(),
+            client_id: None,
+            config: None,
+            config_file: None,
+            statistics_interval_ms: DEFAULT_STATISTICS_INTERVAL_MS,
+            connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
+        }
+    }
+}
+
+impl ClientSettings {
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms.into())
+    }
+
+    /// The librdkafka configuration: the element's own `defaults` first, then
+    /// the properties above, then `config-file`, then `config` (each later
+    /// source overrides an earlier one).
+    pub fn client_config(
+        &self,
+        defaults: &[(&str, String)],
+    ) -> Result<ClientConfig, gst::ErrorMessage> {
+        let mut config = ClientConfig::new();
+        for (key, value) in defaults {
+            config.set(*key, value);
+        }
+        config.set("bootstrap.servers", &self.bootstrap_servers);
+        if let Some(client_id) = &self.client_id {
+            config.set("client.id", client_id);
+        }
+        if self.statistics_interval_ms > 0 {
+            config.set(
+                "statistics.interval.ms",
+                self.statistics_interval_ms.to_string(),
+            );
+        }
+        if let Some(path) = &self.config_file {
+            for (key, value) in read_properties_file(Path::new(path))? {
+                config.set(key, value);
+            }
+        }
+        if let Some(structure) = &self.config {
+            for (key, value) in structure.iter() {
+                let value = match value.get::<String>() {
+                    Ok(text) => text,
+                    Err(_) => value.serialize().map(|s| s.to_string()).map_err(|_| {
+                        gst::error_msg!(
+                            gst::LibraryError::Settings,
+                            ("config field {key} has a value that cannot be written as text")
+                        )
+                    })?,
+                };
+                config.set(key.as_str(), value);
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// The properties of [`ClientSettings`], for both elements' property lists.
+pub fn client_properties() -> Vec<glib::ParamSpec> {
+    vec![
+        glib::ParamSpecString::builder("bootstrap-servers")
+            .nick("Bootstrap servers")
+            .blurb("Comma-separated host:port list of Kafka brokers")
+            .default_value(Some(DEFAULT_BOOTSTRAP_SERVERS))
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecString::builder("client-id")
+            .nick("Client id")
+            .blurb("Client id shown in broker logs and quotas (default: gst-kafkasink / gst-kafkasrc)")
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecBoxed::builder::<gst::Structure>("config")
+            .nick("librdkafka configuration")
+            .blurb("Any librdkafka property, e.g. \"config,security.protocol=SASL_SSL,sasl.mechanism=PLAIN\"; overrides config-file and the other properties")
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecString::builder("config-file")
+            .nick("Configuration file")
+            .blurb("Java properties file of librdkafka/Kafka client settings, as used by Kafka's command-line tools")
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecUInt::builder("statistics-interval-ms")
+            .nick("Statistics interval")
+            .blurb("Post librdkafka statistics as kafka-statistics element messages this often (0: never)")
+            .maximum(86_400_000)
+            .default_value(DEFAULT_STATISTICS_INTERVAL_MS)
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecUInt::builder("connect-timeout-ms")
+            .nick("Connect timeout")
+            .blurb("Milliseconds start waits for the brokers to answer before failing")
+            .minimum(100)
+            .default_value(DEFAULT_CONNECT_TIMEOUT_MS)
+            .mutable_ready()
+            .build(),
+    ]
+}
+
+/// Sets one of [`client_properties`]; false if `pspec` is not one of them.
+pub fn set_client_property(
+    settings: &mut ClientSettings,
+    value: &glib::Value,
+    pspec: &glib::ParamSpec,
+) -> bool {
+    match pspec.name() {
+        "bootstrap-servers" => {
+            settings.bootstrap_servers = value
+                .get::<Option<String>>()
+                .expect("type checked upstream")
+                .unwrap_or_else(|| DEFAULT_BOOTSTRAP_SERVERS.into())
+        }
+        "client-id" => settings.client_id = value.get().expect("type checked upstream"),
+        "config" => settings.config = value.get().expect("type checked upstream"),
+        "config-file" => settings.config_file = value.get().expect("type checked upstream"),
+        "statistics-interval-ms" => {
+            settings.statistics_interval_ms = value.get().expect("type checked upstream")
+        }
+        "connect-timeout-ms" => {
+            settings.connect_timeout_ms = value.get().expect("type checked upstream")
+        }
+        _ => return false,
+    }
+    true
+}
+
+/// Reads one of [`client_properties`]; `None` if `pspec` is not one of them.
+pub fn client_property(settings: &ClientSettings, pspec: &glib::ParamSpec) -> Option<glib::Value> {
+    Some(match pspec.name() {
+        "bootstrap-servers" => settings.bootstrap_servers.to_value(),
+        "client-id" => settings.client_id.to_value(),
+        "config" => settings.config.to_value(),
+        "config-file" => settings.config_file.to_value(),
+        "statistics-interval-ms" => settings.statistics_interval_ms.to_value(),
+        "connect-timeout-ms" => settings.connect_timeout_ms.to_value(),
+        _ => return None,
+    })
+}
+
+/// Reads a Java properties file as used by Kafka's command-line tools
+/// (`--producer.config`, `--command-config`): `key=value`, `key: value` or
+/// `key value`, comments starting with `#` or `!`, `\` continues a line.
+pub fn read_properties_file(path: &Path) -> Result<Vec<(String, String)>, gst::ErrorMessage> {
+    let text = std::fs::read_to_string(path).map_err(|err| {
+        gst::error_msg!(
+            gst::ResourceError::OpenRead,
+            ("cannot read config-file {}: {err}", path.display())
+        )
+    })?;
+    Ok(parse_properties(&text))
+}
+
+fn parse_properties(text: &str) -> Vec<(String, String)> {
+    let mut entries = Vec::new();
+    let mut logical = String::new();
+    for line in text.lines() {
+        let line = line.trim_start();
+        if logical.is_empty() && (line.is_empty() || line.starts_with('#') || line.starts_with('!'))
+        {
+            continue;
+        }
+        match line.strip_suffix('\\') {
+            Some(continued) => {
+                logical.push_str(continued);
+                continue;
+            }
+            None => logical.push_str(line),
+        }
+        let entry = std::mem::take(&mut logical);
+        let split = entry.find(['=', ':', ' ', '\t']).unwrap_or(entry.len());
+        let key = entry[..split].trim();
+        let value = entry[split..]
+            .trim_start_matches([' ', '\t'])
+            .trim_start_matches(['=', ':'])
+            .trim();
+        if !key.is_empty() {
+            entries.push((key.to_string(), value.to_string()));
+        }
+    }
+    entries
+}
+
+/// Turns a client creation failure into an error that names what to fix.
+pub fn config_error(err: KafkaError) -> gst::ErrorMessage {
+    match err {
+        KafkaError::ClientConfig(_, description, key, _) => gst::error_msg!(
+            gst::LibraryError::Settings,
+            ("invalid librdkafka setting {key:?}: {description}")
+        ),
+        KafkaError::ClientCreation(reason) => gst::error_msg!(
+            gst::LibraryError::Settings,
+            ("cannot create the Kafka client: {reason}")
+        ),
+        other => gst::error_msg!(
+            gst::LibraryError::Settings,
+            ("cannot create the Kafka client: {other}")
+        ),
+    }
+}
+
+/// What the broker said about a topic at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicInfo {
+    pub partitions: usize,
+}
+
+#[derive(Debug)]
+pub enum TopicError {
+    Missing,
+    Unreachable(String),
+    Denied(String),
+    Other(String),
+}
+
+/// Asks the brokers about `topic`, within `timeout`. This is a blocking
+/// librdkafka call: only for `start()`.
+pub fn describe_topic<C: rdkafka::ClientContext>(
+    client: &Client<C>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<TopicInfo, TopicError> {
+    let metadata = client
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|err| match err {
+            KafkaError::MetadataFetch(
+                code @ (RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::OperationTimedOut
+                | RDKafkaErrorCode::Resolve),
+            ) => TopicError::Unreachable(code.to_string()),
+            KafkaError::MetadataFetch(
+                code @ (RDKafkaErrorCode::Authentication
+                | RDKafkaErrorCode::SaslAuthenticationFailed
+                | RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::ClusterAuthorizationFailed),
+            ) => TopicError::Denied(code.to_string()),
+            other => TopicError::Other(other.to_string()),
+        })?;
+    let Some(entry) = metadata.topics().iter().find(|t| t.name() == topic) else {
+        return Err(TopicError::Missing);
+    };
+    match entry.error().map(RDKafkaErrorCode::from) {
+        None if !entry.partitions().is_empty() => Ok(TopicInfo {
+            partitions: entry.partitions().len(),
+        }),
+        None | Some(RDKafkaErrorCode::UnknownTopicOrPartition) => Err(TopicError::Missing),
+        Some(code @ RDKafkaErrorCode::TopicAuthorizationFailed) => {
+            Err(TopicError::Denied(code.to_string()))
+        }
+        Some(code) => Err(TopicError::Other(code.to_string())),
+    }
+}
+
+/// The part of a librdkafka client context both elements share: log lines
+/// to the `rdkafka` debug category, statistics as element messages, and
+/// client-wide errors (a broker going away) as rate-limited warnings.
+#[derive(Debug)]
+pub struct ClientHooks {
+    element: glib::WeakRef<gst::Element>,
+    last_warning: Mutex<Option<Instant>>,
+    last_error: Mutex<Option<String>>,
+}
+
+/// librdkafka repeats connection errors on every retry; one warning per
+/// interval is enough for an application to react.
+const WARNING_INTERVAL: Duration = Duration::from_secs(2);
+
+impl ClientHooks {
+    pub fn new(element: &gst::Element) -> Self {
+        ClientHooks {
+            element: element.downgrade(),
+            last_warning: Mutex::new(None),
+            last_error: Mutex::new(None),
+        }
+    }
+
+    pub fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        let level = match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => gst::DebugLevel::Error,
+            RDKafkaLogLevel::Warning => gst::DebugLevel::Warning,
+            RDKafkaLogLevel::Notice => gst::DebugLevel::Info,
+            RDKafkaLogLevel::Info => gst::DebugLevel::Debug,
+            RDKafkaLogLevel::Debug => gst::DebugLevel::Log,
+        };
+        match self.element.upgrade() {
+            Some(element) => {
+                gst::log_with_level!(RDKAFKA_CAT, level, obj = element, "{facility}: {message}")
+            }
+            None => gst::log_with_level!(RDKAFKA_CAT, level, "{facility}: {message}"),
+        }
+    }
+
+    pub fn statistics(&self, json: &[u8]) {
+        let Some(element) = self.element.upgrade() else {
+            return;
+        };
+        let json = String::from_utf8_lossy(json);
+        let structure = gst::Structure::builder("kafka-statistics")
+            .field("json", json.as_ref())
+            .build();
+        let _ = element.post_message(
+            gst::message::Element::builder(structure)
+                .src(&element)
+                .build(),
+        );
+    }
+
+    /// The reason librdkafka gave for its latest client-wide error, which
+    /// says more than an operation's error code (e.g. why SASL failed).
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().unwrap().clone()
+    }
+
+    pub fn error(&self, error: KafkaError, reason: &str) {
+        *self.last_error.lock().unwrap() = Some(reason.to_string());
+        let Some(element) = self.element.upgrade() else {
+            return;
+        };
+        gst::warning!(RDKAFKA_CAT, obj = element, "{error}: {reason}");
+        {
+            let mut last = self.last_warning.lock().unwrap();
+            if last.is_some_and(|at| at.elapsed() < WARNING_INTERVAL) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        gst::element_warning!(
+            element,
+            gst::ResourceError::Failed,
+            ("Kafka client problem: {error}"),
+            ["{reason}"]
+        );
+    }
+}
+
+/// A client context with nothing but the shared hooks, for admin clients.
+pub struct HooksContext(pub ClientHooks);
+
+impl rdkafka::ClientContext for HooksContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        self.0.log(level, facility, message);
+    }
+
+    fn stats_raw(&self, json: &[u8]) {
+        self.0.statistics(json);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.0.error(error, reason);
+    }
+}
+
+/// A random 64-bit value for ids, from the standard library's hasher keys.
+pub fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::hash::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_like_kafka_tools() {
+        let text = "# comment\n! also\n\nsecurity.protocol=SASL_PLAINTEXT\n  sasl.mechanism : PLAIN\n\
+                    sasl.username alice\nsasl.password=a=b\\\n  c\nempty=\n";
+        assert_eq!(
+            parse_properties(text),
+            vec![
+                ("security.protocol".into(), "SASL_PLAINTEXT".into()),
+                ("sasl.mechanism".into(), "PLAIN".into()),
+                ("sasl.username".into(), "alice".into()),
+                ("sasl.password".into(), "a=bc".into()),
+                ("empty".into(), String::new()),
+            ]
+        );
+    }
+
+    #[test]
+    fn later_sources_override_earlier_ones() {
+        gst::init().unwrap();
+        let settings = ClientSettings {
+            client_id: Some("cam".into()),
+            config: Some(
+                gst::Structure::builder("config")
+                    .field("linger.ms", 7i32)
+                    .field("client.id", "override")
+                    .build(),
+            ),
+            ..Default::default()
+        };
+        let config = settings
+            .client_config(&[("linger.ms", "1".into())])
+            .unwrap();
+        assert_eq!(config.get("linger.ms"), Some("7"));
+        assert_eq!(config.get("client.id"), Some("override"));
+        assert_eq!(
+            config.get("bootstrap.servers"),
+            Some(DEFAULT_BOOTSTRAP_SERVERS)
+        );
+    }
+}

@@ -1,0 +1,66 @@
+// SPDX-License-Identifier: MPL-2.0
+
+use gst::glib;
+use gst::prelude::*;
+
+mod imp;
+
+glib::wrapper! {
+    pub struct KafkaSink(ObjectSubclass<imp::KafkaSink>) @extends gst_base::BaseSink, gst::Element, gst::Object;
+}
+
+/// Which acknowledgement a record waits for (librdkafka `acks`).
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
+#[repr(i32)]
+#[enum_type(name = "GstKafkaSinkAcks")]
+pub enum Acks {
+    #[enum_value(
+        name = "None: the producer does not wait for the broker",
+        nick = "none"
+    )]
+    None = 0,
+    #[enum_value(
+        name = "Leader: the partition leader wrote the record",
+        nick = "leader"
+    )]
+    Leader = 1,
+    #[enum_value(name = "All: every in-sync replica wrote the record", nick = "all")]
+    All = -1,
+}
+
+/// Record batch compression (librdkafka `compression.codec`).
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstKafkaSinkCompression")]
+pub enum Compression {
+    #[enum_value(name = "None (JPEG and H.264 do not compress further)", nick = "none")]
+    None,
+    #[enum_value(name = "gzip", nick = "gzip")]
+    Gzip,
+    #[enum_value(name = "Snappy", nick = "snappy")]
+    Snappy,
+    #[enum_value(name = "LZ4", nick = "lz4")]
+    Lz4,
+    #[enum_value(name = "Zstandard", nick = "zstd")]
+    Zstd,
+}
+
+/// What to do when librdkafka's local queue is full.
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstKafkaSinkQueueFull")]
+pub enum QueueFull {
+    #[enum_value(name = "Block: wait for room (back-pressure upstream)", nick = "block")]
+    Block,
+    #[enum_value(name = "Drop: drop the buffer, warn and count it", nick = "drop")]
+    Drop,
+}
+
+pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    gst::Element::register(
+        Some(plugin),
+        "kafkasink",
+        gst::Rank::NONE,
+        KafkaSink::static_type(),
+    )
+}

@@ -1,0 +1,28 @@
+// SPDX-License-Identifier: MPL-2.0
+#![allow(clippy::non_send_fields_in_send_ty, unused_doc_comments)]
+
+//! GStreamer elements that move video through Apache Kafka and serve it to
+//! browsers: `kafkasink`, `kafkasrc` and `mjpeghttpsink`.
+use gst::glib;
+
+mod kafka;
+mod kafkasink;
+mod runtime;
+pub mod wireformat;
+
+fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    kafkasink::register(plugin)?;
+    Ok(())
+}
+
+gst::plugin_define!(
+    kafka,
+    env!("CARGO_PKG_DESCRIPTION"),
+    plugin_init,
+    concat!(env!("CARGO_PKG_VERSION"), "-", env!("COMMIT_ID")),
+    "MPL",
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_REPOSITORY"),
+    env!("BUILD_REL_DATE")
+);
