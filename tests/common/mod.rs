@@ -1,0 +1,291 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! Test support shared by the integration tests: plugin registration, a real
+//! Kafka broker, an independent Kafka client to check what the elements
+//! wrote, and pipeline helpers that wait on conditions with deadlines.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{LazyLock, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+pub fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        gst::init().unwrap();
+        gstkafka::plugin_register_static().expect("register the kafka plugin");
+    });
+}
+
+/// A broker started for this test binary, stopped when the process exits.
+struct OwnBroker {
+    home: PathBuf,
+}
+
+static OWN_BROKER: Mutex<Option<OwnBroker>> = Mutex::new(None);
+
+extern "C" fn stop_own_broker() {
+    if let Ok(mut guard) = OWN_BROKER.lock()
+        && let Some(broker) = guard.take()
+    {
+        let _ = Command::new(script())
+            .arg("stop")
+            .env("KAFKA_HOME", &broker.home)
+            .status();
+        let _ = std::fs::remove_dir_all(&broker.home);
+    }
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh")
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The bootstrap address of a real Kafka broker: `KAFKA_BOOTSTRAP` when set,
+/// otherwise one started through scripts/kafka.sh on free ports.
+pub fn bootstrap() -> &'static str {
+    static BOOTSTRAP: LazyLock<String> = LazyLock::new(|| {
+        if let Ok(address) = std::env::var("KAFKA_BOOTSTRAP") {
+            return address;
+        }
+        let home = std::env::temp_dir().join(format!("gst-kafka-test-{}", std::process::id()));
+        let output = Command::new(script())
+            .arg("start")
+            .env("KAFKA_HOME", &home)
+            .env("KAFKA_PORT", free_port().to_string())
+            .env("KAFKA_CONTROLLER_PORT", free_port().to_string())
+            .output()
+            .expect("run scripts/kafka.sh");
+        *OWN_BROKER.lock().unwrap() = Some(OwnBroker { home });
+        unsafe {
+            libc::atexit(stop_own_broker);
+        }
+        assert!(
+            output.status.success(),
+            "scripts/kafka.sh start failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        stdout.lines().last().unwrap().trim().to_string()
+    });
+    &BOOTSTRAP
+}
+
+/// A topic name no other test uses.
+pub fn unique_topic(name: &str) -> String {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{name}-{}-{n}-{}",
+        std::process::id(),
+        nanos % 1_000_000_000
+    )
+}
+
+fn client_config() -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap());
+    config
+}
+
+pub fn create_topic(topic: &str, partitions: i32, config: &[(&str, &str)]) {
+    let admin: AdminClient<DefaultClientContext> = client_config().create().unwrap();
+    let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1))
+        .set("max.message.bytes", "16777216");
+    for (key, value) in config {
+        new_topic = new_topic.set(key, value);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let results = rt
+        .block_on(admin.create_topics([&new_topic], &AdminOptions::new()))
+        .unwrap();
+    for result in results {
+        result.expect("topic created");
+    }
+}
+
+pub fn partition_count(topic: &str) -> usize {
+    let consumer: BaseConsumer = client_config().create().unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    metadata.topics()[0].partitions().len()
+}
+
+/// A record as an independent client (rdkafka, not our elements) sees it.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    pub timestamp_ms: Option<i64>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Record {
+    pub fn header(&self, key: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| std::str::from_utf8(v).unwrap())
+    }
+}
+
+/// Every record of `topic` present now, partition by partition, in offset order.
+pub fn read_topic(topic: &str) -> Vec<Record> {
+    let consumer: BaseConsumer = client_config()
+        .set("group.id", "gst-kafka-tests-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let partitions = partition_count(topic) as i32;
+    let mut list = TopicPartitionList::new();
+    let mut remaining = 0;
+    for partition in 0..partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, Duration::from_secs(10))
+            .unwrap();
+        remaining += high - low;
+        list.add_partition_offset(topic, partition, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&list).unwrap();
+    let mut records = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while remaining > 0 {
+        assert!(Instant::now() < deadline, "timed out reading {topic}");
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let message = message.unwrap();
+        remaining -= 1;
+        records.push(Record {
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            value: message.payload().unwrap_or_default().to_vec(),
+            timestamp_ms: message.timestamp().to_millis(),
+            headers: message
+                .headers()
+                .map(|headers| {
+                    headers
+                        .iter()
+                        .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        });
+    }
+    records.sort_by_key(|r| (r.partition, r.offset));
+    records
+}
+
+/// Sum of the high watermarks of every partition: the records written so far.
+pub fn record_count(topic: &str) -> i64 {
+    let consumer: BaseConsumer = client_config().create().unwrap();
+    (0..partition_count(topic) as i32)
+        .map(|p| {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .unwrap();
+            high - low
+        })
+        .sum()
+}
+
+/// Produces plain records (no headers) with an independent client, as the
+/// tutorial's kafka-python producer does.
+pub fn produce_plain(topic: &str, values: &[Vec<u8>]) {
+    let producer: BaseProducer = client_config().create().unwrap();
+    for value in values {
+        producer
+            .send(BaseRecord::<(), _>::to(topic).payload(value))
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// How a pipeline run ended.
+#[derive(Debug)]
+pub enum End {
+    Eos,
+    Error(gst::glib::Error, Option<String>),
+}
+
+/// Plays `pipeline` until EOS or an error, for at most `timeout`; always
+/// leaves it in NULL.
+pub fn run(pipeline: &gst::Pipeline, timeout: Duration) -> End {
+    let bus = pipeline.bus().unwrap();
+    // A failed state change also posts an error message, read below.
+    let _ = pipeline.set_state(gst::State::Playing);
+    let end = wait_end(&bus, timeout);
+    pipeline.set_state(gst::State::Null).unwrap();
+    end
+}
+
+pub fn wait_end(bus: &gst::Bus, timeout: Duration) -> End {
+    let message = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_nseconds(timeout.as_nanos() as u64),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .unwrap_or_else(|| panic!("no EOS or error within {timeout:?}"));
+    match message.view() {
+        gst::MessageView::Eos(_) => End::Eos,
+        gst::MessageView::Error(err) => End::Error(err.error(), err.debug().map(|d| d.to_string())),
+        _ => unreachable!(),
+    }
+}
+
+pub fn expect_error(end: End) -> String {
+    match end {
+        End::Error(err, _) => err.message().to_string(),
+        End::Eos => panic!("expected an error, got EOS"),
+    }
+}
+
+/// Polls `condition` until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}

@@ -1,0 +1,451 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! kafkasink against the real Apache Kafka broker, checked with an
+//! independent rdkafka consumer.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use gst::prelude::*;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn pipeline(description: &str) -> gst::Pipeline {
+    init();
+    gst::parse::launch(description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap()
+}
+
+/// The buffers and caps an appsink named `reference` saw.
+fn collect(pipeline: &gst::Pipeline) -> Arc<Mutex<Vec<(gst::Buffer, gst::Caps)>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let appsink = pipeline
+        .by_name("reference")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    let sink_seen = seen.clone();
+    appsink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                sink_seen
+                    .lock()
+                    .unwrap()
+                    .push((sample.buffer_owned().unwrap(), sample.caps_owned().unwrap()));
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    seen
+}
+
+fn sink_stats(pipeline: &gst::Pipeline) -> gst::Structure {
+    pipeline.by_name("sink").unwrap().property("stats")
+}
+
+#[test]
+fn round_trip_keeps_bytes_order_caps_and_timing() {
+    const N: usize = 30;
+    let topic = unique_topic("sink-round-trip");
+    let pipeline = pipeline(&format!(
+        "videotestsrc num-buffers={N} is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 \
+         ! jpegenc ! tee name=t \
+         t. ! queue ! kafkasink name=sink topic={topic} bootstrap-servers={} create-topic=true \
+         t. ! queue ! appsink name=reference sync=false",
+        bootstrap()
+    ));
+    let seen = collect(&pipeline);
+    let wall_start = unix_now_ms();
+    let bus = pipeline.bus().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let end = wait_end(&bus, TIMEOUT);
+    let wall_end = unix_now_ms();
+    assert!(matches!(end, End::Eos), "{end:?}");
+    // EOS was let through only after every record was acknowledged: they
+    // are all readable now, without waiting.
+    assert_eq!(record_count(&topic), N as i64);
+    let stats = sink_stats(&pipeline);
+    pipeline.set_state(gst::State::Null).unwrap();
+
+    let records = read_topic(&topic);
+    let seen = seen.lock().unwrap();
+    assert_eq!(records.len(), N);
+    assert_eq!(seen.len(), N);
+    let stream_id = records[0].header("gst-stream-id").unwrap().to_string();
+    for (i, (record, (buffer, caps))) in records.iter().zip(seen.iter()).enumerate() {
+        assert_eq!(record.partition, 0);
+        assert_eq!(record.offset, i as i64);
+        assert_eq!(
+            record.value,
+            buffer.map_readable().unwrap().as_slice(),
+            "record {i}"
+        );
+        assert_eq!(record.key.as_deref(), Some(stream_id.as_bytes()));
+        assert_eq!(record.header("gst-version"), Some("1"));
+        assert_eq!(record.header("gst-stream-id"), Some(stream_id.as_str()));
+        assert_eq!(record.header("gst-seq"), Some(i.to_string().as_str()));
+        let record_caps: gst::Caps = record.header("gst-caps").unwrap().parse().unwrap();
+        assert_eq!(&record_caps, caps);
+        assert_eq!(
+            record.header("gst-pts").map(|v| v.parse::<u64>().unwrap()),
+            buffer.pts().map(|t| t.nseconds())
+        );
+        assert_eq!(
+            record
+                .header("gst-duration")
+                .map(|v| v.parse::<u64>().unwrap()),
+            buffer.duration().map(|t| t.nseconds())
+        );
+        // The capture time of a live source: within a frame of the wall clock.
+        let timestamp = record.timestamp_ms.unwrap();
+        assert!(
+            timestamp >= wall_start - 34 && timestamp <= wall_end + 34,
+            "record {i} timestamp {timestamp} outside [{wall_start}, {wall_end}]"
+        );
+        assert!(jpeg_like(&record.value));
+    }
+    assert_eq!(records[0].header("gst-flags"), Some("discont,marker"));
+
+    let bytes: usize = records.iter().map(|r| r.value.len()).sum();
+    assert_eq!(stats.get::<u64>("records-sent").unwrap(), N as u64);
+    assert_eq!(stats.get::<u64>("records-acked").unwrap(), N as u64);
+    assert_eq!(stats.get::<u64>("bytes-acked").unwrap(), bytes as u64);
+    assert_eq!(stats.get::<u64>("in-flight").unwrap(), 0);
+    assert_eq!(stats.get::<u64>("delivery-errors").unwrap(), 0);
+    assert_eq!(stats.get::<i64>("last-offset").unwrap(), N as i64 - 1);
+}
+
+fn jpeg_like(data: &[u8]) -> bool {
+    data.starts_with(&[0xff, 0xd8]) && data.ends_with(&[0xff, 0xd9])
+}
+
+#[test]
+fn write_headers_off_gives_bare_values() {
+    let topic = unique_topic("sink-bare");
+    let pipeline = pipeline(&format!(
+        "videotestsrc num-buffers=3 ! jpegenc ! kafkasink topic={topic} bootstrap-servers={} \
+         create-topic=true write-headers=false",
+        bootstrap()
+    ));
+    assert!(matches!(run(&pipeline, TIMEOUT), End::Eos));
+    let records = read_topic(&topic);
+    assert_eq!(records.len(), 3);
+    for record in records {
+        assert!(record.headers.is_empty());
+        assert!(jpeg_like(&record.value));
+    }
+}
+
+#[test]
+fn unreachable_broker_fails_within_the_timeout() {
+    let port = free_port();
+    let pipeline = pipeline(&format!(
+        "videotestsrc num-buffers=1 ! kafkasink topic=t bootstrap-servers=127.0.0.1:{port} \
+         connect-timeout-ms=2000"
+    ));
+    let started = Instant::now();
+    let message = expect_error(run(&pipeline, Duration::from_secs(20)));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        message.contains(&format!("cannot reach Kafka at 127.0.0.1:{port}")),
+        "{message}"
+    );
+}
+
+#[test]
+fn missing_topic_property_is_an_error() {
+    let pipeline = pipeline(&format!(
+        "videotestsrc num-buffers=1 ! kafkasink bootstrap-servers={}",
+        bootstrap()
+    ));
+    let message = expect_error(run(&pipeline, TIMEOUT));
+    assert!(message.contains("topic property is not set"), "{message}");
+}
+
+#[test]
+fn missing_topic_without_create_topic_is_an_error() {
+    let topic = unique_topic("sink-missing");
+    let pipeline = pipeline(&format!(
+        "videotestsrc num-buffers=1 ! kafkasink topic={topic} bootstrap-servers={}",
+        bootstrap()
+    ));
+    let message = expect_error(run(&pipeline, TIMEOUT));
+    assert!(
+        message.contains(&format!(
+            "topic {topic} does not exist and create-topic is off"
+        )),
+        "{message}"
+    );
+    assert_eq!(
+        partition_count_or_zero(&topic),
+        0,
+        "the sink must not create the topic"
+    );
+}
+
+fn partition_count_or_zero(topic: &str) -> usize {
+    std::panic::catch_unwind(|| partition_count(topic)).unwrap_or(0)
+}
+
+#[test]
+fn invalid_librdkafka_key_is_named() {
+    let topic = unique_topic("sink-bad-config");
+    let pipeline = pipeline(&format!(
+        "videotestsrc num-buffers=1 ! kafkasink topic={topic} bootstrap-servers={} \
+         config=\"config,no.such.setting=1\"",
+        bootstrap()
+    ));
+    let message = expect_error(run(&pipeline, TIMEOUT));
+    assert!(message.contains("\"no.such.setting\""), "{message}");
+}
+
+#[test]
+fn invalid_config_file_key_is_named() {
+    let topic = unique_topic("sink-bad-config-file");
+    let path = std::env::temp_dir().join(format!("{topic}.properties"));
+    std::fs::write(&path, "# producer settings\nlinger.ms=2\nbogus.key = 3\n").unwrap();
+    let pipeline = pipeline(&format!(
+        "videotestsrc num-buffers=1 ! kafkasink topic={topic} bootstrap-servers={} config-file={}",
+        bootstrap(),
+        path.display()
+    ));
+    let message = expect_error(run(&pipeline, TIMEOUT));
+    std::fs::remove_file(&path).unwrap();
+    assert!(message.contains("\"bogus.key\""), "{message}");
+}
+
+/// Pushes buffers of the given sizes through appsrc into a kafkasink.
+fn push_sizes(sink_properties: &str, sizes: &[usize]) -> (gst::Pipeline, End) {
+    let pipeline = pipeline(&format!(
+        "appsrc name=src format=time caps=image/jpeg ! kafkasink name=sink bootstrap-servers={} {sink_properties}",
+        bootstrap()
+    ));
+    let appsrc = pipeline
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    let bus = pipeline.bus().unwrap();
+    // A failed start posts the error read below.
+    let _ = pipeline.set_state(gst::State::Playing);
+    for (i, size) in sizes.iter().enumerate() {
+        let mut buffer = gst::Buffer::from_mut_slice(vec![(i % 251) as u8; *size]);
+        buffer
+            .get_mut()
+            .unwrap()
+            .set_pts(gst::ClockTime::from_mseconds(i as u64 * 40));
+        if appsrc.push_buffer(buffer).is_err() {
+            break;
+        }
+    }
+    let _ = appsrc.end_of_stream();
+    let end = wait_end(&bus, TIMEOUT);
+    (pipeline, end)
+}
+
+#[test]
+fn record_over_the_producer_limit_names_size_limit_and_setting() {
+    let topic = unique_topic("sink-too-large");
+    let (pipeline, end) = push_sizes(
+        &format!("topic={topic} create-topic=true max-message-bytes=20000"),
+        &[1000, 50_000],
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+    let message = expect_error(end);
+    assert!(message.contains("frame of 50000 bytes"), "{message}");
+    assert!(message.contains("limit of 20000 bytes"), "{message}");
+    assert!(message.contains("max-message-bytes"), "{message}");
+    assert_eq!(record_count(&topic), 1);
+}
+
+#[test]
+fn record_over_the_topic_limit_names_the_topic_setting() {
+    let topic = unique_topic("sink-topic-limit");
+    create_topic(&topic, 1, &[("max.message.bytes", "30000")]);
+    let (pipeline, end) = push_sizes(&format!("topic={topic}"), &[40_000]);
+    pipeline.set_state(gst::State::Null).unwrap();
+    let message = expect_error(end);
+    assert!(message.contains("frame of 40000 bytes"), "{message}");
+    assert!(message.contains("limit of 30000 bytes"), "{message}");
+    assert!(message.contains("max.message.bytes"), "{message}");
+}
+
+#[test]
+fn create_topic_with_three_partitions() {
+    let topic = unique_topic("sink-create");
+    let (pipeline, end) = push_sizes(
+        &format!("topic={topic} create-topic=true partitions=3"),
+        &[100; 5],
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(matches!(end, End::Eos), "{end:?}");
+    assert_eq!(partition_count(&topic), 3);
+    let records = read_topic(&topic);
+    assert_eq!(records.len(), 5);
+    // One stream, one partition, in order.
+    assert!(records.iter().all(|r| r.partition == records[0].partition));
+    let seqs: Vec<&str> = records
+        .iter()
+        .map(|r| r.header("gst-seq").unwrap())
+        .collect();
+    assert_eq!(seqs, ["0", "1", "2", "3", "4"]);
+}
+
+#[test]
+fn partition_property_routes_every_record() {
+    let topic = unique_topic("sink-partition");
+    create_topic(&topic, 4, &[]);
+    let (pipeline, end) = push_sizes(&format!("topic={topic} partition=2"), &[100; 6]);
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(matches!(end, End::Eos), "{end:?}");
+    let records = read_topic(&topic);
+    assert_eq!(records.len(), 6);
+    assert!(records.iter().all(|r| r.partition == 2), "{records:?}");
+}
+
+#[test]
+fn partition_beyond_the_topic_is_an_error() {
+    let topic = unique_topic("sink-partition-missing");
+    create_topic(&topic, 2, &[]);
+    let (pipeline, end) = push_sizes(&format!("topic={topic} partition=5"), &[100]);
+    pipeline.set_state(gst::State::Null).unwrap();
+    let message = expect_error(end);
+    assert!(message.contains("partition 5 does not exist"), "{message}");
+}
+
+#[test]
+fn key_routes_cameras_to_stable_partitions() {
+    let topic = unique_topic("sink-keys");
+    create_topic(&topic, 4, &[]);
+    for camera in ["door", "yard", "door"] {
+        let (pipeline, end) = push_sizes(&format!("topic={topic} key={camera}"), &[100; 3]);
+        pipeline.set_state(gst::State::Null).unwrap();
+        assert!(matches!(end, End::Eos), "{end:?}");
+    }
+    let records = read_topic(&topic);
+    assert_eq!(records.len(), 9);
+    for camera in ["door", "yard"] {
+        let of_camera: Vec<&Record> = records
+            .iter()
+            .filter(|r| r.key.as_deref() == Some(camera.as_bytes()))
+            .collect();
+        assert!(!of_camera.is_empty());
+        assert!(
+            of_camera
+                .iter()
+                .all(|r| r.partition == of_camera[0].partition),
+            "{camera} spread over partitions"
+        );
+    }
+    let door: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.key.as_deref() == Some(b"door"))
+        .collect();
+    assert_eq!(door.len(), 6);
+}
+
+#[test]
+fn full_queue_blocks_without_losing_records() {
+    let topic = unique_topic("sink-queue-block");
+    const N: usize = 40;
+    let (pipeline, end) = push_sizes(
+        &format!(
+            "topic={topic} create-topic=true config=\"config,queue.buffering.max.messages=1\""
+        ),
+        &[20_000; N],
+    );
+    let stats = sink_stats(&pipeline);
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(matches!(end, End::Eos), "{end:?}");
+    assert_eq!(stats.get::<u64>("records-acked").unwrap(), N as u64);
+    assert_eq!(stats.get::<u64>("dropped").unwrap(), 0);
+    assert_eq!(record_count(&topic), N as i64);
+}
+
+#[test]
+fn full_queue_in_drop_mode_accounts_for_every_buffer() {
+    let topic = unique_topic("sink-queue-drop");
+    const N: u64 = 40;
+    let (pipeline, end) = push_sizes(
+        &format!(
+            "topic={topic} create-topic=true queue-full=drop \
+             config=\"config,queue.buffering.max.messages=1\""
+        ),
+        &[20_000; N as usize],
+    );
+    let stats = sink_stats(&pipeline);
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(matches!(end, End::Eos), "{end:?}");
+    let acked = stats.get::<u64>("records-acked").unwrap();
+    let dropped = stats.get::<u64>("dropped").unwrap();
+    assert_eq!(acked + dropped, N);
+    assert_eq!(record_count(&topic), acked as i64);
+    // Dropped buffers leave gaps in the sequence numbers a consumer sees.
+    let records = read_topic(&topic);
+    let last_seq: u64 = records
+        .last()
+        .unwrap()
+        .header("gst-seq")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        last_seq + 1 - records.len() as u64,
+        dropped - (N - 1 - last_seq)
+    );
+}
+
+#[test]
+fn null_returns_promptly_while_blocked_on_a_full_queue() {
+    init();
+    let topic = unique_topic("sink-unlock");
+    create_topic(&topic, 1, &[]);
+    // A one-record queue keeps the sink waiting for room most of the time;
+    // NULL must still return at once.
+    let pipeline = pipeline(&format!(
+        "appsrc name=src format=time caps=image/jpeg ! kafkasink name=sink topic={topic} \
+         bootstrap-servers={} config=\"config,queue.buffering.max.messages=1\"",
+        bootstrap()
+    ));
+    let appsrc = pipeline
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let pusher = std::thread::spawn(move || {
+        for _ in 0..100_000 {
+            if appsrc
+                .push_buffer(gst::Buffer::from_mut_slice(vec![0u8; 100]))
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let sink = pipeline.by_name("sink").unwrap();
+    assert!(wait_until(Duration::from_secs(20), || {
+        sink.property::<gst::Structure>("stats")
+            .get::<u64>("records-sent")
+            .unwrap()
+            > 10
+    }));
+    let started = Instant::now();
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    pusher.join().unwrap();
+}
