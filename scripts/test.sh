@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The project's test command: installs what is missing, builds, starts a real
+# Kafka broker, runs formatting, lint, every test and the meson build, and
+# stops what it started. Exits non-zero naming the failing step.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() {
+    echo
+    echo "==> $*"
+}
+fail() {
+    echo "scripts/test.sh: FAILED at step: $current" >&2
+}
+trap fail ERR
+
+current="setup"
+step "$current"
+scripts/setup.sh
+
+broker_home=$(mktemp -d)
+cleanup() {
+    KAFKA_HOME=$broker_home scripts/kafka.sh stop || true
+    rm -rf "$broker_home" "${meson_dir:-}"
+}
+trap cleanup EXIT
+
+current="cargo fmt --check"
+step "$current"
+cargo fmt --all -- --check
+
+current="cargo clippy"
+step "$current"
+cargo clippy --all-targets -- -D warnings
+
+current="start a Kafka broker"
+step "$current"
+port=${KAFKA_PORT:-$((19092 + RANDOM % 1000))}
+KAFKA_BOOTSTRAP=$(KAFKA_HOME=$broker_home KAFKA_PORT=$port scripts/kafka.sh start | tail -n 1)
+export KAFKA_BOOTSTRAP
+echo "broker at $KAFKA_BOOTSTRAP"
+
+current="cargo test"
+step "$current"
+cargo test --all-targets
+
+current="meson build and install"
+step "$current"
+meson_dir=$(mktemp -d)
+# A debug build reuses what cargo test just compiled.
+meson setup "$meson_dir/build" --prefix="$meson_dir/prefix" --buildtype=debug >/dev/null
+CARGO_TARGET_DIR=$PWD/target meson compile -C "$meson_dir/build"
+meson install -C "$meson_dir/build" >/dev/null
+plugin=$(find "$meson_dir/prefix" -name libgstkafka.so | head -n 1)
+[ -n "$plugin" ] || { echo "meson install did not install libgstkafka.so" >&2; false; }
+elements=$(GST_PLUGIN_PATH=$(dirname "$plugin") gst-inspect-1.0 kafka | grep -cE '^  (kafkasink|kafkasrc|mjpeghttpsink):' || true)
+echo "installed $plugin with $elements element(s)"
+
+echo
+echo "scripts/test.sh: all steps passed"
