@@ -7,11 +7,13 @@ use gst::glib;
 
 mod kafka;
 mod kafkasink;
+mod kafkasrc;
 mod runtime;
 pub mod wireformat;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     kafkasink::register(plugin)?;
+    kafkasrc::register(plugin)?;
     Ok(())
 }
 

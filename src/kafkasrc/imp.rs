@@ -1,0 +1,1024 @@
+// SPDX-License-Identifier: MPL-2.0
+
+/**
+ * SECTION:element-kafkasrc
+ *
+ * Consumes an Apache Kafka topic and pushes one buffer per record. Records
+ * written by `kafkasink` are rebuilt exactly (caps, timing, flags; see
+ * docs/wire-format.md); records of plain producers (bare JPEG values, as the
+ * kafka-python tutorial writes) get the `caps` property.
+ *
+ * Without `group-id` every element has its own position and sees every
+ * record, and nothing is committed. With `group-id` it joins a consumer
+ * group: partitions are shared between members and offsets are committed
+ * after each buffer was pushed (at-least-once); duplicates after a restart
+ * are recognised by their sequence numbers and dropped.
+ *
+ * A viewer joining an H.264/H.265 stream mid-way waits for the next keyframe
+ * (records flagged delta-unit before it are skipped and counted), so the
+ * decoder never sees undecodable frames.
+ *
+ * ## Example launch lines
+ * |[
+ * gst-launch-1.0 kafkasrc topic=cam1 ! mjpeghttpsink port=8080
+ * gst-launch-1.0 kafkasrc topic=cam1 start-from=earliest stop-at=end ! multifilesink location=frame-%05d.jpg
+ * gst-launch-1.0 kafkasrc topic=cam1 start-from=timestamp start-time=2026-11-25T13:00:00Z \
+ *     timestamp-mode=original ! jpegdec ! autovideosink
+ * gst-launch-1.0 kafkasrc topic=cams key=door group-id=analytics ! jpegdec ! fakesink
+ * ]|
+ *
+ * ## Messages
+ * `kafka-statistics` (element message, when `statistics-interval-ms` > 0):
+ * field `json` holds librdkafka's statistics document.
+ */
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+use gst_base::subclass::base_src::CreateSuccess;
+use gst_base::subclass::prelude::*;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use super::time::parse_time_ms;
+use super::{StartFrom, StopAt, TimestampMode};
+use crate::kafka::{self, ClientHooks, ClientSettings, TopicError};
+use crate::runtime::{self, Canceller};
+use crate::wireformat::{self, RecordMeta};
+
+const DEFAULT_START_FROM: StartFrom = StartFrom::Latest;
+const DEFAULT_STOP_AT: StopAt = StopAt::Never;
+const DEFAULT_PARTITION: i32 = -1;
+const DEFAULT_CAPS: &str = "image/jpeg";
+const DEFAULT_TIMESTAMP_MODE: TimestampMode = TimestampMode::Live;
+const DEFAULT_MAX_LAG_MS: u32 = 0;
+
+#[derive(Debug, Clone)]
+struct Settings {
+    client: ClientSettings,
+    topic: Option<String>,
+    group_id: Option<String>,
+    start_from: StartFrom,
+    start_time: Option<String>,
+    stop_at: StopAt,
+    stop_time: Option<String>,
+    key: Option<String>,
+    partition: i32,
+    caps: gst::Caps,
+    timestamp_mode: TimestampMode,
+    max_lag_ms: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            client: ClientSettings::default(),
+            topic: None,
+            group_id: None,
+            start_from: DEFAULT_START_FROM,
+            start_time: None,
+            stop_at: DEFAULT_STOP_AT,
+            stop_time: None,
+            key: None,
+            partition: DEFAULT_PARTITION,
+            caps: gst::Caps::from_str(DEFAULT_CAPS).expect("valid default caps"),
+            timestamp_mode: DEFAULT_TIMESTAMP_MODE,
+            max_lag_ms: DEFAULT_MAX_LAG_MS,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct Counters {
+    records_received: u64,
+    bytes_received: u64,
+    buffers_pushed: u64,
+    skipped_to_keyframe: u64,
+    skipped_lag: u64,
+    filtered_key: u64,
+    sequence_gaps: u64,
+    lost_records: u64,
+    duplicates: u64,
+    bad_records: u64,
+    latency_last_ms: i64,
+    latency_max_ms: i64,
+    last_partition: i32,
+    last_offset: i64,
+}
+
+struct SrcContext {
+    hooks: ClientHooks,
+}
+
+impl ClientContext for SrcContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        self.hooks.log(level, facility, message);
+    }
+
+    fn stats_raw(&self, json: &[u8]) {
+        self.hooks.statistics(json);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.hooks.error(error, reason);
+    }
+}
+
+impl ConsumerContext for SrcContext {}
+
+type Kafka = StreamConsumer<SrcContext>;
+
+/// Per stream id (one `kafkasink` run): the sequence seen last and whether
+/// a keyframe has been pushed since (re)joining it.
+#[derive(Debug, Default)]
+struct Track {
+    last_seq: Option<u64>,
+    synced: bool,
+}
+
+/// Maps record times to output PTS in `original` mode: the first record
+/// read gets PTS 0, every later one its recorded distance from it.
+#[derive(Debug, Clone, Copy)]
+struct Anchor {
+    /// The anchor record's PTS header, if it had one.
+    pts: Option<gst::ClockTime>,
+    /// The anchor record's timestamp in ms since the epoch.
+    wall_ms: i64,
+}
+
+struct Started {
+    consumer: Arc<Kafka>,
+    settings: Settings,
+    topic: String,
+    counters: Counters,
+    tracks: HashMap<String, Track>,
+    caps_text: Option<String>,
+    caps_set: bool,
+    /// Record to commit once the buffer made from it has been pushed.
+    pending_store: Option<(i32, i64)>,
+    /// stop-at=end: per partition, the offset where the topic ended at
+    /// start; removed once reached.
+    end_offsets: HashMap<i32, i64>,
+    /// stop-at=timestamp: partitions that passed stop-time.
+    stop_time_ms: Option<i64>,
+    partitions: Vec<i32>,
+    passed_stop: Vec<i32>,
+    anchor: Option<Anchor>,
+    pending_seek: Option<gst::ClockTime>,
+    discont: bool,
+}
+
+#[derive(Default)]
+enum State {
+    #[default]
+    Stopped,
+    Started(Box<Started>),
+}
+
+#[derive(Default)]
+pub struct KafkaSrc {
+    settings: Mutex<Settings>,
+    state: Mutex<State>,
+    canceller: Canceller,
+}
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "kafkasrc",
+        gst::DebugColorFlags::empty(),
+        Some("Kafka record source"),
+    )
+});
+
+fn unix_now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// What became of one record.
+enum Outcome {
+    Push(gst::Buffer),
+    Skip,
+    Eos,
+}
+
+impl KafkaSrc {
+    fn settings_error(message: String) -> gst::ErrorMessage {
+        gst::error_msg!(gst::LibraryError::Settings, ("{message}"))
+    }
+
+    fn parse_setting_time(name: &str, value: Option<&str>) -> Result<i64, gst::ErrorMessage> {
+        let value = value.ok_or_else(|| Self::settings_error(format!("{name} is not set")))?;
+        parse_time_ms(value).map_err(|err| Self::settings_error(format!("{name}: {err}")))
+    }
+
+    fn validate(settings: &Settings) -> Result<(), gst::ErrorMessage> {
+        if settings.topic.is_none() {
+            return Err(Self::settings_error("the topic property is not set".into()));
+        }
+        if settings.group_id.is_some() {
+            let conflict = if settings.partition >= 0 {
+                Some("partition")
+            } else if settings.stop_at == StopAt::End {
+                Some("stop-at=end")
+            } else if settings.start_from == StartFrom::Timestamp {
+                Some("start-from=timestamp")
+            } else {
+                None
+            };
+            if let Some(conflict) = conflict {
+                return Err(Self::settings_error(format!(
+                    "{conflict} cannot be combined with group-id: the group decides which partitions this element reads"
+                )));
+            }
+        } else if settings.start_from == StartFrom::Committed {
+            return Err(Self::settings_error(
+                "start-from=committed needs a group-id whose offsets to resume".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn librdkafka_defaults(settings: &Settings) -> Vec<(&'static str, String)> {
+        let mut defaults = vec![
+            ("client.id", "gst-kafkasrc".to_string()),
+            // Frames are large: fetch at least one whole record per request.
+            ("fetch.max.bytes", "67108864".into()),
+            ("max.partition.fetch.bytes", kafka::DEFAULT_MAX_MESSAGE_BYTES.to_string()),
+            ("fetch.wait.max.ms", "10".into()),
+            ("allow.auto.create.topics", "false".into()),
+        ];
+        match &settings.group_id {
+            Some(group) => defaults.extend([
+                ("group.id", group.clone()),
+                ("enable.auto.commit", "true".into()),
+                // Stored by hand once a buffer was pushed: at-least-once.
+                ("enable.auto.offset.store", "false".into()),
+                ("auto.commit.interval.ms", "1000".into()),
+                (
+                    "auto.offset.reset",
+                    if settings.start_from == StartFrom::Earliest { "earliest" } else { "latest" }.into(),
+                ),
+            ]),
+            None => defaults.extend([
+                // librdkafka wants a group id even for a plain assignment; it
+                // is never used since nothing is committed.
+                ("group.id", format!("gst-kafkasrc-{:016x}", kafka::random_u64())),
+                ("enable.auto.commit", "false".into()),
+                ("enable.auto.offset.store", "false".into()),
+            ]),
+        }
+        defaults
+    }
+
+    /// Assigns partitions explicitly (no group): resolves the start offsets
+    /// and, for stop-at=end, the end offsets.
+    fn assign(
+        &self,
+        consumer: &Kafka,
+        settings: &Settings,
+        topic: &str,
+        partitions: &[i32],
+        start_time_ms: Option<i64>,
+    ) -> Result<HashMap<i32, i64>, gst::ErrorMessage> {
+        let timeout = settings.client.connect_timeout();
+        let mut starts = HashMap::new();
+        let mut ends = HashMap::new();
+        for &partition in partitions {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, partition, timeout)
+                .map_err(|err| {
+                    gst::error_msg!(
+                        gst::ResourceError::OpenRead,
+                        ("cannot read the offsets of {topic}/{partition}: {err}")
+                    )
+                })?;
+            let start = match settings.start_from {
+                StartFrom::Earliest => low,
+                _ => high,
+            };
+            starts.insert(partition, start);
+            ends.insert(partition, high);
+        }
+        if let Some(time_ms) = start_time_ms {
+            let mut query = TopicPartitionList::new();
+            for &partition in partitions {
+                query
+                    .add_partition_offset(topic, partition, Offset::Offset(time_ms))
+                    .map_err(|err| Self::settings_error(err.to_string()))?;
+            }
+            let found = consumer.offsets_for_times(query, timeout).map_err(|err| {
+                gst::error_msg!(
+                    gst::ResourceError::OpenRead,
+                    ("cannot look up offsets for time {time_ms} in {topic}: {err}")
+                )
+            })?;
+            for element in found.elements() {
+                // No record at or after the time: start at the end.
+                if let Offset::Offset(offset) = element.offset() {
+                    starts.insert(element.partition(), offset);
+                }
+            }
+        }
+        let mut list = TopicPartitionList::new();
+        for (&partition, &start) in &starts {
+            list.add_partition_offset(topic, partition, Offset::Offset(start))
+                .map_err(|err| Self::settings_error(err.to_string()))?;
+        }
+        consumer.assign(&list).map_err(|err| {
+            gst::error_msg!(gst::ResourceError::OpenRead, ("cannot assign {topic}: {err}"))
+        })?;
+        gst::info!(CAT, imp = self, "assigned {topic} at {starts:?} (ends now {ends:?})");
+        // stop-at=end: partitions already at their end need nothing more.
+        ends.retain(|partition, end| starts.get(partition).is_some_and(|start| start < end));
+        Ok(ends)
+    }
+
+    /// Repositions every partition at the first record at or after `wall_ms`
+    /// (or at the end when there is none).
+    fn reposition(&self, started: &mut Started, wall_ms: Option<i64>) -> Result<(), KafkaError> {
+        let consumer = started.consumer.clone();
+        let timeout = started.settings.client.connect_timeout();
+        let assignment = consumer.assignment()?;
+        let mut query = TopicPartitionList::new();
+        for element in assignment.elements() {
+            let offset = wall_ms.map(Offset::Offset).unwrap_or(Offset::End);
+            query.add_partition_offset(&started.topic, element.partition(), offset)?;
+        }
+        let mut target = match wall_ms {
+            Some(_) => consumer.offsets_for_times(query, timeout)?,
+            None => query,
+        };
+        // Numeric offsets: no record at or after the time means the end.
+        let unresolved: Vec<i32> = target
+            .elements()
+            .iter()
+            .filter(|e| !matches!(e.offset(), Offset::Offset(_)))
+            .map(|e| e.partition())
+            .collect();
+        for partition in unresolved {
+            let (_, high) = consumer.fetch_watermarks(&started.topic, partition, timeout)?;
+            target.set_partition_offset(&started.topic, partition, Offset::Offset(high))?;
+        }
+        if started.settings.group_id.is_some() {
+            consumer.seek_partitions(target, timeout)?;
+        } else {
+            consumer.assign(&target)?;
+        }
+        started.tracks.clear();
+        started.pending_store = None;
+        started.discont = true;
+        Ok(())
+    }
+
+    fn bad_record(&self, started: &mut Started, message: &BorrowedMessage, why: &str) -> Outcome {
+        started.counters.bad_records += 1;
+        gst::element_imp_warning!(
+            self,
+            gst::StreamError::Decode,
+            (
+                "skipped record {}/{} offset {}: {why}",
+                message.topic(),
+                message.partition(),
+                message.offset()
+            )
+        );
+        Outcome::Skip
+    }
+
+    fn running_time_now(&self) -> Option<gst::ClockTime> {
+        let obj = self.obj();
+        let clock = obj.clock()?;
+        let base_time = obj.base_time()?;
+        clock.time().checked_sub(base_time)
+    }
+
+    /// Turns one record into a buffer, or says why it is skipped.
+    fn process(&self, started: &mut Started, message: &BorrowedMessage) -> Outcome {
+        let partition = message.partition();
+        let offset = message.offset();
+        let record_ms = message.timestamp().to_millis();
+
+        if let Some(end) = started.end_offsets.get(&partition).copied() {
+            if offset + 1 >= end {
+                started.end_offsets.remove(&partition);
+            }
+            if offset >= end {
+                return self.end_check(started);
+            }
+        } else if started.settings.stop_at == StopAt::End {
+            // A partition already at its end: records produced after start.
+            return self.end_check(started);
+        }
+        if let Some(stop_ms) = started.stop_time_ms
+            && record_ms.is_some_and(|ms| ms > stop_ms)
+        {
+            if !started.passed_stop.contains(&partition) {
+                started.passed_stop.push(partition);
+            }
+            return self.end_check(started);
+        }
+
+        started.counters.records_received += 1;
+        started.counters.last_partition = partition;
+        started.counters.last_offset = offset;
+        let payload = message.payload().unwrap_or_default();
+        started.counters.bytes_received += payload.len() as u64;
+
+        if let Some(key) = &started.settings.key
+            && message.key() != Some(key.as_bytes())
+        {
+            started.counters.filtered_key += 1;
+            return Outcome::Skip;
+        }
+        if payload.is_empty() {
+            return self.bad_record(started, message, "empty record");
+        }
+
+        let headers = message.headers();
+        let decoded = wireformat::decode(
+            headers
+                .iter()
+                .flat_map(|headers| headers.iter())
+                .map(|header| (header.key, header.value)),
+        );
+        let meta = match decoded {
+            Ok(meta) => meta,
+            Err(err) => return self.bad_record(started, message, &err.to_string()),
+        };
+
+        // Caps first: a record whose caps do not parse is skipped whole.
+        let mut new_caps = None;
+        match meta.caps {
+            Some(text) if started.caps_text.as_deref() != Some(text) => match gst::Caps::from_str(text) {
+                Ok(caps) if caps.is_fixed() => {
+                    started.caps_text = Some(text.to_string());
+                    new_caps = Some(caps);
+                }
+                _ => {
+                    let shown: String = text.chars().take(80).collect();
+                    return self.bad_record(started, message, &format!("caps do not parse: {shown:?}"));
+                }
+            },
+            Some(_) => (),
+            None if !started.caps_set || started.caps_text.is_some() => {
+                started.caps_text = None;
+                new_caps = Some(started.settings.caps.clone());
+            }
+            None => (),
+        }
+
+        if let Some(outcome) = self.check_sequence(started, &meta) {
+            return outcome;
+        }
+
+        if let Some(caps) = new_caps {
+            gst::debug!(CAT, imp = self, "caps from {partition}/{offset}: {caps}");
+            if self.obj().set_caps(&caps).is_err() {
+                gst::element_imp_warning!(
+                    self,
+                    gst::CoreError::Negotiation,
+                    ("downstream refused caps {caps} of record {partition}/{offset}")
+                );
+            }
+            started.caps_set = true;
+        }
+
+        let mut buffer = gst::Buffer::from_mut_slice(payload.to_vec());
+        {
+            let buffer = buffer.get_mut().expect("new buffer is writable");
+            match started.settings.timestamp_mode {
+                TimestampMode::Live => buffer.set_pts(self.running_time_now()),
+                TimestampMode::Original => {
+                    let anchor = *started.anchor.get_or_insert(Anchor {
+                        pts: meta.pts,
+                        wall_ms: record_ms.unwrap_or_else(unix_now_ms),
+                    });
+                    let (pts, dts) = original_times(&anchor, &meta, record_ms);
+                    buffer.set_pts(pts);
+                    buffer.set_dts(dts);
+                }
+            }
+            buffer.set_duration(meta.duration);
+            buffer.set_offset(offset as u64);
+            let mut flags = meta.flags & !gst::BufferFlags::DISCONT;
+            if std::mem::take(&mut started.discont) || meta.flags.contains(gst::BufferFlags::DISCONT) {
+                flags |= gst::BufferFlags::DISCONT;
+            }
+            buffer.set_flags(flags);
+        }
+        if let Some(ms) = record_ms {
+            let latency = unix_now_ms() - ms;
+            started.counters.latency_last_ms = latency;
+            started.counters.latency_max_ms = started.counters.latency_max_ms.max(latency);
+        }
+        started.counters.buffers_pushed += 1;
+        started.pending_store = Some((partition, offset));
+        Outcome::Push(buffer)
+    }
+
+    /// Sequence and keyframe bookkeeping of a framed record; `Some` when the
+    /// record is not to be pushed.
+    fn check_sequence(&self, started: &mut Started, meta: &RecordMeta) -> Option<Outcome> {
+        let stream = meta.stream_id.unwrap_or_default();
+        let track = match started.tracks.get_mut(stream) {
+            Some(track) => track,
+            None => started.tracks.entry(stream.to_string()).or_default(),
+        };
+        if let Some(seq) = meta.seq {
+            if let Some(last) = track.last_seq {
+                if seq <= last {
+                    started.counters.duplicates += 1;
+                    return Some(Outcome::Skip);
+                }
+                if seq > last + 1 {
+                    started.counters.sequence_gaps += 1;
+                    started.counters.lost_records += seq - last - 1;
+                    started.discont = true;
+                    gst::debug!(CAT, imp = self, "stream {stream}: {} record(s) missing before {seq}", seq - last - 1);
+                }
+            }
+            track.last_seq = Some(seq);
+        }
+        if !track.synced {
+            if meta.flags.contains(gst::BufferFlags::DELTA_UNIT) {
+                started.counters.skipped_to_keyframe += 1;
+                return Some(Outcome::Skip);
+            }
+            track.synced = true;
+            started.discont = true;
+        }
+        None
+    }
+
+    fn end_check(&self, started: &Started) -> Outcome {
+        let all_passed = started.stop_time_ms.is_some()
+            && started.partitions.iter().all(|p| started.passed_stop.contains(p));
+        let at_end = started.settings.stop_at == StopAt::End && started.end_offsets.is_empty();
+        if all_passed || at_end { Outcome::Eos } else { Outcome::Skip }
+    }
+
+    /// max-lag-ms: jump to the newest records when this one is too old and
+    /// newer ones wait behind it.
+    fn catch_up(&self, started: &mut Started, message: &BorrowedMessage) -> bool {
+        let max_lag = started.settings.max_lag_ms as i64;
+        let Some(record_ms) = message.timestamp().to_millis() else {
+            return false;
+        };
+        if max_lag == 0 || unix_now_ms() - record_ms <= max_lag {
+            return false;
+        }
+        let timeout = started.settings.client.connect_timeout();
+        let Ok((_, high)) = started
+            .consumer
+            .fetch_watermarks(message.topic(), message.partition(), timeout)
+        else {
+            return false;
+        };
+        let behind = high - message.offset() - 1;
+        if behind <= 0 {
+            return false;
+        }
+        match self.reposition(started, None) {
+            Ok(()) => {
+                started.counters.skipped_lag += behind as u64 + 1;
+                gst::info!(CAT, imp = self, "{} ms behind: skipped {} record(s) to catch up", unix_now_ms() - record_ms, behind + 1);
+                true
+            }
+            Err(err) => {
+                gst::warning!(CAT, imp = self, "cannot catch up: {err}");
+                false
+            }
+        }
+    }
+
+    fn next_buffer(&self) -> Result<gst::Buffer, gst::FlowError> {
+        loop {
+            let consumer = {
+                let mut state = self.state.lock().unwrap();
+                let State::Started(started) = &mut *state else {
+                    return Err(gst::FlowError::Flushing);
+                };
+                // The previous buffer has been pushed: its record may be committed.
+                if let Some((partition, offset)) = started.pending_store.take()
+                    && started.settings.group_id.is_some()
+                    && let Err(err) = started.consumer.store_offset(&started.topic, partition, offset)
+                {
+                    gst::debug!(CAT, imp = self, "cannot store offset {partition}/{offset}: {err}");
+                }
+                if let Some(position) = started.pending_seek.take() {
+                    let anchor = started.anchor;
+                    if let Some(anchor) = anchor {
+                        let wall_ms = anchor.wall_ms + position.mseconds() as i64;
+                        if let Err(err) = self.reposition(started, Some(wall_ms)) {
+                            gst::element_imp_error!(self, gst::ResourceError::Seek, ("seek failed: {err}"));
+                            return Err(gst::FlowError::Error);
+                        }
+                    }
+                }
+                if matches!(self.end_check(started), Outcome::Eos) {
+                    return Err(gst::FlowError::Eos);
+                }
+                started.consumer.clone()
+            };
+            let received = runtime::wait(&self.canceller, consumer.recv()).map_err(|_| gst::FlowError::Flushing)?;
+            let message = match received {
+                Ok(message) => message,
+                Err(err) => {
+                    consumer.context().hooks.error(err, "while reading records");
+                    continue;
+                }
+            };
+            let mut state = self.state.lock().unwrap();
+            let State::Started(started) = &mut *state else {
+                return Err(gst::FlowError::Flushing);
+            };
+            if self.catch_up(started, &message) {
+                continue;
+            }
+            match self.process(started, &message) {
+                Outcome::Push(buffer) => return Ok(buffer),
+                Outcome::Skip => continue,
+                Outcome::Eos => return Err(gst::FlowError::Eos),
+            }
+        }
+    }
+
+    fn stats(&self) -> gst::Structure {
+        let counters = match &*self.state.lock().unwrap() {
+            State::Started(started) => started.counters.clone(),
+            State::Stopped => Counters::default(),
+        };
+        gst::Structure::builder("kafkasrc-stats")
+            .field("records-received", counters.records_received)
+            .field("bytes-received", counters.bytes_received)
+            .field("buffers-pushed", counters.buffers_pushed)
+            .field("skipped-to-keyframe", counters.skipped_to_keyframe)
+            .field("skipped-lag", counters.skipped_lag)
+            .field("filtered-key", counters.filtered_key)
+            .field("sequence-gaps", counters.sequence_gaps)
+            .field("lost-records", counters.lost_records)
+            .field("duplicates", counters.duplicates)
+            .field("bad-records", counters.bad_records)
+            .field("latency-last-ms", counters.latency_last_ms)
+            .field("latency-max-ms", counters.latency_max_ms)
+            .field("last-partition", counters.last_partition)
+            .field("last-offset", counters.last_offset)
+            .build()
+    }
+}
+
+/// PTS and DTS in `original` mode: the recorded spacing from the anchor,
+/// from the PTS/DTS headers of the anchor's stream, otherwise from record
+/// timestamps.
+fn original_times(
+    anchor: &Anchor,
+    meta: &RecordMeta,
+    record_ms: Option<i64>,
+) -> (Option<gst::ClockTime>, Option<gst::ClockTime>) {
+    let shift = |time: gst::ClockTime, base: gst::ClockTime| time.checked_sub(base);
+    match (anchor.pts, meta.pts) {
+        (Some(base), Some(pts)) => (shift(pts, base), meta.dts.and_then(|dts| shift(dts, base))),
+        _ => {
+            let ms = record_ms.unwrap_or_else(unix_now_ms) - anchor.wall_ms;
+            (u64::try_from(ms).ok().map(gst::ClockTime::from_mseconds), None)
+        }
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for KafkaSrc {
+    const NAME: &'static str = "GstKafkaSrc";
+    type Type = super::KafkaSrc;
+    type ParentType = gst_base::PushSrc;
+}
+
+impl ObjectImpl for KafkaSrc {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            let mut properties = kafka::client_properties();
+            properties.extend([
+                glib::ParamSpecString::builder("topic")
+                    .nick("Topic")
+                    .blurb("Kafka topic to consume (required)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("group-id")
+                    .nick("Group id")
+                    .blurb("Consumer group to join: partitions are shared between members and offsets committed (unset: a private position, nothing committed)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("start-from", DEFAULT_START_FROM)
+                    .nick("Start from")
+                    .blurb("Where consumption starts (with group-id, committed offsets win over earliest/latest)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("start-time")
+                    .nick("Start time")
+                    .blurb("With start-from=timestamp: ms since the Unix epoch or an ISO 8601 date-time (2026-11-25T13:00:00Z)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("stop-at", DEFAULT_STOP_AT)
+                    .nick("Stop at")
+                    .blurb("When to send EOS")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("stop-time")
+                    .nick("Stop time")
+                    .blurb("With stop-at=timestamp: ms since the Unix epoch or an ISO 8601 date-time")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("key")
+                    .nick("Key")
+                    .blurb("Only records with this key (one camera of a shared topic)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecInt::builder("partition")
+                    .nick("Partition")
+                    .blurb("Only this partition (-1: all partitions)")
+                    .minimum(-1)
+                    .default_value(DEFAULT_PARTITION)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoxed::builder::<gst::Caps>("caps")
+                    .nick("Caps")
+                    .blurb("Caps of records that carry none (plain producers)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("timestamp-mode", DEFAULT_TIMESTAMP_MODE)
+                    .nick("Timestamp mode")
+                    .blurb("How buffers are timestamped")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("max-lag-ms")
+                    .nick("Maximum lag")
+                    .blurb("Jump to the newest records when the record read is older than this many ms (0: never)")
+                    .default_value(DEFAULT_MAX_LAG_MS)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb("Records and bytes received, skipped to keyframe or by lag, sequence gaps, duplicates, bad records, latency from record timestamp to push")
+                    .read_only()
+                    .build(),
+            ]);
+            properties
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn constructed(&self) {
+        self.parent_constructed();
+        let obj = self.obj();
+        obj.set_live(true);
+        obj.set_format(gst::Format::Time);
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut settings = self.settings.lock().unwrap();
+        if kafka::set_client_property(&mut settings.client, value, pspec) {
+            return;
+        }
+        match pspec.name() {
+            "topic" => settings.topic = value.get().expect("type checked upstream"),
+            "group-id" => settings.group_id = value.get().expect("type checked upstream"),
+            "start-from" => settings.start_from = value.get().expect("type checked upstream"),
+            "start-time" => settings.start_time = value.get().expect("type checked upstream"),
+            "stop-at" => settings.stop_at = value.get().expect("type checked upstream"),
+            "stop-time" => settings.stop_time = value.get().expect("type checked upstream"),
+            "key" => settings.key = value.get().expect("type checked upstream"),
+            "partition" => settings.partition = value.get().expect("type checked upstream"),
+            "caps" => {
+                settings.caps = value
+                    .get::<Option<gst::Caps>>()
+                    .expect("type checked upstream")
+                    .unwrap_or_else(|| gst::Caps::from_str(DEFAULT_CAPS).expect("valid default caps"))
+            }
+            "timestamp-mode" => {
+                settings.timestamp_mode = value.get().expect("type checked upstream");
+                // Replay at the recorded pace is not live; a live view is.
+                let live = settings.timestamp_mode == TimestampMode::Live;
+                drop(settings);
+                self.obj().set_live(live);
+            }
+            "max-lag-ms" => settings.max_lag_ms = value.get().expect("type checked upstream"),
+            name => unimplemented!("property {name}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        if pspec.name() == "stats" {
+            return self.stats().to_value();
+        }
+        let settings = self.settings.lock().unwrap();
+        if let Some(value) = kafka::client_property(&settings.client, pspec) {
+            return value;
+        }
+        match pspec.name() {
+            "topic" => settings.topic.to_value(),
+            "group-id" => settings.group_id.to_value(),
+            "start-from" => settings.start_from.to_value(),
+            "start-time" => settings.start_time.to_value(),
+            "stop-at" => settings.stop_at.to_value(),
+            "stop-time" => settings.stop_time.to_value(),
+            "key" => settings.key.to_value(),
+            "partition" => settings.partition.to_value(),
+            "caps" => settings.caps.to_value(),
+            "timestamp-mode" => settings.timestamp_mode.to_value(),
+            "max-lag-ms" => settings.max_lag_ms.to_value(),
+            name => unimplemented!("property {name}"),
+        }
+    }
+}
+
+impl GstObjectImpl for KafkaSrc {}
+
+impl ElementImpl for KafkaSrc {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static ELEMENT_METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "Kafka Source",
+                "Source/Network",
+                "Consumes an Apache Kafka topic, one buffer per record, rebuilding caps and timing from record headers",
+                "gst-kafka developers",
+            )
+        });
+        Some(&*ELEMENT_METADATA)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static PAD_TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            vec![
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &gst::Caps::new_any(),
+                )
+                .expect("valid pad template"),
+            ]
+        });
+        PAD_TEMPLATES.as_ref()
+    }
+}
+
+impl BaseSrcImpl for KafkaSrc {
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = self.settings.lock().unwrap().clone();
+        Self::validate(&settings)?;
+        let topic = settings.topic.clone().unwrap_or_default();
+        let start_time_ms = match settings.start_from {
+            StartFrom::Timestamp => Some(Self::parse_setting_time("start-time", settings.start_time.as_deref())?),
+            _ => None,
+        };
+        let stop_time_ms = match settings.stop_at {
+            StopAt::Timestamp => Some(Self::parse_setting_time("stop-time", settings.stop_time.as_deref())?),
+            _ => None,
+        };
+        let config = settings.client.client_config(&Self::librdkafka_defaults(&settings))?;
+        let element = self.obj().upcast_ref::<gst::Element>().clone();
+        let context = SrcContext {
+            hooks: ClientHooks::new(&element),
+        };
+        // The stream consumer wakes its futures through the runtime.
+        let consumer: Kafka = {
+            let _guard = runtime::RUNTIME.enter();
+            config.create_with_context(context).map_err(kafka::config_error)?
+        };
+        let timeout = settings.client.connect_timeout();
+        let info = kafka::describe_topic(consumer.client(), &topic, timeout).map_err(|err| {
+            let detail = consumer.context().hooks.last_error().map(|d| format!(" ({d})")).unwrap_or_default();
+            let bootstrap = &settings.client.bootstrap_servers;
+            match err {
+                TopicError::Missing => gst::error_msg!(gst::ResourceError::NotFound, ("topic {topic} does not exist")),
+                TopicError::Unreachable(reason) => gst::error_msg!(
+                    gst::ResourceError::OpenRead,
+                    ("cannot reach Kafka at {bootstrap}: {reason}{detail}")
+                ),
+                TopicError::Denied(reason) => gst::error_msg!(
+                    gst::ResourceError::NotAuthorized,
+                    ("Kafka at {bootstrap} refused access to topic {topic}: {reason}{detail}")
+                ),
+                TopicError::Other(reason) => gst::error_msg!(
+                    gst::ResourceError::OpenRead,
+                    ("cannot look up topic {topic} at {bootstrap}: {reason}{detail}")
+                ),
+            }
+        })?;
+        let partitions: Vec<i32> = if settings.partition >= 0 {
+            if settings.partition as usize >= info.partitions {
+                return Err(Self::settings_error(format!(
+                    "partition {} does not exist: topic {topic} has {} partition(s)",
+                    settings.partition, info.partitions
+                )));
+            }
+            vec![settings.partition]
+        } else {
+            (0..info.partitions as i32).collect()
+        };
+        let end_offsets = if settings.group_id.is_some() {
+            consumer.subscribe(&[topic.as_str()]).map_err(|err| {
+                gst::error_msg!(gst::ResourceError::OpenRead, ("cannot subscribe to {topic}: {err}"))
+            })?;
+            HashMap::new()
+        } else {
+            let ends = self.assign(&consumer, &settings, &topic, &partitions, start_time_ms)?;
+            if settings.stop_at == StopAt::End { ends } else { HashMap::new() }
+        };
+        gst::info!(CAT, imp = self, "consuming {topic} at {}", settings.client.bootstrap_servers);
+        *self.state.lock().unwrap() = State::Started(Box::new(Started {
+            consumer: Arc::new(consumer),
+            settings,
+            topic,
+            counters: Counters::default(),
+            tracks: HashMap::new(),
+            caps_text: None,
+            caps_set: false,
+            pending_store: None,
+            end_offsets,
+            stop_time_ms,
+            partitions,
+            passed_stop: Vec::new(),
+            anchor: None,
+            pending_seek: None,
+            discont: true,
+        }));
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        let State::Started(started) = std::mem::take(&mut *self.state.lock().unwrap()) else {
+            return Ok(());
+        };
+        if started.settings.group_id.is_some() {
+            if let Some((partition, offset)) = started.pending_store {
+                let _ = started.consumer.store_offset(&started.topic, partition, offset);
+            }
+            // Commit what was pushed so that a restart resumes right after it.
+            if let Err(err) = started.consumer.commit_consumer_state(CommitMode::Sync) {
+                gst::debug!(CAT, imp = self, "final commit: {err}");
+            }
+        }
+        gst::info!(CAT, imp = self, "stopped after {} buffers", started.counters.buffers_pushed);
+        Ok(())
+    }
+
+    fn is_seekable(&self) -> bool {
+        self.settings.lock().unwrap().timestamp_mode == TimestampMode::Original
+    }
+
+    fn do_seek(&self, segment: &mut gst::Segment) -> bool {
+        let Some(segment) = segment.downcast_ref::<gst::ClockTime>() else {
+            return false;
+        };
+        let mut state = self.state.lock().unwrap();
+        let State::Started(started) = &mut *state else {
+            return true;
+        };
+        // The initial seek to 0 before anything was read is where we are.
+        if started.anchor.is_some()
+            && let Some(position) = segment.start()
+        {
+            gst::debug!(CAT, imp = self, "seek to {position}");
+            started.pending_seek = Some(position);
+        }
+        true
+    }
+
+    fn query(&self, query: &mut gst::QueryRef) -> bool {
+        // Live mode stamps buffers with the running time they are pushed at.
+        if let gst::QueryViewMut::Latency(q) = query.view_mut()
+            && self.obj().is_live()
+        {
+            q.set(true, gst::ClockTime::ZERO, gst::ClockTime::NONE);
+            return true;
+        }
+        BaseSrcImplExt::parent_query(self, query)
+    }
+
+    fn unlock(&self) -> Result<(), gst::ErrorMessage> {
+        self.canceller.cancel();
+        Ok(())
+    }
+
+    fn unlock_stop(&self) -> Result<(), gst::ErrorMessage> {
+        self.canceller.reset();
+        Ok(())
+    }
+}
+
+impl PushSrcImpl for KafkaSrc {
+    fn create(&self, _buffer: Option<&mut gst::BufferRef>) -> Result<CreateSuccess, gst::FlowError> {
+        self.next_buffer().map(CreateSuccess::NewBuffer)
+    }
+}

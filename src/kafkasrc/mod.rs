@@ -1,0 +1,62 @@
+// SPDX-License-Identifier: MPL-2.0
+
+use gst::glib;
+use gst::prelude::*;
+
+mod imp;
+mod time;
+
+glib::wrapper! {
+    pub struct KafkaSrc(ObjectSubclass<imp::KafkaSrc>) @extends gst_base::PushSrc, gst_base::BaseSrc, gst::Element, gst::Object;
+}
+
+/// Where consumption starts.
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstKafkaSrcStartFrom")]
+pub enum StartFrom {
+    #[enum_value(name = "Latest: only records produced from now on (a live view)", nick = "latest")]
+    Latest,
+    #[enum_value(name = "Earliest: every record still in the topic", nick = "earliest")]
+    Earliest,
+    #[enum_value(name = "Committed: the consumer group's committed position (needs group-id)", nick = "committed")]
+    Committed,
+    #[enum_value(name = "Timestamp: the first record at or after start-time", nick = "timestamp")]
+    Timestamp,
+}
+
+/// Where consumption ends with EOS.
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstKafkaSrcStopAt")]
+pub enum StopAt {
+    #[enum_value(name = "Never: keep waiting for records", nick = "never")]
+    Never,
+    #[enum_value(name = "End: EOS at the end of the topic as it was at start", nick = "end")]
+    End,
+    #[enum_value(name = "Timestamp: EOS once every partition passed stop-time", nick = "timestamp")]
+    Timestamp,
+}
+
+/// How buffers are timestamped.
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstKafkaSrcTimestampMode")]
+pub enum TimestampMode {
+    #[enum_value(name = "Live: running time on arrival, lowest display latency (live source)", nick = "live")]
+    Live,
+    #[enum_value(
+        name = "Original: the recorded PTS/DTS spacing, for replay at recorded speed and seeking (not live)",
+        nick = "original"
+    )]
+    Original,
+}
+
+pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    gst::Element::register(
+        Some(plugin),
+        "kafkasrc",
+        gst::Rank::NONE,
+        KafkaSrc::static_type(),
+    )
+}
