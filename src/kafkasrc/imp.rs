@@ -254,7 +254,10 @@ impl KafkaSrc {
             ("client.id", "gst-kafkasrc".to_string()),
             // Frames are large: fetch at least one whole record per request.
             ("fetch.max.bytes", "67108864".into()),
-            ("max.partition.fetch.bytes", kafka::DEFAULT_MAX_MESSAGE_BYTES.to_string()),
+            (
+                "max.partition.fetch.bytes",
+                kafka::DEFAULT_MAX_MESSAGE_BYTES.to_string(),
+            ),
             ("fetch.wait.max.ms", "10".into()),
             ("allow.auto.create.topics", "false".into()),
         ];
@@ -267,13 +270,21 @@ impl KafkaSrc {
                 ("auto.commit.interval.ms", "1000".into()),
                 (
                     "auto.offset.reset",
-                    if settings.start_from == StartFrom::Earliest { "earliest" } else { "latest" }.into(),
+                    if settings.start_from == StartFrom::Earliest {
+                        "earliest"
+                    } else {
+                        "latest"
+                    }
+                    .into(),
                 ),
             ]),
             None => defaults.extend([
                 // librdkafka wants a group id even for a plain assignment; it
                 // is never used since nothing is committed.
-                ("group.id", format!("gst-kafkasrc-{:016x}", kafka::random_u64())),
+                (
+                    "group.id",
+                    format!("gst-kafkasrc-{:016x}", kafka::random_u64()),
+                ),
                 ("enable.auto.commit", "false".into()),
                 ("enable.auto.offset.store", "false".into()),
             ]),
@@ -336,9 +347,16 @@ impl KafkaSrc {
                 .map_err(|err| Self::settings_error(err.to_string()))?;
         }
         consumer.assign(&list).map_err(|err| {
-            gst::error_msg!(gst::ResourceError::OpenRead, ("cannot assign {topic}: {err}"))
+            gst::error_msg!(
+                gst::ResourceError::OpenRead,
+                ("cannot assign {topic}: {err}")
+            )
         })?;
-        gst::info!(CAT, imp = self, "assigned {topic} at {starts:?} (ends now {ends:?})");
+        gst::info!(
+            CAT,
+            imp = self,
+            "assigned {topic} at {starts:?} (ends now {ends:?})"
+        );
         // stop-at=end: partitions already at their end need nothing more.
         ends.retain(|partition, end| starts.get(partition).is_some_and(|start| start < end));
         Ok(ends)
@@ -460,16 +478,22 @@ impl KafkaSrc {
         // Caps first: a record whose caps do not parse is skipped whole.
         let mut new_caps = None;
         match meta.caps {
-            Some(text) if started.caps_text.as_deref() != Some(text) => match gst::Caps::from_str(text) {
-                Ok(caps) if caps.is_fixed() => {
-                    started.caps_text = Some(text.to_string());
-                    new_caps = Some(caps);
+            Some(text) if started.caps_text.as_deref() != Some(text) => {
+                match gst::Caps::from_str(text) {
+                    Ok(caps) if caps.is_fixed() => {
+                        started.caps_text = Some(text.to_string());
+                        new_caps = Some(caps);
+                    }
+                    _ => {
+                        let shown: String = text.chars().take(80).collect();
+                        return self.bad_record(
+                            started,
+                            message,
+                            &format!("caps do not parse: {shown:?}"),
+                        );
+                    }
                 }
-                _ => {
-                    let shown: String = text.chars().take(80).collect();
-                    return self.bad_record(started, message, &format!("caps do not parse: {shown:?}"));
-                }
-            },
+            }
             Some(_) => (),
             None if !started.caps_set || started.caps_text.is_some() => {
                 started.caps_text = None;
@@ -512,7 +536,9 @@ impl KafkaSrc {
             buffer.set_duration(meta.duration);
             buffer.set_offset(offset as u64);
             let mut flags = meta.flags & !gst::BufferFlags::DISCONT;
-            if std::mem::take(&mut started.discont) || meta.flags.contains(gst::BufferFlags::DISCONT) {
+            if std::mem::take(&mut started.discont)
+                || meta.flags.contains(gst::BufferFlags::DISCONT)
+            {
                 flags |= gst::BufferFlags::DISCONT;
             }
             buffer.set_flags(flags);
@@ -545,7 +571,12 @@ impl KafkaSrc {
                     started.counters.sequence_gaps += 1;
                     started.counters.lost_records += seq - last - 1;
                     started.discont = true;
-                    gst::debug!(CAT, imp = self, "stream {stream}: {} record(s) missing before {seq}", seq - last - 1);
+                    gst::debug!(
+                        CAT,
+                        imp = self,
+                        "stream {stream}: {} record(s) missing before {seq}",
+                        seq - last - 1
+                    );
                 }
             }
             track.last_seq = Some(seq);
@@ -563,9 +594,16 @@ impl KafkaSrc {
 
     fn end_check(&self, started: &Started) -> Outcome {
         let all_passed = started.stop_time_ms.is_some()
-            && started.partitions.iter().all(|p| started.passed_stop.contains(p));
+            && started
+                .partitions
+                .iter()
+                .all(|p| started.passed_stop.contains(p));
         let at_end = started.settings.stop_at == StopAt::End && started.end_offsets.is_empty();
-        if all_passed || at_end { Outcome::Eos } else { Outcome::Skip }
+        if all_passed || at_end {
+            Outcome::Eos
+        } else {
+            Outcome::Skip
+        }
     }
 
     /// max-lag-ms: jump to the newest records when this one is too old and
@@ -579,9 +617,10 @@ impl KafkaSrc {
             return false;
         }
         let timeout = started.settings.client.connect_timeout();
-        let Ok((_, high)) = started
-            .consumer
-            .fetch_watermarks(message.topic(), message.partition(), timeout)
+        let Ok((_, high)) =
+            started
+                .consumer
+                .fetch_watermarks(message.topic(), message.partition(), timeout)
         else {
             return false;
         };
@@ -592,7 +631,13 @@ impl KafkaSrc {
         match self.reposition(started, None) {
             Ok(()) => {
                 started.counters.skipped_lag += behind as u64 + 1;
-                gst::info!(CAT, imp = self, "{} ms behind: skipped {} record(s) to catch up", unix_now_ms() - record_ms, behind + 1);
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "{} ms behind: skipped {} record(s) to catch up",
+                    unix_now_ms() - record_ms,
+                    behind + 1
+                );
                 true
             }
             Err(err) => {
@@ -612,16 +657,27 @@ impl KafkaSrc {
                 // The previous buffer has been pushed: its record may be committed.
                 if let Some((partition, offset)) = started.pending_store.take()
                     && started.settings.group_id.is_some()
-                    && let Err(err) = started.consumer.store_offset(&started.topic, partition, offset)
+                    && let Err(err) =
+                        started
+                            .consumer
+                            .store_offset(&started.topic, partition, offset)
                 {
-                    gst::debug!(CAT, imp = self, "cannot store offset {partition}/{offset}: {err}");
+                    gst::debug!(
+                        CAT,
+                        imp = self,
+                        "cannot store offset {partition}/{offset}: {err}"
+                    );
                 }
                 if let Some(position) = started.pending_seek.take() {
                     let anchor = started.anchor;
                     if let Some(anchor) = anchor {
                         let wall_ms = anchor.wall_ms + position.mseconds() as i64;
                         if let Err(err) = self.reposition(started, Some(wall_ms)) {
-                            gst::element_imp_error!(self, gst::ResourceError::Seek, ("seek failed: {err}"));
+                            gst::element_imp_error!(
+                                self,
+                                gst::ResourceError::Seek,
+                                ("seek failed: {err}")
+                            );
                             return Err(gst::FlowError::Error);
                         }
                     }
@@ -631,7 +687,8 @@ impl KafkaSrc {
                 }
                 started.consumer.clone()
             };
-            let received = runtime::wait(&self.canceller, consumer.recv()).map_err(|_| gst::FlowError::Flushing)?;
+            let received = runtime::wait(&self.canceller, consumer.recv())
+                .map_err(|_| gst::FlowError::Flushing)?;
             let message = match received {
                 Ok(message) => message,
                 Err(err) => {
@@ -655,11 +712,19 @@ impl KafkaSrc {
     }
 
     fn stats(&self) -> gst::Structure {
-        let counters = match &*self.state.lock().unwrap() {
-            State::Started(started) => started.counters.clone(),
-            State::Stopped => Counters::default(),
+        let (counters, assigned) = match &*self.state.lock().unwrap() {
+            State::Started(started) => (
+                started.counters.clone(),
+                started
+                    .consumer
+                    .assignment()
+                    .map(|a| a.count() as u32)
+                    .unwrap_or(0),
+            ),
+            State::Stopped => (Counters::default(), 0),
         };
         gst::Structure::builder("kafkasrc-stats")
+            .field("assigned-partitions", assigned)
             .field("records-received", counters.records_received)
             .field("bytes-received", counters.bytes_received)
             .field("buffers-pushed", counters.buffers_pushed)
@@ -691,7 +756,10 @@ fn original_times(
         (Some(base), Some(pts)) => (shift(pts, base), meta.dts.and_then(|dts| shift(dts, base))),
         _ => {
             let ms = record_ms.unwrap_or_else(unix_now_ms) - anchor.wall_ms;
-            (u64::try_from(ms).ok().map(gst::ClockTime::from_mseconds), None)
+            (
+                u64::try_from(ms).ok().map(gst::ClockTime::from_mseconds),
+                None,
+            )
         }
     }
 }
@@ -768,7 +836,7 @@ impl ObjectImpl for KafkaSrc {
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("Records and bytes received, skipped to keyframe or by lag, sequence gaps, duplicates, bad records, latency from record timestamp to push")
+                    .blurb("Assigned partitions, records and bytes received, skipped to keyframe or by lag, sequence gaps, duplicates, bad records, latency from record timestamp to push")
                     .read_only()
                     .build(),
             ]);
@@ -802,7 +870,9 @@ impl ObjectImpl for KafkaSrc {
                 settings.caps = value
                     .get::<Option<gst::Caps>>()
                     .expect("type checked upstream")
-                    .unwrap_or_else(|| gst::Caps::from_str(DEFAULT_CAPS).expect("valid default caps"))
+                    .unwrap_or_else(|| {
+                        gst::Caps::from_str(DEFAULT_CAPS).expect("valid default caps")
+                    })
             }
             "timestamp-mode" => {
                 settings.timestamp_mode = value.get().expect("type checked upstream");
@@ -878,14 +948,22 @@ impl BaseSrcImpl for KafkaSrc {
         Self::validate(&settings)?;
         let topic = settings.topic.clone().unwrap_or_default();
         let start_time_ms = match settings.start_from {
-            StartFrom::Timestamp => Some(Self::parse_setting_time("start-time", settings.start_time.as_deref())?),
+            StartFrom::Timestamp => Some(Self::parse_setting_time(
+                "start-time",
+                settings.start_time.as_deref(),
+            )?),
             _ => None,
         };
         let stop_time_ms = match settings.stop_at {
-            StopAt::Timestamp => Some(Self::parse_setting_time("stop-time", settings.stop_time.as_deref())?),
+            StopAt::Timestamp => Some(Self::parse_setting_time(
+                "stop-time",
+                settings.stop_time.as_deref(),
+            )?),
             _ => None,
         };
-        let config = settings.client.client_config(&Self::librdkafka_defaults(&settings))?;
+        let config = settings
+            .client
+            .client_config(&Self::librdkafka_defaults(&settings))?;
         let element = self.obj().upcast_ref::<gst::Element>().clone();
         let context = SrcContext {
             hooks: ClientHooks::new(&element),
@@ -893,14 +971,24 @@ impl BaseSrcImpl for KafkaSrc {
         // The stream consumer wakes its futures through the runtime.
         let consumer: Kafka = {
             let _guard = runtime::RUNTIME.enter();
-            config.create_with_context(context).map_err(kafka::config_error)?
+            config
+                .create_with_context(context)
+                .map_err(kafka::config_error)?
         };
         let timeout = settings.client.connect_timeout();
         let info = kafka::describe_topic(consumer.client(), &topic, timeout).map_err(|err| {
-            let detail = consumer.context().hooks.last_error().map(|d| format!(" ({d})")).unwrap_or_default();
+            let detail = consumer
+                .context()
+                .hooks
+                .last_error()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default();
             let bootstrap = &settings.client.bootstrap_servers;
             match err {
-                TopicError::Missing => gst::error_msg!(gst::ResourceError::NotFound, ("topic {topic} does not exist")),
+                TopicError::Missing => gst::error_msg!(
+                    gst::ResourceError::NotFound,
+                    ("topic {topic} does not exist")
+                ),
                 TopicError::Unreachable(reason) => gst::error_msg!(
                     gst::ResourceError::OpenRead,
                     ("cannot reach Kafka at {bootstrap}: {reason}{detail}")
@@ -928,14 +1016,26 @@ impl BaseSrcImpl for KafkaSrc {
         };
         let end_offsets = if settings.group_id.is_some() {
             consumer.subscribe(&[topic.as_str()]).map_err(|err| {
-                gst::error_msg!(gst::ResourceError::OpenRead, ("cannot subscribe to {topic}: {err}"))
+                gst::error_msg!(
+                    gst::ResourceError::OpenRead,
+                    ("cannot subscribe to {topic}: {err}")
+                )
             })?;
             HashMap::new()
         } else {
             let ends = self.assign(&consumer, &settings, &topic, &partitions, start_time_ms)?;
-            if settings.stop_at == StopAt::End { ends } else { HashMap::new() }
+            if settings.stop_at == StopAt::End {
+                ends
+            } else {
+                HashMap::new()
+            }
         };
-        gst::info!(CAT, imp = self, "consuming {topic} at {}", settings.client.bootstrap_servers);
+        gst::info!(
+            CAT,
+            imp = self,
+            "consuming {topic} at {}",
+            settings.client.bootstrap_servers
+        );
         *self.state.lock().unwrap() = State::Started(Box::new(Started {
             consumer: Arc::new(consumer),
             settings,
@@ -962,14 +1062,21 @@ impl BaseSrcImpl for KafkaSrc {
         };
         if started.settings.group_id.is_some() {
             if let Some((partition, offset)) = started.pending_store {
-                let _ = started.consumer.store_offset(&started.topic, partition, offset);
+                let _ = started
+                    .consumer
+                    .store_offset(&started.topic, partition, offset);
             }
             // Commit what was pushed so that a restart resumes right after it.
             if let Err(err) = started.consumer.commit_consumer_state(CommitMode::Sync) {
                 gst::debug!(CAT, imp = self, "final commit: {err}");
             }
         }
-        gst::info!(CAT, imp = self, "stopped after {} buffers", started.counters.buffers_pushed);
+        gst::info!(
+            CAT,
+            imp = self,
+            "stopped after {} buffers",
+            started.counters.buffers_pushed
+        );
         Ok(())
     }
 
@@ -1018,7 +1125,10 @@ impl BaseSrcImpl for KafkaSrc {
 }
 
 impl PushSrcImpl for KafkaSrc {
-    fn create(&self, _buffer: Option<&mut gst::BufferRef>) -> Result<CreateSuccess, gst::FlowError> {
+    fn create(
+        &self,
+        _buffer: Option<&mut gst::BufferRef>,
+    ) -> Result<CreateSuccess, gst::FlowError> {
         self.next_buffer().map(CreateSuccess::NewBuffer)
     }
 }

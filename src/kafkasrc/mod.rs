@@ -15,13 +15,22 @@ glib::wrapper! {
 #[repr(u32)]
 #[enum_type(name = "GstKafkaSrcStartFrom")]
 pub enum StartFrom {
-    #[enum_value(name = "Latest: only records produced from now on (a live view)", nick = "latest")]
+    #[enum_value(
+        name = "Latest: only records produced from now on (a live view)",
+        nick = "latest"
+    )]
     Latest,
     #[enum_value(name = "Earliest: every record still in the topic", nick = "earliest")]
     Earliest,
-    #[enum_value(name = "Committed: the consumer group's committed position (needs group-id)", nick = "committed")]
+    #[enum_value(
+        name = "Committed: the consumer group's committed position (needs group-id)",
+        nick = "committed"
+    )]
     Committed,
-    #[enum_value(name = "Timestamp: the first record at or after start-time", nick = "timestamp")]
+    #[enum_value(
+        name = "Timestamp: the first record at or after start-time",
+        nick = "timestamp"
+    )]
     Timestamp,
 }
 
@@ -32,9 +41,15 @@ pub enum StartFrom {
 pub enum StopAt {
     #[enum_value(name = "Never: keep waiting for records", nick = "never")]
     Never,
-    #[enum_value(name = "End: EOS at the end of the topic as it was at start", nick = "end")]
+    #[enum_value(
+        name = "End: EOS at the end of the topic as it was at start",
+        nick = "end"
+    )]
     End,
-    #[enum_value(name = "Timestamp: EOS once every partition passed stop-time", nick = "timestamp")]
+    #[enum_value(
+        name = "Timestamp: EOS once every partition passed stop-time",
+        nick = "timestamp"
+    )]
     Timestamp,
 }
 
@@ -43,7 +58,10 @@ pub enum StopAt {
 #[repr(u32)]
 #[enum_type(name = "GstKafkaSrcTimestampMode")]
 pub enum TimestampMode {
-    #[enum_value(name = "Live: running time on arrival, lowest display latency (live source)", nick = "live")]
+    #[enum_value(
+        name = "Live: running time on arrival, lowest display latency (live source)",
+        nick = "live"
+    )]
     Live,
     #[enum_value(
         name = "Original: the recorded PTS/DTS spacing, for replay at recorded speed and seeking (not live)",

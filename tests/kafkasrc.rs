@@ -1,0 +1,617 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! kafkasrc against the real Apache Kafka broker: records written by
+//! kafkasink or by an independent rdkafka producer, read back through
+//! appsink.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use gst::prelude::*;
+use rdkafka::config::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn pipeline(description: &str) -> gst::Pipeline {
+    init();
+    gst::parse::launch(description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap()
+}
+
+/// A kafkasrc named `src` feeding an appsink named `out`.
+fn source(properties: &str) -> (gst::Pipeline, gst_app::AppSink) {
+    source_into(properties, "")
+}
+
+fn source_into(properties: &str, between: &str) -> (gst::Pipeline, gst_app::AppSink) {
+    let pipeline = pipeline(&format!(
+        "kafkasrc name=src bootstrap-servers={} {properties} ! {between} appsink name=out sync=false",
+        bootstrap()
+    ));
+    let appsink = pipeline
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    (pipeline, appsink)
+}
+
+fn pull(appsink: &gst_app::AppSink) -> gst::Sample {
+    appsink
+        .try_pull_sample(gst::ClockTime::from_seconds(30))
+        .expect("a buffer within 30 s")
+}
+
+/// Pulls until EOS, failing on a pipeline error.
+fn pull_to_eos(pipeline: &gst::Pipeline, appsink: &gst_app::AppSink) -> Vec<gst::Sample> {
+    pull_to_eos_with_warnings(pipeline, appsink).0
+}
+
+/// Pulls until EOS, failing on a pipeline error; also returns the warnings.
+fn pull_to_eos_with_warnings(
+    pipeline: &gst::Pipeline,
+    appsink: &gst_app::AppSink,
+) -> (Vec<gst::Sample>, Vec<String>) {
+    let bus = pipeline.bus().unwrap();
+    let (mut samples, mut warnings) = (Vec::new(), Vec::new());
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        assert!(Instant::now() < deadline, "no EOS within {TIMEOUT:?}");
+        let sample = appsink.try_pull_sample(gst::ClockTime::from_mseconds(200));
+        while let Some(message) = bus.pop() {
+            match message.view() {
+                gst::MessageView::Error(err) => panic!("pipeline error: {err:?}"),
+                gst::MessageView::Warning(w) => warnings.push(w.error().message().to_string()),
+                _ => (),
+            }
+        }
+        match sample {
+            Some(sample) => samples.push(sample),
+            None if appsink.is_eos() => return (samples, warnings),
+            None => (),
+        }
+    }
+}
+
+fn value(sample: &gst::Sample) -> Vec<u8> {
+    sample.buffer().unwrap().map_readable().unwrap().to_vec()
+}
+
+fn stats(pipeline: &gst::Pipeline) -> gst::Structure {
+    pipeline.by_name("src").unwrap().property("stats")
+}
+
+fn producer() -> BaseProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .unwrap()
+}
+
+/// Plain records `prefix-0`, `prefix-1`, … with the given timestamps.
+fn produce_timed(topic: &str, prefix: &str, timestamps: &[i64]) {
+    let producer = producer();
+    for (i, ts) in timestamps.iter().enumerate() {
+        let value = format!("{prefix}-{i}");
+        producer
+            .send(
+                BaseRecord::<(), _>::to(topic)
+                    .payload(&value)
+                    .timestamp(*ts),
+            )
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+}
+
+fn values(prefix: &str, range: std::ops::Range<usize>) -> Vec<Vec<u8>> {
+    range
+        .map(|i| format!("{prefix}-{i}").into_bytes())
+        .collect()
+}
+
+/// Writes `n` JPEG frames with kafkasink and returns what it wrote.
+fn write_jpeg_frames(topic: &str, n: usize) -> Vec<Record> {
+    let writer = pipeline(&format!(
+        "videotestsrc num-buffers={n} ! video/x-raw,width=160,height=120,framerate=30/1 ! jpegenc \
+         ! kafkasink topic={topic} bootstrap-servers={} create-topic=true",
+        bootstrap()
+    ));
+    assert!(matches!(run(&writer, TIMEOUT), End::Eos));
+    read_topic(topic)
+}
+
+#[test]
+fn round_trip_with_kafkasink_in_original_mode() {
+    let topic = unique_topic("src-round-trip");
+    let records = write_jpeg_frames(&topic, 20);
+    let (pipeline, appsink) = source(&format!(
+        "topic={topic} start-from=earliest stop-at=end timestamp-mode=original"
+    ));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let samples = pull_to_eos(&pipeline, &appsink);
+    let stats = stats(&pipeline);
+    pipeline.set_state(gst::State::Null).unwrap();
+
+    assert_eq!(samples.len(), records.len());
+    for (sample, record) in samples.iter().zip(&records) {
+        assert_eq!(value(sample), record.value);
+        let caps: gst::Caps = record.header("gst-caps").unwrap().parse().unwrap();
+        assert_eq!(sample.caps().unwrap(), &caps);
+        let buffer = sample.buffer().unwrap();
+        let pts: u64 = record.header("gst-pts").unwrap().parse().unwrap();
+        assert_eq!(buffer.pts(), Some(gst::ClockTime::from_nseconds(pts)));
+        let duration: u64 = record.header("gst-duration").unwrap().parse().unwrap();
+        assert_eq!(
+            buffer.duration(),
+            Some(gst::ClockTime::from_nseconds(duration))
+        );
+    }
+    assert!(
+        samples[0]
+            .buffer()
+            .unwrap()
+            .flags()
+            .contains(gst::BufferFlags::DISCONT)
+    );
+    assert!(
+        !samples[1]
+            .buffer()
+            .unwrap()
+            .flags()
+            .contains(gst::BufferFlags::DISCONT)
+    );
+    assert_eq!(stats.get::<u64>("buffers-pushed").unwrap(), 20);
+    assert_eq!(stats.get::<u64>("sequence-gaps").unwrap(), 0);
+    assert_eq!(stats.get::<u64>("bad-records").unwrap(), 0);
+}
+
+#[test]
+fn plain_records_get_the_caps_property() {
+    let topic = unique_topic("src-plain");
+    create_topic(&topic, 1, &[]);
+    produce_plain(&topic, &values("plain", 0..3));
+    let (pipeline, appsink) = source(&format!(
+        "topic={topic} start-from=earliest stop-at=end caps=\"image/jpeg,framerate=(fraction)5/1\""
+    ));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let samples = pull_to_eos(&pipeline, &appsink);
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert_eq!(
+        samples.iter().map(value).collect::<Vec<_>>(),
+        values("plain", 0..3)
+    );
+    let caps = samples[0].caps().unwrap().structure(0).unwrap().to_owned();
+    assert_eq!(caps.name(), "image/jpeg");
+    assert_eq!(
+        caps.get::<gst::Fraction>("framerate").unwrap(),
+        gst::Fraction::new(5, 1)
+    );
+
+    // Without the property: image/jpeg, as the tutorial's producer writes.
+    let (pipeline, appsink) = source(&format!("topic={topic} start-from=earliest stop-at=end"));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let samples = pull_to_eos(&pipeline, &appsink);
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert_eq!(samples.len(), 3);
+    assert_eq!(samples[0].caps().unwrap().to_string(), "image/jpeg");
+}
+
+#[test]
+fn latest_sees_only_records_produced_after_start() {
+    let topic = unique_topic("src-latest");
+    create_topic(&topic, 2, &[]);
+    produce_plain(&topic, &values("old", 0..5));
+    let (pipeline, appsink) = source(&format!("topic={topic}"));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    produce_plain(&topic, &values("new", 0..3));
+    let mut got: Vec<Vec<u8>> = (0..3).map(|_| value(&pull(&appsink))).collect();
+    got.sort();
+    assert_eq!(got, values("new", 0..3));
+    assert!(
+        appsink
+            .try_pull_sample(gst::ClockTime::from_mseconds(300))
+            .is_none()
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn timestamp_starts_at_the_first_record_at_or_after_start_time() {
+    let topic = unique_topic("src-timestamp");
+    create_topic(&topic, 1, &[]);
+    let base = 1_795_000_000_000i64;
+    let timestamps: Vec<i64> = (0..10).map(|i| base + i * 1000).collect();
+    produce_timed(&topic, "t", &timestamps);
+    for start_time in [
+        (base + 4500).to_string(),
+        "2026-11-18T11:06:44.500Z".to_string(),
+    ] {
+        // base + 4500 ms is 2026-11-18T11:06:44.500Z.
+        let (pipeline, appsink) = source(&format!(
+            "topic={topic} start-from=timestamp start-time={start_time} stop-at=end"
+        ));
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let samples = pull_to_eos(&pipeline, &appsink);
+        pipeline.set_state(gst::State::Null).unwrap();
+        assert_eq!(
+            samples.iter().map(value).collect::<Vec<_>>(),
+            values("t", 5..10),
+            "{start_time}"
+        );
+    }
+}
+
+#[test]
+fn stop_at_timestamp_ends_after_the_last_record_before_it() {
+    let topic = unique_topic("src-stop-time");
+    create_topic(&topic, 1, &[]);
+    let base = 1_795_000_000_000i64;
+    let timestamps: Vec<i64> = (0..10).map(|i| base + i * 1000).collect();
+    produce_timed(&topic, "s", &timestamps);
+    let (pipeline, appsink) = source(&format!(
+        "topic={topic} start-from=earliest stop-at=timestamp stop-time={}",
+        base + 3000
+    ));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let samples = pull_to_eos(&pipeline, &appsink);
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert_eq!(
+        samples.iter().map(value).collect::<Vec<_>>(),
+        values("s", 0..4)
+    );
+}
+
+#[test]
+fn seek_in_original_mode_lands_on_the_right_record() {
+    let topic = unique_topic("src-seek");
+    create_topic(&topic, 1, &[]);
+    let base = 1_795_000_000_000i64;
+    let timestamps: Vec<i64> = (0..10).map(|i| base + i * 1000).collect();
+    produce_timed(&topic, "k", &timestamps);
+    let (pipeline, appsink) = source(&format!(
+        "topic={topic} start-from=earliest timestamp-mode=original"
+    ));
+    appsink.set_max_buffers(1);
+    pipeline.set_state(gst::State::Paused).unwrap();
+    pipeline.state(gst::ClockTime::from_seconds(30)).0.unwrap();
+    let first = appsink
+        .try_pull_preroll(gst::ClockTime::from_seconds(10))
+        .unwrap();
+    assert_eq!(value(&first), b"k-0");
+    assert_eq!(first.buffer().unwrap().pts(), Some(gst::ClockTime::ZERO));
+
+    pipeline
+        .seek_simple(gst::SeekFlags::FLUSH, gst::ClockTime::from_mseconds(6500))
+        .unwrap();
+    pipeline.state(gst::ClockTime::from_seconds(30)).0.unwrap();
+    let landed = appsink
+        .try_pull_preroll(gst::ClockTime::from_seconds(10))
+        .unwrap();
+    assert_eq!(value(&landed), b"k-7");
+    assert_eq!(
+        landed.buffer().unwrap().pts(),
+        Some(gst::ClockTime::from_seconds(7))
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn stop_at_end_on_an_empty_topic_is_immediate_eos() {
+    let topic = unique_topic("src-empty");
+    create_topic(&topic, 3, &[]);
+    let (pipeline, appsink) = source(&format!("topic={topic} start-from=earliest stop-at=end"));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    assert!(pull_to_eos(&pipeline, &appsink).is_empty());
+    pipeline.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn consumer_group_resumes_after_restart_without_gap_or_repeat() {
+    let topic = unique_topic("src-group");
+    let group = unique_topic("group");
+    create_topic(&topic, 1, &[]);
+    produce_plain(&topic, &values("g", 0..10));
+    let properties = format!("topic={topic} group-id={group} start-from=earliest");
+
+    let (pipeline, appsink) = source(&properties);
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let first: Vec<Vec<u8>> = (0..10).map(|_| value(&pull(&appsink))).collect();
+    assert_eq!(first, values("g", 0..10));
+    pipeline.set_state(gst::State::Null).unwrap();
+
+    produce_plain(&topic, &values("h", 0..5));
+    let (pipeline, appsink) = source(&properties);
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let second: Vec<Vec<u8>> = (0..5).map(|_| value(&pull(&appsink))).collect();
+    assert_eq!(second, values("h", 0..5));
+    assert!(
+        appsink
+            .try_pull_sample(gst::ClockTime::from_mseconds(300))
+            .is_none()
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn two_group_members_split_partitions_without_overlap() {
+    let topic = unique_topic("src-split");
+    let group = unique_topic("split");
+    create_topic(&topic, 4, &[]);
+    let properties = format!("topic={topic} group-id={group} start-from=earliest");
+    let (a, a_sink) = source(&properties);
+    let (b, b_sink) = source(&properties);
+    a.set_state(gst::State::Playing).unwrap();
+    b.set_state(gst::State::Playing).unwrap();
+    let assigned = |p: &gst::Pipeline| stats(p).get::<u32>("assigned-partitions").unwrap();
+    assert!(
+        wait_until(TIMEOUT, || {
+            let (x, y) = (assigned(&a), assigned(&b));
+            x > 0 && y > 0 && x + y == 4
+        }),
+        "partitions not split: {} and {}",
+        assigned(&a),
+        assigned(&b)
+    );
+
+    let producer = producer();
+    for i in 0..40 {
+        let value = format!("m-{i}");
+        producer
+            .send(
+                BaseRecord::<(), _>::to(&topic)
+                    .payload(&value)
+                    .partition(i % 4),
+            )
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+
+    let mut seen = Vec::new();
+    let (mut from_a, mut from_b) = (0, 0);
+    let deadline = Instant::now() + TIMEOUT;
+    while seen.len() < 40 && Instant::now() < deadline {
+        if let Some(s) = a_sink.try_pull_sample(gst::ClockTime::from_mseconds(50)) {
+            seen.push(value(&s));
+            from_a += 1;
+        }
+        if let Some(s) = b_sink.try_pull_sample(gst::ClockTime::from_mseconds(50)) {
+            seen.push(value(&s));
+            from_b += 1;
+        }
+    }
+    a.set_state(gst::State::Null).unwrap();
+    b.set_state(gst::State::Null).unwrap();
+    seen.sort();
+    let mut expected = values("m", 0..40);
+    expected.sort();
+    assert_eq!(seen, expected);
+    assert!(from_a > 0 && from_b > 0, "{from_a} / {from_b}");
+}
+
+#[test]
+fn key_keeps_one_camera() {
+    let topic = unique_topic("src-key");
+    create_topic(&topic, 1, &[]);
+    let producer = producer();
+    for i in 0..6 {
+        let key = if i % 2 == 0 { "door" } else { "yard" };
+        let value = format!("{key}-{i}");
+        producer
+            .send(BaseRecord::to(&topic).key(key).payload(&value))
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let (pipeline, appsink) = source(&format!(
+        "topic={topic} key=yard start-from=earliest stop-at=end"
+    ));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let samples = pull_to_eos(&pipeline, &appsink);
+    let stats = stats(&pipeline);
+    pipeline.set_state(gst::State::Null).unwrap();
+    let got: Vec<Vec<u8>> = samples.iter().map(value).collect();
+    assert_eq!(
+        got,
+        vec![b"yard-1".to_vec(), b"yard-3".to_vec(), b"yard-5".to_vec()]
+    );
+    assert_eq!(stats.get::<u64>("filtered-key").unwrap(), 3);
+}
+
+#[test]
+fn h264_joined_mid_way_starts_at_a_keyframe_and_decodes() {
+    let topic = unique_topic("src-h264");
+    let writer = pipeline(&format!(
+        "videotestsrc num-buffers=90 is-live=true ! video/x-raw,width=160,height=120,framerate=30/1 \
+         ! openh264enc gop-size=30 ! h264parse config-interval=-1 ! video/x-h264,stream-format=byte-stream,alignment=au \
+         ! kafkasink topic={topic} bootstrap-servers={} create-topic=true",
+        bootstrap()
+    ));
+    assert!(matches!(run(&writer, TIMEOUT), End::Eos));
+    let records = read_topic(&topic);
+    assert_eq!(records.len(), 90);
+    let keyframes: Vec<usize> = records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| {
+            !r.header("gst-flags")
+                .unwrap_or_default()
+                .contains("delta-unit")
+        })
+        .map(|(i, _)| i)
+        .collect();
+    assert!(keyframes.len() >= 2 && keyframes[0] == 0, "{keyframes:?}");
+    // Join on a delta frame between the first two keyframes.
+    let join = keyframes[0] + 5;
+    let start_time = records[join].timestamp_ms.unwrap();
+    assert_ne!(start_time, records[join - 1].timestamp_ms.unwrap());
+
+    let (pipeline, appsink) = source_into(
+        &format!("topic={topic} start-from=timestamp start-time={start_time} stop-at=end"),
+        "h264parse ! openh264dec ! videoconvert ! video/x-raw,format=I420 !",
+    );
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let samples = pull_to_eos(&pipeline, &appsink);
+    let stats = stats(&pipeline);
+    pipeline.set_state(gst::State::Null).unwrap();
+    let skipped = keyframes[1] - join;
+    assert_eq!(
+        stats.get::<u64>("skipped-to-keyframe").unwrap(),
+        skipped as u64
+    );
+    assert_eq!(
+        samples.len(),
+        90 - keyframes[1],
+        "every frame from the keyframe on decodes"
+    );
+}
+
+#[test]
+fn null_while_idle_returns_within_a_second() {
+    let topic = unique_topic("src-idle");
+    create_topic(&topic, 1, &[]);
+    let (pipeline, _appsink) = source(&format!("topic={topic}"));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    pipeline.state(gst::ClockTime::from_seconds(10)).0.unwrap();
+    let started = Instant::now();
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn corrupt_records_are_skipped_and_counted() {
+    let topic = unique_topic("src-corrupt");
+    create_topic(&topic, 1, &[]);
+    let producer = producer();
+    let send = |payload: &[u8], headers: &[(&str, &[u8])]| {
+        let mut owned = OwnedHeaders::new();
+        for (key, value) in headers {
+            owned = owned.insert(Header {
+                key,
+                value: Some(*value),
+            });
+        }
+        producer
+            .send(
+                BaseRecord::<(), _>::to(&topic)
+                    .payload(payload)
+                    .headers(owned),
+            )
+            .unwrap();
+    };
+    send(b"", &[]);
+    send(b"bad-seq", &[("gst-seq", b"abc")]);
+    send(b"bad-caps", &[("gst-caps", b"not caps ((")]);
+    send(b"future", &[("gst-version", b"9")]);
+    send(b"good", &[("gst-caps", b"image/jpeg"), ("gst-seq", b"0")]);
+    producer.flush(Duration::from_secs(30)).unwrap();
+
+    let (pipeline, appsink) = source(&format!("topic={topic} start-from=earliest stop-at=end"));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let (samples, warnings) = pull_to_eos_with_warnings(&pipeline, &appsink);
+    let stats = stats(&pipeline);
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert_eq!(
+        samples.iter().map(value).collect::<Vec<_>>(),
+        vec![b"good".to_vec()]
+    );
+    assert_eq!(stats.get::<u64>("bad-records").unwrap(), 4);
+    assert_eq!(warnings.len(), 4, "{warnings:?}");
+    assert!(
+        warnings[0].contains(&format!("{topic}/0 offset 0: empty record")),
+        "{warnings:?}"
+    );
+    assert!(warnings[2].contains("caps do not parse"), "{warnings:?}");
+}
+
+#[test]
+fn sequence_gaps_and_duplicates_are_counted() {
+    let topic = unique_topic("src-seq");
+    create_topic(&topic, 1, &[]);
+    let producer = producer();
+    for seq in ["0", "1", "1", "4", "5"] {
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "gst-stream-id",
+                value: Some("cam"),
+            })
+            .insert(Header {
+                key: "gst-seq",
+                value: Some(seq),
+            });
+        producer
+            .send(
+                BaseRecord::<(), _>::to(&topic)
+                    .payload(seq)
+                    .headers(headers),
+            )
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let (pipeline, appsink) = source(&format!("topic={topic} start-from=earliest stop-at=end"));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let samples = pull_to_eos(&pipeline, &appsink);
+    let stats = stats(&pipeline);
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert_eq!(
+        samples.iter().map(value).collect::<Vec<_>>(),
+        vec![b"0".to_vec(), b"1".to_vec(), b"4".to_vec(), b"5".to_vec()]
+    );
+    assert!(
+        samples[2]
+            .buffer()
+            .unwrap()
+            .flags()
+            .contains(gst::BufferFlags::DISCONT)
+    );
+    assert!(
+        !samples[3]
+            .buffer()
+            .unwrap()
+            .flags()
+            .contains(gst::BufferFlags::DISCONT)
+    );
+    assert_eq!(stats.get::<u64>("duplicates").unwrap(), 1);
+    assert_eq!(stats.get::<u64>("sequence-gaps").unwrap(), 1);
+    assert_eq!(stats.get::<u64>("lost-records").unwrap(), 2);
+}
+
+#[test]
+fn missing_topic_and_bad_settings_are_clear_errors() {
+    let cases = [
+        (
+            format!("topic={}", unique_topic("src-none")),
+            "does not exist",
+        ),
+        (
+            "start-from=earliest".to_string(),
+            "topic property is not set",
+        ),
+        (
+            "topic=x start-from=committed".to_string(),
+            "needs a group-id",
+        ),
+        (
+            "topic=x start-from=timestamp start-time=yesterday".to_string(),
+            "start-time",
+        ),
+        (
+            "topic=x group-id=g partition=0".to_string(),
+            "cannot be combined with group-id",
+        ),
+    ];
+    for (properties, expected) in cases {
+        let (pipeline, _) = source(&properties);
+        let message = expect_error(run(&pipeline, TIMEOUT));
+        assert!(message.contains(expected), "{properties}: {message}");
+    }
+}
