@@ -8,12 +8,14 @@ use gst::glib;
 mod kafka;
 mod kafkasink;
 mod kafkasrc;
+mod mjpeghttpsink;
 mod runtime;
 pub mod wireformat;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     kafkasink::register(plugin)?;
     kafkasrc::register(plugin)?;
+    mjpeghttpsink::register(plugin)?;
     Ok(())
 }
 

@@ -1,0 +1,476 @@
+// SPDX-License-Identifier: MPL-2.0
+
+/**
+ * SECTION:element-mjpeghttpsink
+ *
+ * Serves the newest JPEG to any number of browsers as
+ * `multipart/x-mixed-replace` (MJPEG over HTTP), from an HTTP server running
+ * inside the pipeline.
+ *
+ * Endpoints: the stream at `path` (default `/video_feed`), `/` (a page
+ * showing every stream of the server), `/snapshot.jpg` (the newest frame;
+ * `?stream=<path>` picks a stream), `/stats` (JSON: clients, frames sent and
+ * skipped, input fps). `HEAD` and `OPTIONS` are answered; CORS headers only
+ * when `cors-origin` is set.
+ *
+ * Each frame is assembled once and shared by every client without copying
+ * the JPEG. A slow client gets fewer frames (latest-frame-wins), never a
+ * backlog, and never slows the pipeline or other clients; one whose writes
+ * stall past `send-timeout-ms` is dropped. When the input is idle the last
+ * frame is resent every `keepalive-ms` so browsers paint it.
+ *
+ * Several sinks of one process may share an address and port with
+ * different paths (a dashboard of cameras on one port).
+ *
+ * The server listens on 127.0.0.1 by default: set `address=0.0.0.0` to
+ * expose the camera to the network, preferably with `auth`.
+ *
+ * ## Example launch lines
+ * |[
+ * gst-launch-1.0 kafkasrc topic=cam1 ! mjpeghttpsink port=8080
+ * gst-launch-1.0 videotestsrc is-live=true ! jpegenc ! mjpeghttpsink address=0.0.0.0 auth=viewer:secret auth-token=s3cr3t
+ * ]|
+ *
+ * ## Signals
+ * `client-added (address, user-agent)` and `client-removed (address)`.
+ */
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+use gst_base::subclass::prelude::*;
+
+use super::server::Server;
+use super::stream::{Frame, Published, Stream, StreamConfig};
+
+const DEFAULT_ADDRESS: &str = "127.0.0.1";
+const DEFAULT_PORT: u32 = 8080;
+const DEFAULT_PATH: &str = "/video_feed";
+const DEFAULT_MAX_CLIENTS: u32 = 0;
+const DEFAULT_MAX_FPS: u32 = 0;
+const DEFAULT_KEEPALIVE_MS: u32 = 1000;
+const DEFAULT_SEND_TIMEOUT_MS: u32 = 5000;
+
+#[derive(Debug, Clone)]
+struct Settings {
+    address: String,
+    port: u32,
+    path: String,
+    max_clients: u32,
+    max_fps: u32,
+    keepalive_ms: u32,
+    send_timeout_ms: u32,
+    cors_origin: Option<String>,
+    auth: Option<String>,
+    auth_token: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            address: DEFAULT_ADDRESS.into(),
+            port: DEFAULT_PORT,
+            path: DEFAULT_PATH.into(),
+            max_clients: DEFAULT_MAX_CLIENTS,
+            max_fps: DEFAULT_MAX_FPS,
+            keepalive_ms: DEFAULT_KEEPALIVE_MS,
+            send_timeout_ms: DEFAULT_SEND_TIMEOUT_MS,
+            cors_origin: None,
+            auth: None,
+            auth_token: None,
+        }
+    }
+}
+
+struct Started {
+    server: Arc<Server>,
+    stream: Arc<Stream>,
+    requested: SocketAddr,
+    seq: u64,
+    last_not_jpeg_warning: Option<std::time::Instant>,
+}
+
+#[derive(Default)]
+enum State {
+    #[default]
+    Stopped,
+    Started(Box<Started>),
+}
+
+#[derive(Default)]
+pub struct MjpegHttpSink {
+    settings: Mutex<Settings>,
+    state: Mutex<State>,
+}
+
+pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "mjpeghttpsink",
+        gst::DebugColorFlags::empty(),
+        Some("MJPEG over HTTP sink"),
+    )
+});
+
+/// A JPEG starts with SOI and ends with EOI (some encoders pad after it).
+fn looks_like_jpeg(data: &[u8]) -> bool {
+    let end = data.len()
+        - data
+            .iter()
+            .rev()
+            .take_while(|b| **b == 0)
+            .count()
+            .min(data.len());
+    data.len() >= 4 && data.starts_with(&[0xff, 0xd8]) && data[..end].ends_with(&[0xff, 0xd9])
+}
+
+impl MjpegHttpSink {
+    fn publish(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let map = buffer.clone().into_mapped_buffer_readable().map_err(|_| {
+            gst::element_imp_error!(self, gst::ResourceError::Read, ("cannot map buffer"));
+            gst::FlowError::Error
+        })?;
+        let mut state = self.state.lock().unwrap();
+        let State::Started(started) = &mut *state else {
+            return Err(gst::FlowError::Flushing);
+        };
+        if !looks_like_jpeg(map.as_slice()) {
+            started.stream.input.lock().unwrap().not_jpeg += 1;
+            let warn = started
+                .last_not_jpeg_warning
+                .is_none_or(|at| at.elapsed() >= Duration::from_secs(1));
+            if warn {
+                started.last_not_jpeg_warning = Some(std::time::Instant::now());
+                drop(state);
+                gst::element_imp_warning!(
+                    self,
+                    gst::StreamError::Format,
+                    (
+                        "skipped a buffer of {} bytes that is not a JPEG (no SOI/EOI markers)",
+                        map.len()
+                    )
+                );
+            }
+            return Ok(gst::FlowSuccess::Ok);
+        }
+        started.seq += 1;
+        let frame = Frame::new(started.seq, Bytes::from_owner(map), SystemTime::now());
+        started.stream.input.lock().unwrap().frame_arrived();
+        started
+            .stream
+            .published
+            .send_replace(Published::Frame(Arc::new(frame)));
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    fn stats(&self) -> gst::Structure {
+        let state = self.state.lock().unwrap();
+        let State::Started(started) = &*state else {
+            return gst::Structure::builder("mjpeghttpsink-stats")
+                .field("clients", 0u32)
+                .build();
+        };
+        let input = started.stream.input.lock().unwrap();
+        let clients = started.stream.clients.lock().unwrap();
+        let (mut sent, mut skipped, mut bytes) = (0u64, 0u64, 0u64);
+        for client in clients.values() {
+            sent += client.frames_sent;
+            skipped += client.frames_skipped;
+            bytes += client.bytes;
+        }
+        gst::Structure::builder("mjpeghttpsink-stats")
+            .field("clients", clients.len() as u32)
+            .field("frames-in", input.frames_in)
+            .field("not-jpeg", input.not_jpeg)
+            .field("input-fps", input.fps)
+            .field("frames-sent", sent)
+            .field("frames-skipped", skipped)
+            .field("bytes-sent", bytes)
+            .build()
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for MjpegHttpSink {
+    const NAME: &'static str = "GstMjpegHttpSink";
+    type Type = super::MjpegHttpSink;
+    type ParentType = gst_base::BaseSink;
+}
+
+impl ObjectImpl for MjpegHttpSink {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecString::builder("address")
+                    .nick("Address")
+                    .blurb("Address to listen on (0.0.0.0 exposes the stream to the network)")
+                    .default_value(Some(DEFAULT_ADDRESS))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("port")
+                    .nick("Port")
+                    .blurb("TCP port to listen on (0: any free port, see bound-port)")
+                    .maximum(65535)
+                    .default_value(DEFAULT_PORT)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("bound-port")
+                    .nick("Bound port")
+                    .blurb("The port the server listens on, once started")
+                    .maximum(65535)
+                    .read_only()
+                    .build(),
+                glib::ParamSpecString::builder("path")
+                    .nick("Path")
+                    .blurb("URL path of the MJPEG stream")
+                    .default_value(Some(DEFAULT_PATH))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("max-clients")
+                    .nick("Maximum clients")
+                    .blurb("Stream clients served at once; more get 503 (0: unlimited)")
+                    .default_value(DEFAULT_MAX_CLIENTS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("max-fps")
+                    .nick("Maximum fps")
+                    .blurb("Frames per second sent to each client at most (0: every frame)")
+                    .maximum(1000)
+                    .default_value(DEFAULT_MAX_FPS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("keepalive-ms")
+                    .nick("Keepalive")
+                    .blurb("Resend the last frame when the input is idle this long, so browsers paint it")
+                    .minimum(10)
+                    .default_value(DEFAULT_KEEPALIVE_MS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("send-timeout-ms")
+                    .nick("Send timeout")
+                    .blurb("Drop a client whose socket accepts nothing for this long")
+                    .minimum(10)
+                    .default_value(DEFAULT_SEND_TIMEOUT_MS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("cors-origin")
+                    .nick("CORS origin")
+                    .blurb("Access-Control-Allow-Origin value (unset: no CORS headers)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("auth")
+                    .nick("Basic auth")
+                    .blurb("user:password required (HTTP basic auth) on every endpoint")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("auth-token")
+                    .nick("Auth token")
+                    .blurb("Token accepted as ?token=… instead of basic auth (an <img> cannot send headers)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb("Clients, frames in, non-JPEG buffers skipped, input fps, frames sent and skipped, bytes sent")
+                    .read_only()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn signals() -> &'static [glib::subclass::Signal] {
+        static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> = LazyLock::new(|| {
+            vec![
+                glib::subclass::Signal::builder("client-added")
+                    .param_types([String::static_type(), String::static_type()])
+                    .build(),
+                glib::subclass::Signal::builder("client-removed")
+                    .param_types([String::static_type()])
+                    .build(),
+            ]
+        });
+        SIGNALS.as_ref()
+    }
+
+    fn constructed(&self) {
+        self.parent_constructed();
+        // Frames go out as they come; clients pace themselves.
+        self.obj().set_sync(false);
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut settings = self.settings.lock().unwrap();
+        match pspec.name() {
+            "address" => {
+                settings.address = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .unwrap_or_else(|| DEFAULT_ADDRESS.into())
+            }
+            "port" => settings.port = value.get().expect("type checked upstream"),
+            "path" => {
+                settings.path = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .unwrap_or_else(|| DEFAULT_PATH.into())
+            }
+            "max-clients" => settings.max_clients = value.get().expect("type checked upstream"),
+            "max-fps" => settings.max_fps = value.get().expect("type checked upstream"),
+            "keepalive-ms" => settings.keepalive_ms = value.get().expect("type checked upstream"),
+            "send-timeout-ms" => {
+                settings.send_timeout_ms = value.get().expect("type checked upstream")
+            }
+            "cors-origin" => settings.cors_origin = value.get().expect("type checked upstream"),
+            "auth" => settings.auth = value.get().expect("type checked upstream"),
+            "auth-token" => settings.auth_token = value.get().expect("type checked upstream"),
+            name => unimplemented!("property {name}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        match pspec.name() {
+            "stats" => return self.stats().to_value(),
+            "bound-port" => {
+                let port = match &*self.state.lock().unwrap() {
+                    State::Started(started) => started.server.local_addr.port() as u32,
+                    State::Stopped => 0,
+                };
+                return port.to_value();
+            }
+            _ => (),
+        }
+        let settings = self.settings.lock().unwrap();
+        match pspec.name() {
+            "address" => settings.address.to_value(),
+            "port" => settings.port.to_value(),
+            "path" => settings.path.to_value(),
+            "max-clients" => settings.max_clients.to_value(),
+            "max-fps" => settings.max_fps.to_value(),
+            "keepalive-ms" => settings.keepalive_ms.to_value(),
+            "send-timeout-ms" => settings.send_timeout_ms.to_value(),
+            "cors-origin" => settings.cors_origin.to_value(),
+            "auth" => settings.auth.to_value(),
+            "auth-token" => settings.auth_token.to_value(),
+            name => unimplemented!("property {name}"),
+        }
+    }
+}
+
+impl GstObjectImpl for MjpegHttpSink {}
+
+impl ElementImpl for MjpegHttpSink {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static ELEMENT_METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "MJPEG HTTP Sink",
+                "Sink/Network",
+                "Serves the newest JPEG to any number of browsers as multipart/x-mixed-replace",
+                "gst-kafka developers",
+            )
+        });
+        Some(&*ELEMENT_METADATA)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static PAD_TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            vec![
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &gst::Caps::builder("image/jpeg").build(),
+                )
+                .expect("valid pad template"),
+            ]
+        });
+        PAD_TEMPLATES.as_ref()
+    }
+}
+
+impl BaseSinkImpl for MjpegHttpSink {
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = self.settings.lock().unwrap().clone();
+        let ip: IpAddr = settings.address.parse().map_err(|_| {
+            gst::error_msg!(
+                gst::LibraryError::Settings,
+                ("address {:?} is not an IP address", settings.address)
+            )
+        })?;
+        if !settings.path.starts_with('/')
+            || matches!(settings.path.as_str(), "/" | "/stats" | "/snapshot.jpg")
+        {
+            return Err(gst::error_msg!(
+                gst::LibraryError::Settings,
+                (
+                    "path {:?} must start with / and not be /, /stats or /snapshot.jpg",
+                    settings.path
+                )
+            ));
+        }
+        if settings
+            .auth
+            .as_deref()
+            .is_some_and(|auth| !auth.contains(':'))
+        {
+            return Err(gst::error_msg!(
+                gst::LibraryError::Settings,
+                ("auth must be user:password")
+            ));
+        }
+        let requested = SocketAddr::new(ip, settings.port as u16);
+        let config = StreamConfig {
+            path: settings.path.clone(),
+            max_clients: settings.max_clients,
+            max_fps: settings.max_fps,
+            keepalive: Duration::from_millis(settings.keepalive_ms.into()),
+            send_timeout: Duration::from_millis(settings.send_timeout_ms.into()),
+            cors_origin: settings.cors_origin.clone(),
+            auth: settings.auth.clone(),
+            auth_token: settings.auth_token.clone(),
+        };
+        let stream = Arc::new(Stream::new(config, self.obj().upcast_ref()));
+        let server = Server::attach(requested, stream.clone())
+            .map_err(|reason| gst::error_msg!(gst::ResourceError::OpenWrite, ("{reason}")))?;
+        gst::info!(
+            CAT,
+            imp = self,
+            "serving http://{}{} ",
+            server.local_addr,
+            settings.path
+        );
+        *self.state.lock().unwrap() = State::Started(Box::new(Started {
+            server,
+            stream,
+            requested,
+            seq: 0,
+            last_not_jpeg_warning: None,
+        }));
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        if let State::Started(started) = std::mem::take(&mut *self.state.lock().unwrap()) {
+            started.stream.published.send_replace(Published::Stopped);
+            started.server.detach(&started.stream, started.requested);
+        }
+        Ok(())
+    }
+
+    fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
+        self.publish(buffer)
+    }
+
+    fn event(&self, event: gst::Event) -> bool {
+        if let gst::EventView::Eos(_) = event.view()
+            && let State::Started(started) = &*self.state.lock().unwrap()
+        {
+            let last = started.stream.latest_frame();
+            started.stream.published.send_replace(Published::Eos(last));
+        }
+        self.parent_event(event)
+    }
+}
