@@ -15,21 +15,23 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::task::AbortHandle;
+use tokio::task::JoinHandle;
 
 use super::stream::{BOUNDARY, ResponseBody, Stream, full_body, spawn_feed};
 use crate::runtime::RUNTIME;
 
 /// A client must send its request headers within this time (slowloris).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long stopping waits for connections to close.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
 /// Request heads larger than this are refused.
 const MAX_REQUEST_HEAD: usize = 16 * 1024;
 
 pub struct Server {
     pub local_addr: SocketAddr,
     streams: Mutex<Vec<Arc<Stream>>>,
-    tasks: Mutex<HashMap<u64, AbortHandle>>,
-    accept: Mutex<Option<AbortHandle>>,
+    tasks: Mutex<HashMap<u64, JoinHandle<()>>>,
+    accept: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// Servers by the address they were asked for (port 0 is never shared).
@@ -78,11 +80,24 @@ impl Server {
         if requested.port() != 0 {
             servers.remove(&requested);
         }
-        if let Some(accept) = self.accept.lock().unwrap().take() {
-            accept.abort();
-        }
-        for (_, task) in self.tasks.lock().unwrap().drain() {
+        let mut tasks: Vec<JoinHandle<()>> =
+            self.accept.lock().unwrap().take().into_iter().collect();
+        tasks.extend(self.tasks.lock().unwrap().drain().map(|(_, task)| task));
+        for task in &tasks {
             task.abort();
+        }
+        drop(servers);
+        // Wait for the aborted tasks to drop their sockets, so that the port
+        // is free when the state change returns.
+        if tokio::runtime::Handle::try_current().is_err() {
+            RUNTIME.block_on(async {
+                let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, async {
+                    for task in tasks {
+                        let _ = task.await;
+                    }
+                })
+                .await;
+            });
         }
     }
 
@@ -105,7 +120,7 @@ impl Server {
         };
         let weak = Arc::downgrade(&server);
         let accept = RUNTIME.spawn(accept_loop(listener, weak));
-        *server.accept.lock().unwrap() = Some(accept.abort_handle());
+        *server.accept.lock().unwrap() = Some(accept);
         Ok(server)
     }
 
@@ -161,7 +176,7 @@ async fn accept_loop(listener: tokio::net::TcpListener, server: Weak<Server>) {
         });
         let mut tasks = owner.tasks.lock().unwrap();
         tasks.retain(|_, handle| !handle.is_finished());
-        tasks.insert(id, task.abort_handle());
+        tasks.insert(id, task);
     }
 }
 
