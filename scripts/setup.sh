@@ -9,7 +9,7 @@ PACKAGES=(
     libssl-dev libsasl2-dev zlib1g-dev libzstd-dev libcurl4-openssl-dev
     libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstrtspserver-1.0-dev
     gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
-    gstreamer1.0-plugins-bad gstreamer1.0-rtsp
+    gstreamer1.0-plugins-bad gstreamer1.0-rtsp gstreamer1.0-plugins-base-apps
     openjdk-17-jre-headless maven kcat curl
 )
 

@@ -153,13 +153,11 @@ pub fn decode<'a>(
     for (key, value) in headers {
         let Some(value) = value else { continue };
         match key {
-            VERSION_KEY => {
-                if value != VERSION.as_bytes() {
-                    let shown = value[..value.len().min(16)].to_vec();
-                    return Err(HeaderError::UnsupportedVersion(
-                        String::from_utf8_lossy(&shown).into(),
-                    ));
-                }
+            VERSION_KEY if value != VERSION.as_bytes() => {
+                let shown = &value[..value.len().min(16)];
+                return Err(HeaderError::UnsupportedVersion(
+                    String::from_utf8_lossy(shown).into(),
+                ));
             }
             CAPS_KEY => meta.caps = Some(text(CAPS_KEY, value)?),
             STREAM_ID_KEY => meta.stream_id = Some(text(STREAM_ID_KEY, value)?),
