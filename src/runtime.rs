@@ -87,7 +87,9 @@ mod tests {
         canceller.cancel();
         assert_eq!(thread.join().unwrap(), Err(Cancelled));
         assert_eq!(
-            wait(&canceller, tokio::time::sleep(Duration::from_secs(60))),
+            wait(&canceller, async {
+                tokio::time::sleep(Duration::from_secs(60)).await
+            }),
             Err(Cancelled)
         );
         canceller.reset();
