@@ -495,14 +495,7 @@ impl KafkaSink {
             Ok(info) => info.partitions,
             Err(TopicError::Missing) if settings.create_topic => {
                 self.create_topic(settings, admin)?;
-                kafka::describe_topic(producer.client(), topic, timeout)
-                    .map_err(|err| {
-                        gst::error_msg!(
-                            gst::ResourceError::NotFound,
-                            ("topic {topic} was created but cannot be described: {err:?}")
-                        )
-                    })?
-                    .partitions
+                self.await_created_topic(producer, topic, timeout)?
             }
             Err(err) => {
                 let detail = producer.context().hooks.last_error();
