@@ -514,6 +514,30 @@ impl KafkaSink {
         Ok((partitions, self.topic_record_limit(admin, topic, timeout)))
     }
 
+    /// A new topic takes a moment to show in the brokers' metadata.
+    fn await_created_topic(
+        &self,
+        producer: &ThreadedProducer<SinkContext>,
+        topic: &str,
+        timeout: Duration,
+    ) -> Result<usize, gst::ErrorMessage> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match kafka::describe_topic(producer.client(), topic, timeout) {
+                Ok(info) => return Ok(info.partitions),
+                Err(TopicError::Missing) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(err) => {
+                    return Err(gst::error_msg!(
+                        gst::ResourceError::NotFound,
+                        ("topic {topic} was created but cannot be described: {err:?}")
+                    ));
+                }
+            }
+        }
+    }
+
     fn create_topic(
         &self,
         settings: &Settings,
