@@ -21,7 +21,7 @@ scripts/setup.sh
 broker_home=$(mktemp -d)
 cleanup() {
     KAFKA_HOME=$broker_home scripts/kafka.sh stop || true
-    rm -rf "$broker_home" "${meson_dir:-}"
+    rm -rf "$broker_home" "${meson_dir:-}" "${test_log:-}" "${test_log:+$test_log.sum}"
 }
 trap cleanup EXIT
 
@@ -42,7 +42,12 @@ echo "broker at $KAFKA_BOOTSTRAP"
 
 current="cargo test"
 step "$current"
-cargo test --all-targets
+test_log=$(mktemp)
+cargo test --all-targets 2>&1 | tee "$test_log"
+# One closing line over every test binary.
+awk '/^test result:/ { passed += $4; failed += $6; ignored += $8 }
+     END { printf "cargo test: %d passed, %d failed, %d ignored\n", passed, failed, ignored }' "$test_log" >"$test_log.sum"
+rm -f "$test_log"
 
 current="meson build and install"
 step "$current"
@@ -58,3 +63,5 @@ echo "installed $plugin with $elements element(s)"
 
 echo
 echo "scripts/test.sh: all steps passed"
+sed 's/^cargo test: //' "$test_log.sum"
+rm -f "$test_log.sum"
