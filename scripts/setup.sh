@@ -10,6 +10,7 @@ PACKAGES=(
     libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstrtspserver-1.0-dev
     gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
     gstreamer1.0-plugins-bad gstreamer1.0-rtsp gstreamer1.0-plugins-base-apps
+    python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
     openjdk-17-jre-headless maven kcat curl
 )
 

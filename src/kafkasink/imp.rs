@@ -47,6 +47,7 @@ use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer}
 use tokio::sync::Notify;
 
 use super::{Acks, Compression, QueueFull};
+use crate::capturetime;
 use crate::kafka::{self, ClientHooks, ClientSettings, HooksContext, TopicError};
 use crate::runtime::{self, Canceller};
 use crate::wireformat;
@@ -65,8 +66,6 @@ const DEFAULT_FLUSH_TIMEOUT_MS: u32 = 30_000;
 const DEFAULT_WRITE_HEADERS: bool = true;
 const DEFAULT_PARTITION: i32 = -1;
 
-/// Seconds between 1900 (NTP epoch) and 1970 (Unix epoch).
-const NTP_UNIX_OFFSET_S: u64 = 2_208_988_800;
 /// How often a thread waiting for deliveries re-checks, in case a wake-up
 /// was missed.
 const DELIVERY_POLL: Duration = Duration::from_millis(100);
@@ -302,16 +301,8 @@ impl KafkaSink {
     /// when there is one, otherwise its running time mapped to the real-time
     /// clock.
     fn capture_time_ms(&self, buffer: &gst::BufferRef) -> i64 {
-        for meta in buffer.iter_meta::<gst::ReferenceTimestampMeta>() {
-            let ns = meta.timestamp().nseconds();
-            let name = meta.reference().structure(0).map(|s| s.name().as_str());
-            match name {
-                Some("timestamp/x-unix") => return (ns / 1_000_000) as i64,
-                Some("timestamp/x-ntp") if ns / 1_000_000_000 >= NTP_UNIX_OFFSET_S => {
-                    return (ns / 1_000_000) as i64 - (NTP_UNIX_OFFSET_S * 1000) as i64;
-                }
-                _ => (),
-            }
+        if let Some(since_epoch) = capturetime::capture_time(buffer) {
+            return since_epoch.as_millis() as i64;
         }
         let now = unix_now_ms();
         let obj = self.obj();
@@ -780,6 +771,14 @@ impl ObjectSubclass for KafkaSink {
 }
 
 impl ObjectImpl for KafkaSink {
+    fn constructed(&self) {
+        self.parent_constructed();
+        // Publish as soon as a buffer arrives: the record timestamp already
+        // says when it was captured, and waiting for the clock only adds
+        // latency (or throttles a file source to real time).
+        self.obj().set_sync(false);
+    }
+
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
             let mut properties = crate::kafka::client_properties();

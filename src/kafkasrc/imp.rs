@@ -14,6 +14,9 @@
  * after each buffer was pushed (at-least-once); duplicates after a restart
  * are recognised by their sequence numbers and dropped.
  *
+ * Each buffer carries the record timestamp (the capture time) as a
+ * `timestamp/x-unix` reference timestamp meta.
+ *
  * A viewer joining an H.264/H.265 stream mid-way waits for the next keyframe
  * (records flagged delta-unit before it are skipped and counted), so the
  * decoder never sees undecodable frames.
@@ -34,7 +37,7 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gst::glib;
 use gst::prelude::*;
@@ -50,6 +53,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::time::parse_time_ms;
 use super::{StartFrom, StopAt, TimestampMode};
+use crate::capturetime;
 use crate::kafka::{self, ClientHooks, ClientSettings, TopicError};
 use crate::runtime::{self, Canceller};
 use crate::wireformat::{self, RecordMeta};
@@ -535,6 +539,11 @@ impl KafkaSrc {
             }
             buffer.set_duration(meta.duration);
             buffer.set_offset(offset as u64);
+            // The capture time travels on with the buffer (mjpeghttpsink
+            // sends it as X-Timestamp; a kafkasink downstream keeps it).
+            if let Some(ms) = record_ms.and_then(|ms| u64::try_from(ms).ok()) {
+                capturetime::set_capture_time(buffer, Duration::from_millis(ms));
+            }
             let mut flags = meta.flags & !gst::BufferFlags::DISCONT;
             if std::mem::take(&mut started.discont)
                 || meta.flags.contains(gst::BufferFlags::DISCONT)

@@ -13,6 +13,10 @@
  * skipped, input fps). `HEAD` and `OPTIONS` are answered; CORS headers only
  * when `cors-origin` is set.
  *
+ * Every part carries `X-Timestamp` (the capture time in seconds since the
+ * Unix epoch, from the buffer's reference timestamp meta as kafkasrc and
+ * rtspsrc set it, else the time the frame arrived) and `X-Frame-Seq`.
+ *
  * Each frame is assembled once and shared by every client without copying
  * the JPEG. A slow client gets fewer frames (latest-frame-wins), never a
  * backlog, and never slows the pipeline or other clients; one whose writes
@@ -36,7 +40,7 @@
  */
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use gst::glib;
@@ -47,6 +51,7 @@ use gst_base::subclass::prelude::*;
 
 use super::server::Server;
 use super::stream::{Frame, Published, Stream, StreamConfig};
+use crate::capturetime;
 
 const DEFAULT_ADDRESS: &str = "127.0.0.1";
 const DEFAULT_PORT: u32 = 8080;
@@ -158,7 +163,11 @@ impl MjpegHttpSink {
             return Ok(gst::FlowSuccess::Ok);
         }
         started.seq += 1;
-        let frame = Frame::new(started.seq, Bytes::from_owner(map), SystemTime::now());
+        // Capture time when upstream knows it (kafkasrc, rtspsrc), else now.
+        let captured = capturetime::capture_time(buffer)
+            .map(|since_epoch| UNIX_EPOCH + since_epoch)
+            .unwrap_or_else(SystemTime::now);
+        let frame = Frame::new(started.seq, Bytes::from_owner(map), captured);
         started.stream.input.lock().unwrap().frame_arrived();
         started
             .stream
