@@ -502,7 +502,14 @@ impl KafkaSink {
                 )
             ));
         }
-        Ok((partitions, self.topic_record_limit(admin, topic, timeout)))
+        let limit = self.topic_record_limit(admin, topic, timeout);
+        // An idempotent producer asks for its producer id after a metadata
+        // response, from a broker that is up; the first response came from
+        // the bootstrap connection, when none was. Asking again now that
+        // the partition leaders are connected spares the first records
+        // librdkafka's 500 ms retry.
+        let _ = producer.client().fetch_metadata(Some(topic), timeout);
+        Ok((partitions, limit))
     }
 
     /// A new topic takes a moment to show in the brokers' metadata.
@@ -1016,7 +1023,11 @@ impl BaseSinkImpl for KafkaSink {
         let admin: AdminClient<HooksContext> = config
             .create_with_context(HooksContext(ClientHooks::new(&element)))
             .map_err(kafka::config_error)?;
-        let (partitions, topic_limit) = self.prepare_topic(&settings, &producer, &admin)?;
+        let prepared = self.prepare_topic(&settings, &producer, &admin);
+        // Dropping an admin client joins its polling thread, which can take
+        // 100 ms: not on the state-change thread.
+        std::thread::spawn(move || drop(admin));
+        let (partitions, topic_limit) = prepared?;
 
         let producer_limit = settings.max_message_bytes as usize;
         let record_limit = match topic_limit {
@@ -1075,6 +1086,9 @@ impl BaseSinkImpl for KafkaSink {
             "stopped after {} acknowledged records",
             counters.records_acked
         );
+        // Everything is accounted for; dropping the producer joins its
+        // polling thread (up to 100 ms), which NULL need not wait for.
+        std::thread::spawn(move || drop(started));
         Ok(())
     }
 

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Benchmarks against the tutorial's stack, kcat and the Python Kafka
+# clients, in one run on one local broker; writes docs/benchmarks.md and its
+# plots. A few minutes on two cores.
+#
+# Environment: KAFKA_BOOTSTRAP (use an existing broker), BENCH_ARGS (extra
+# arguments for scripts/bench/bench.py, e.g. "--rounds 1 --max-clients 100").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cache=${XDG_CACHE_HOME:-$HOME/.cache}/gst-kafka
+venv=$cache/bench-venv
+frames_dir=$cache/bench-frames-1080p
+work_dir=$(mktemp -d)
+broker_home=$(mktemp -d)
+cleanup() {
+    KAFKA_HOME=$broker_home scripts/kafka.sh stop || true
+    rm -rf "$broker_home" "$work_dir"
+}
+trap cleanup EXIT
+
+scripts/setup.sh
+cargo build --release --lib --examples
+
+if [ ! -x "$venv/bin/python" ] || ! cmp -s scripts/bench/requirements.txt "$venv/requirements.txt"; then
+    echo "bench: installing the Python peers into $venv" >&2
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q -r scripts/bench/requirements.txt
+    cp scripts/bench/requirements.txt "$venv/requirements.txt"
+fi
+
+if [ ! -f "$frames_dir/.complete" ]; then
+    echo "bench: making 600 1080p JPEG frames in $frames_dir" >&2
+    rm -rf "$frames_dir"
+    mkdir -p "$frames_dir"
+    gst-launch-1.0 -q compositor name=mix sink_1::alpha=0.01 ! video/x-raw,width=1920,height=1080 \
+        ! videoconvert ! jpegenc quality=80 ! multifilesink location="$frames_dir/f-%05d.jpg" \
+        videotestsrc num-buffers=600 pattern=smpte horizontal-speed=8 ! video/x-raw,width=1920,height=1080,framerate=30/1 ! mix. \
+        videotestsrc num-buffers=600 pattern=snow ! video/x-raw,width=1920,height=1080,framerate=30/1 ! mix.
+    touch "$frames_dir/.complete"
+fi
+
+if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
+    port=$((29092 + RANDOM % 1000))
+    KAFKA_BOOTSTRAP=$(KAFKA_HOME=$broker_home KAFKA_PORT=$port scripts/kafka.sh start | tail -n 1)
+fi
+
+# shellcheck disable=SC2086
+"$venv/bin/python" scripts/bench/bench.py --bootstrap "$KAFKA_BOOTSTRAP" --frames-dir "$frames_dir" \
+    --work-dir "$work_dir" ${BENCH_ARGS:-}

@@ -1,0 +1,477 @@
+# SPDX-License-Identifier: MPL-2.0
+"""Benchmarks of gst-kafka side by side with kcat, kafka-python,
+confluent-kafka and the tutorial's Flask app, in one run on one broker.
+Run through scripts/bench.sh, which prepares the environment; writes
+docs/benchmarks.md and its plots.
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+RELEASE = ROOT / "target" / "release"
+EXAMPLES = RELEASE / "examples"
+HERE = Path(__file__).resolve().parent
+PY = sys.executable
+CLIENT_COUNTS = [1, 10, 100, 500]
+FANOUT_SECONDS = 10
+
+
+def log(*parts):
+    print("bench:", *parts, file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before listening on {port}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port} after {timeout}s")
+
+
+def stop(proc, sig=signal.SIGTERM):
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def timed(cmd, env):
+    """Runs cmd to completion: wall seconds and CPU seconds (user+system)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.monotonic()
+    result = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wall = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if result.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed: {result.stderr.decode(errors='replace')[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def proc_cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def proc_rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.bootstrap = args.bootstrap
+        self.env = dict(os.environ, GST_PLUGIN_PATH=str(RELEASE))
+        self.frames = sorted(str(p) for p in Path(args.frames_dir).glob("f-*.jpg"))[: args.frames]
+        self.frame_bytes = sum(os.path.getsize(p) for p in self.frames)
+        self.results = {}
+        self.topic_seq = 0
+
+    def topic(self, name, partitions=1):
+        self.topic_seq += 1
+        topic = f"bench-{name}-{os.getpid()}-{self.topic_seq}"
+        subprocess.run([str(EXAMPLES / "kafka-topics"), "--bootstrap-server", self.bootstrap, "create", topic,
+                        "--partitions", str(partitions), "--replication-factor", "1"],
+                       check=True, stdout=subprocess.DEVNULL)
+        return topic
+
+    def record_count(self, topic):
+        out = subprocess.run(["kcat", "-Q", "-b", self.bootstrap, "-t", f"{topic}:0:-1"],
+                             capture_output=True, text=True, check=True).stdout
+        return int(out.split()[-1])
+
+    # Case 1 and 5: ingest
+
+    def ingest_commands(self, topic):
+        n = len(self.frames)
+        pattern = str(Path(self.args.frames_dir) / "f-%05d.jpg")
+        gst = ["gst-launch-1.0", "-q", "multifilesrc", f"location={pattern}", f"stop-index={n - 1}",
+               "caps=image/jpeg", "!", "kafkasink", f"topic={topic}", f"bootstrap-servers={self.bootstrap}"]
+        return {
+            "kafkasink": gst,
+            "kafkasink write-headers=false": gst + ["write-headers=false"],
+            "kcat -P": ["kcat", "-P", "-b", self.bootstrap, "-t", topic, "-X", "message.max.bytes=16777216",
+                        "-X", "enable.idempotence=true", "-X", "acks=all"] + self.frames,
+            "kafka-python KafkaProducer": [PY, str(HERE / "producers.py"), "ingest-kafka-python", self.bootstrap,
+                                           topic] + self.frames,
+            "confluent-kafka Producer": [PY, str(HERE / "producers.py"), "ingest-confluent", self.bootstrap,
+                                         topic] + self.frames,
+        }
+
+    def ingest(self):
+        n = len(self.frames)
+        runs = {}
+        last_topic = {}
+        for round_ in range(self.args.rounds):
+            names = list(self.ingest_commands("x"))
+            # Alternate the order every round so drift in the machine's
+            # state does not favour one tool.
+            order = names if round_ % 2 == 0 else list(reversed(names))
+            for name in order:
+                topic = self.topic("ingest")
+                wall, cpu = timed(self.ingest_commands(topic)[name], self.env)
+                count = self.record_count(topic)
+                if count != n:
+                    raise RuntimeError(f"{name} wrote {count} records instead of {n}")
+                runs.setdefault(name, []).append((wall, cpu))
+                last_topic[name] = topic
+                log(f"ingest {name}: {n / wall:.1f} records/s, {cpu:.2f} CPU s")
+        self.results["ingest"] = {
+            name: {
+                "records_per_s": [n / w for w, _ in r],
+                "mb_per_s": [self.frame_bytes / w / 1e6 for w, _ in r],
+                "cpu_s_per_1000": [c / n * 1000 for _, c in r],
+            }
+            for name, r in runs.items()
+        }
+        return last_topic["kcat -P"]
+
+    # Case 2: consume
+
+    def consume(self, topic):
+        n = len(self.frames)
+        commands = {
+            "kafkasrc ! fakesink": ["gst-launch-1.0", "-q", "kafkasrc", f"topic={topic}",
+                                   f"bootstrap-servers={self.bootstrap}", "start-from=earliest", "stop-at=end",
+                                   "!", "fakesink"],
+            "kcat -C": ["kcat", "-C", "-b", self.bootstrap, "-t", topic, "-o", "beginning", "-e", "-q",
+                        "-X", "fetch.max.bytes=67108864", "-X", "max.partition.fetch.bytes=16777216"],
+            "kafka-python KafkaConsumer": [PY, str(HERE / "producers.py"), "consume-kafka-python", self.bootstrap,
+                                           topic, str(n)],
+        }
+        runs = {}
+        for round_ in range(self.args.rounds):
+            names = list(commands) if round_ % 2 == 0 else list(reversed(commands))
+            for name in names:
+                wall, cpu = timed(commands[name], self.env)
+                runs.setdefault(name, []).append((wall, cpu))
+                log(f"consume {name}: {n / wall:.1f} records/s")
+        self.results["consume"] = {
+            name: {
+                "records_per_s": [n / w for w, _ in r],
+                "mb_per_s": [self.frame_bytes / w / 1e6 for w, _ in r],
+                "cpu_s_per_1000": [c / n * 1000 for _, c in r],
+            }
+            for name, r in runs.items()
+        }
+
+    # Case 3: fan-out
+
+    def viewer(self, kind, topic, port):
+        if kind == "kafkasrc ! mjpeghttpsink":
+            cmd = ["gst-launch-1.0", "-q", "kafkasrc", f"topic={topic}", f"bootstrap-servers={self.bootstrap}",
+                   "!", "mjpeghttpsink", f"port={port}"]
+        else:
+            mode = "threaded" if "threaded" in kind else "single"
+            cmd = [PY, str(HERE / "tutorial_app.py"), self.bootstrap, topic, str(port), mode]
+        return subprocess.Popen(cmd, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def live_producer(self, topic, seconds):
+        return subprocess.Popen([PY, str(HERE / "producers.py"), "live", self.bootstrap, topic, "30", str(seconds)]
+                                + self.frames[:30], env=self.env, stderr=subprocess.DEVNULL)
+
+    def clients(self, port, count, seconds, latencies=None):
+        cmd = [str(EXAMPLES / "mjpeg-clients"), f"http://127.0.0.1:{port}/video_feed", "--clients", str(count),
+               "--seconds", str(seconds), "--warmup-ms", "2000"]
+        if latencies:
+            cmd += ["--latencies", latencies]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
+    def fanout(self):
+        viewers = ["kafkasrc ! mjpeghttpsink", "tutorial Flask (threaded)", "tutorial Flask (single-threaded)"]
+        counts = [c for c in CLIENT_COUNTS if c <= self.args.max_clients]
+        self.results["fanout"] = {}
+        for kind in viewers:
+            for count in counts:
+                topic = self.topic("live")
+                port = free_port()
+                server = self.viewer(kind, topic, port)
+                producer = None
+                try:
+                    wait_port(port, server)
+                    # The clients' 2 s warm-up covers the producer's start.
+                    producer = self.live_producer(topic, FANOUT_SECONDS + 6)
+                    cpu_before = proc_cpu_seconds(server.pid)
+                    started = time.monotonic()
+                    result = self.clients(port, count, FANOUT_SECONDS)
+                    elapsed = time.monotonic() - started
+                    result["server_cpu_cores"] = (proc_cpu_seconds(server.pid) - cpu_before) / elapsed
+                    result["server_rss_mb"] = proc_rss_mb(server.pid)
+                finally:
+                    if producer:
+                        stop(producer)
+                    stop(server)
+                self.results["fanout"].setdefault(kind, {})[count] = result
+                log(f"fanout {kind} x{count}: median {result['fps_median']:.1f} fps, "
+                    f"min {result['fps_min']:.1f}, cpu {result['server_cpu_cores']:.2f} cores")
+
+    # Case 4: latency
+
+    def latency(self):
+        out = Path(self.args.work_dir)
+        self.results["latency"] = {}
+        seconds = self.args.latency_seconds
+
+        # The whole chain with our elements: a live 1080p source, kafkasink,
+        # the broker, kafkasrc, mjpeghttpsink, one HTTP client.
+        topic = self.topic("latency-chain")
+        port = free_port()
+        producer = subprocess.Popen(
+            ["gst-launch-1.0", "-q", "videotestsrc", "is-live=true", "pattern=smpte", "horizontal-speed=8", "!",
+             "video/x-raw,width=1920,height=1080,framerate=30/1", "!", "jpegenc", "quality=80", "!",
+             "kafkasink", f"topic={topic}", f"bootstrap-servers={self.bootstrap}"],
+            env=self.env, stderr=subprocess.DEVNULL)
+        server = self.viewer("kafkasrc ! mjpeghttpsink", topic, port)
+        try:
+            wait_port(port, server)
+            path = str(out / "latency-chain.txt")
+            result = self.clients(port, 1, seconds, latencies=path)
+        finally:
+            stop(producer, signal.SIGINT)
+            stop(server)
+        self.results["latency"]["gst-kafka: videotestsrc ! jpegenc ! kafkasink → kafkasrc ! mjpeghttpsink"] = (
+            result, path, "capture (videotestsrc running time), JPEG encoding included")
+
+        # Same frames for both viewers: the paced Python producer marks each
+        # pre-encoded frame with its send time.
+        for kind in ["kafkasrc ! mjpeghttpsink", "tutorial Flask (threaded)"]:
+            topic = self.topic("latency")
+            port = free_port()
+            server = self.viewer(kind, topic, port)
+            producer = None
+            try:
+                wait_port(port, server)
+                producer = self.live_producer(topic, seconds + 6)
+                path = str(out / f"latency-{len(self.results['latency'])}.txt")
+                result = self.clients(port, 1, seconds, latencies=path)
+            finally:
+                if producer:
+                    stop(producer)
+                stop(server)
+            self.results["latency"][f"confluent-kafka producer → {kind}"] = (
+                result, path, "send time of a pre-encoded frame")
+        for name, (result, _, _) in self.results["latency"].items():
+            log(f"latency {name}: p50 {result['latency_ms_p50']:.1f} ms, p99 {result['latency_ms_p99']:.1f} ms")
+
+
+def spread(values):
+    return f"{statistics.median(values):.1f} ({min(values):.1f}–{max(values):.1f})"
+
+
+def machine():
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    gst = subprocess.run(["gst-launch-1.0", "--version"], capture_output=True, text=True).stdout.splitlines()
+    kcat = subprocess.run(["kcat", "-V"], capture_output=True, text=True).stdout.splitlines()
+    import confluent_kafka
+    import kafka
+    return [
+        f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, {platform.system()} {platform.release()}",
+        f"{gst[1] if len(gst) > 1 else gst}; {kcat[0] if kcat else 'kcat'}",
+        f"Python {platform.python_version()}, kafka-python {kafka.__version__}, "
+        f"confluent-kafka {confluent_kafka.version()[0]} (librdkafka {confluent_kafka.libversion()[0]})",
+    ]
+
+
+def plots(bench, docs):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    fanout = bench.results.get("fanout")
+    if fanout:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for kind, by_count in fanout.items():
+            counts = sorted(by_count)
+            ax.plot(counts, [by_count[c]["fps_median"] for c in counts], marker="o", label=kind)
+        ax.set_xscale("log")
+        ax.set_xlabel("HTTP clients")
+        ax.set_ylabel("frames/s per client (median)")
+        ax.set_title("Fan-out of a 30 fps 1080p MJPEG stream")
+        ax.axhline(30, color="grey", linewidth=0.5)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(docs / "bench-fanout.png", dpi=100)
+        written.append("bench-fanout.png")
+    latency = bench.results.get("latency")
+    if latency:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for name, (_, path, _) in latency.items():
+            values = sorted(float(v) for v in Path(path).read_text().split())
+            if values:
+                ax.plot(values, [i / len(values) for i in range(len(values))], label=name[:60])
+        ax.set_xscale("log")
+        ax.set_xlabel("latency to the HTTP client (ms)")
+        ax.set_ylabel("fraction of frames")
+        ax.set_title("Per-frame latency, 30 fps 1080p")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(docs / "bench-latency.png", dpi=100)
+        written.append("bench-latency.png")
+    return written
+
+
+def report(bench, commit, command, elapsed):
+    r = bench.results
+    n = len(bench.frames)
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured by `{command}` at commit `{commit}` in {elapsed / 60:.1f} minutes, every case with its "
+        "peers in the same run against the same local Apache Kafka broker (scripts/kafka.sh). "
+        "Medians over the rounds, with the range in brackets.",
+        "",
+        "Machine: " + "; ".join(machine()),
+        "",
+        f"Input: {n} 1080p JPEG frames, {bench.frame_bytes / n / 1000:.0f} KB on average "
+        "(videotestsrc SMPTE bars with motion and 1 % noise, jpegenc quality 80).",
+        "",
+    ]
+    targets = []
+    if "ingest" in r:
+        lines += ["## 1. Ingest (and 5. cost of our headers)", "",
+                  f"{n} frames published as fast as possible, acks=all; fresh topic per run; "
+                  f"{bench.args.rounds} rounds, order alternating.", "",
+                  "| producer | records/s | MB/s | CPU s per 1000 frames |", "| --- | --- | --- | --- |"]
+        for name, m in r["ingest"].items():
+            lines.append(f"| {name} | {spread(m['records_per_s'])} | {spread(m['mb_per_s'])} | "
+                         f"{spread(m['cpu_s_per_1000'])} |")
+        ratio = statistics.median(r["ingest"]["kafkasink"]["records_per_s"]) / statistics.median(
+            r["ingest"]["kcat -P"]["records_per_s"])
+        targets.append(("ingest kafkasink / kcat -P records/s", ratio, ratio >= 0.9, "≥ 0.9"))
+        overhead = statistics.median(r["ingest"]["kafkasink write-headers=false"]["records_per_s"]) / \
+            statistics.median(r["ingest"]["kafkasink"]["records_per_s"])
+        lines += ["", f"Headers on vs off: write-headers=false runs at {overhead:.2f}× the records/s of the "
+                  "default (caps, timing, flags and sequence on every record).", ""]
+    if "consume" in r:
+        lines += ["## 2. Consume", "", f"The same {n} records read to the end.", "",
+                  "| consumer | records/s | MB/s | CPU s per 1000 frames |", "| --- | --- | --- | --- |"]
+        for name, m in r["consume"].items():
+            lines.append(f"| {name} | {spread(m['records_per_s'])} | {spread(m['mb_per_s'])} | "
+                         f"{spread(m['cpu_s_per_1000'])} |")
+        ratio = statistics.median(r["consume"]["kafkasrc ! fakesink"]["records_per_s"]) / statistics.median(
+            r["consume"]["kcat -C"]["records_per_s"])
+        targets.append(("consume kafkasrc / kcat -C records/s", ratio, ratio >= 0.9, "≥ 0.9"))
+        lines.append("")
+    if "fanout" in r:
+        lines += ["## 3. Fan-out", "",
+                  f"A 30 fps stream of those frames (a paced producer) served to N clients reading as fast as "
+                  f"they can for {FANOUT_SECONDS} s after a 2 s warm-up (examples/mjpeg-clients.rs on loopback). "
+                  "Server CPU in cores over the window, resident memory at its end.", "",
+                  "![frames/s per client vs clients](bench-fanout.png)", "",
+                  "| viewer | clients | fps per client min / median / max | errors | server CPU (cores) | RSS MB |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for kind, by_count in r["fanout"].items():
+            for count, m in sorted(by_count.items()):
+                lines.append(f"| {kind} | {count} | {m['fps_min']:.1f} / {m['fps_median']:.1f} / {m['fps_max']:.1f} | "
+                             f"{m['errors']} | {m['server_cpu_cores']:.2f} | {m['server_rss_mb']:.0f} |")
+        ours = r["fanout"]["kafkasrc ! mjpeghttpsink"].get(100)
+        if ours:
+            ok = ours["fps_min"] >= 29 and ours["server_cpu_cores"] < 1.0
+            targets.append(("100 clients: min fps per client, viewer cores",
+                            f"{ours['fps_min']:.1f} fps, {ours['server_cpu_cores']:.2f} cores", ok,
+                            "≥ 29 fps, < 1 core"))
+        lines.append("")
+    if "latency" in r:
+        lines += ["## 4. Latency", "",
+                  "Per-frame latency from capture (or send) to the arrival of the whole frame at one HTTP client.",
+                  "", "![latency distribution](bench-latency.png)", "",
+                  "| path | measured from | p50 ms | p99 ms | max ms | frames |", "| --- | --- | --- | --- | --- | --- |"]
+        for name, (m, _, origin) in r["latency"].items():
+            lines.append(f"| {name} | {origin} | {m['latency_ms_p50']:.1f} | {m['latency_ms_p99']:.1f} | "
+                         f"{m['latency_ms_max']:.1f} | {m['frames']} |")
+        chain = next(iter(r["latency"].values()))[0]
+        targets.append(("p99 camera-to-client latency (whole chain)", f"{chain['latency_ms_p99']:.1f} ms",
+                        chain["latency_ms_p99"] < 30, "< 30 ms"))
+        lines.append("")
+    lines += ["## Targets", "", "| target | measured | goal | result |", "| --- | --- | --- | --- |"]
+    for name, value, ok, goal in targets:
+        shown = f"{value:.2f}×" if isinstance(value, float) else value
+        lines.append(f"| {name} | {shown} | {goal} | {'PASS' if ok else 'FAIL'} |")
+    lines += ["", "## Commands", "", "Each case's exact commands are in scripts/bench/bench.py "
+              "(`ingest_commands`, `consume`, `viewer`, `live_producer`, `latency`); the peers are "
+              "scripts/bench/producers.py and scripts/bench/tutorial_app.py (the tutorial's Flask consumer "
+              "as written: one shared KafkaConsumer, boundary before each frame, no Content-Length).", ""]
+    return "\n".join(lines), targets
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--frames-dir", required=True)
+    parser.add_argument("--work-dir", required=True)
+    parser.add_argument("--frames", type=int, default=600)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--max-clients", type=int, default=500)
+    parser.add_argument("--latency-seconds", type=int, default=20)
+    parser.add_argument("--cases", default="ingest,consume,fanout,latency")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument("--command", default="scripts/bench.sh")
+    args = parser.parse_args()
+    cases = args.cases.split(",")
+    started = time.monotonic()
+    bench = Bench(args)
+    if "ingest" in cases or "consume" in cases:
+        topic = bench.ingest()
+        if "consume" in cases:
+            bench.consume(topic)
+    if "fanout" in cases:
+        bench.fanout()
+    if "latency" in cases:
+        bench.latency()
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    text, targets = report(bench, commit, args.command, time.monotonic() - started)
+    docs = Path(args.out).parent
+    plots(bench, docs)
+    Path(args.out).write_text(text)
+    (Path(args.work_dir) / "results.json").write_text(json.dumps(bench.results, indent=1, default=str))
+    for name, value, ok, goal in targets:
+        shown = f"{value:.2f}" if isinstance(value, float) else value
+        print(f"{'PASS' if ok else 'FAIL'}: {name}: {shown} (goal {goal})")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
