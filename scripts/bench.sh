@@ -9,7 +9,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/gst-kafka
-venv=$cache/bench-venv
 frames_dir=$cache/bench-frames-1080p
 work_dir=$(mktemp -d)
 broker_home=$(mktemp -d)
@@ -22,13 +21,7 @@ trap cleanup EXIT
 scripts/setup.sh
 cargo build --release --lib --examples
 
-if [ ! -x "$venv/bin/python" ] || ! cmp -s scripts/bench/requirements.txt "$venv/requirements.txt"; then
-    echo "bench: installing the Python peers into $venv" >&2
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q -r scripts/bench/requirements.txt
-    cp scripts/bench/requirements.txt "$venv/requirements.txt"
-fi
+python=$(scripts/python-env.sh)
 
 if [ ! -f "$frames_dir/.complete" ]; then
     echo "bench: making 600 1080p JPEG frames in $frames_dir" >&2
@@ -47,5 +40,5 @@ if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
 fi
 
 # shellcheck disable=SC2086
-"$venv/bin/python" scripts/bench/bench.py --bootstrap "$KAFKA_BOOTSTRAP" --frames-dir "$frames_dir" \
+"$python" scripts/bench/bench.py --bootstrap "$KAFKA_BOOTSTRAP" --frames-dir "$frames_dir" \
     --work-dir "$work_dir" ${BENCH_ARGS:-}

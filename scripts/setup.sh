@@ -12,6 +12,7 @@ PACKAGES=(
     gstreamer1.0-plugins-bad gstreamer1.0-rtsp gstreamer1.0-plugins-base-apps
     python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
     openjdk-17-jre-headless maven kcat curl
+    chromium ffmpeg python3-venv
 )
 
 missing=()

@@ -25,6 +25,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
+current="Python peers"
+step "$current"
+GST_KAFKA_PYTHON=$(scripts/python-env.sh)
+export GST_KAFKA_PYTHON
+
 current="cargo fmt --check"
 step "$current"
 cargo fmt --all -- --check
