@@ -328,7 +328,7 @@ fn kcat_sees_one_record_per_frame_with_the_documented_headers() {
 }
 
 #[test]
-fn camera_to_client_latency_is_carried_and_measured() {
+fn capture_time_is_carried_to_the_http_client() {
     let demo = Demo::start();
     let mut socket = TcpStream::connect(("127.0.0.1", demo.port)).unwrap();
     socket
@@ -339,10 +339,10 @@ fn camera_to_client_latency_is_carried_and_measured() {
         .unwrap();
     let mut reader = BufReader::new(socket);
     let mut line = String::new();
-    let mut latencies = Vec::new();
+    let mut parts = Vec::new();
     let mut length = 0;
     let mut timestamp = None;
-    while latencies.len() < 60 {
+    while parts.len() < 60 {
         line.clear();
         reader.read_line(&mut line).unwrap();
         let lower = line.to_ascii_lowercase();
@@ -357,18 +357,32 @@ fn camera_to_client_latency_is_carried_and_measured() {
                 .duration_since(UNIX_EPOCH)
                 .unwrap()
                 .as_secs_f64();
-            latencies.push((now - timestamp.take().unwrap()) * 1000.0);
+            parts.push((jpeg, timestamp.take().unwrap(), now));
             length = 0;
         }
     }
+    // Each part's X-Timestamp is the capture time kafkasink put in the
+    // record timestamp of that very frame.
+    let records: std::collections::HashMap<Vec<u8>, i64> = read_topic(&demo.topic)
+        .into_iter()
+        .map(|r| (r.value, r.timestamp_ms.unwrap()))
+        .collect();
+    for (jpeg, x_timestamp, _) in &parts {
+        let record_ms = records.get(jpeg).expect("a frame that is in the topic");
+        assert_eq!((x_timestamp * 1000.0).round() as i64, *record_ms);
+    }
+    let mut latencies: Vec<f64> = parts
+        .iter()
+        .map(|(_, sent, now)| (now - sent) * 1000.0)
+        .collect();
     latencies.sort_by(f64::total_cmp);
-    let (p50, p99) = (latencies[30], latencies[59]);
-    eprintln!("camera (RTSP arrival) to HTTP client: p50 {p50:.1} ms, p99 {p99:.1} ms");
-    // A sanity bound on the measurement, not a performance target (that is
-    // what scripts/bench.sh measures). The capture time is rtspsrc's
-    // running time of the frame (its jitterbuffer may stamp a frame a few
-    // ms after it arrived) in whole milliseconds.
-    assert!(latencies[0] > -50.0 && p99 < 5000.0, "{latencies:?}");
+    // Reported, not asserted: timing is what scripts/bench.sh measures. The
+    // capture time here is rtspsrc's running time of the frame, which its
+    // jitterbuffer may place a little after the arrival.
+    eprintln!(
+        "camera (RTSP) to HTTP client: p50 {:.1} ms, p99 {:.1} ms",
+        latencies[30], latencies[59]
+    );
 }
 
 /// The tutorial's Python clients, in the virtual environment of
