@@ -13,7 +13,8 @@
 #
 # Environment:
 #   KAFKA_HOME             data, config and logs (default ~/.cache/gst-kafka/broker)
-#   KAFKA_PORT             first client port (default 9092; node N uses +N-1)
+#   KAFKA_PORT             first client port (default 9092; node N uses +N-1);
+#                          remembered in KAFKA_HOME for the other commands
 #   KAFKA_CONTROLLER_PORT  first controller port (default KAFKA_PORT+100)
 #   KAFKA_CACHE            jar cache (default ~/.cache/gst-kafka/jars)
 #   KAFKA_HEAP             broker heap (default 512M; 256M per node in a cluster)
@@ -23,6 +24,9 @@ set -euo pipefail
 # The one place where the Kafka version is pinned.
 KAFKA_VERSION=4.4.0
 LOG4J_VERSION=2.26.1
+# Kafka's own dependencies bring slf4j 1.7, which does not see the log4j2
+# binding for slf4j 2: without this the broker runs silently.
+SLF4J_VERSION=2.0.17
 DEPENDENCY_PLUGIN=org.apache.maven.plugins:maven-dependency-plugin:3.6.1
 
 # Frames are larger than Kafka's 1 MB default; this is the broker-wide limit
@@ -31,11 +35,16 @@ MAX_MESSAGE_BYTES=16777216
 
 CACHE_ROOT=${XDG_CACHE_HOME:-$HOME/.cache}/gst-kafka
 KAFKA_HOME=${KAFKA_HOME:-$CACHE_ROOT/broker}
+# The ports a KAFKA_HOME was last started with, unless given again.
+if [ -z "${KAFKA_PORT:-}" ] && [ -f "$KAFKA_HOME/ports" ]; then
+    # shellcheck source=/dev/null
+    . "$KAFKA_HOME/ports"
+fi
 KAFKA_PORT=${KAFKA_PORT:-9092}
 KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 100))}
 KAFKA_CACHE=${KAFKA_CACHE:-$CACHE_ROOT/jars}
 KAFKA_START_TIMEOUT=${KAFKA_START_TIMEOUT:-90}
-LIBS=$KAFKA_CACHE/kafka-$KAFKA_VERSION
+LIBS=$KAFKA_CACHE/kafka-$KAFKA_VERSION-log4j-$LOG4J_VERSION-slf4j-$SLF4J_VERSION
 
 die() {
     echo "kafka.sh: $*" >&2
@@ -68,13 +77,18 @@ fetch() {
       <artifactId>log4j-slf4j2-impl</artifactId>
       <version>$LOG4J_VERSION</version>
     </dependency>
+    <dependency>
+      <groupId>org.slf4j</groupId>
+      <artifactId>slf4j-api</artifactId>
+      <version>$SLF4J_VERSION</version>
+    </dependency>
   </dependencies>
 </project>
 POM
     echo "kafka.sh: fetching Apache Kafka $KAFKA_VERSION jars into $LIBS" >&2
     rm -rf "$LIBS.tmp"
     mkdir -p "$LIBS.tmp"
-    (cd "$pom_dir" && mvn -q -B "$DEPENDENCY_PLUGIN:copy-dependencies" \
+    (cd "$pom_dir" && mvn -q -B -Dstyle.color=never "$DEPENDENCY_PLUGIN:copy-dependencies" \
         -DincludeScope=runtime -DoutputDirectory="$LIBS.tmp") >&2 ||
         die "Maven could not fetch the Kafka jars"
     rm -rf "$pom_dir" "$LIBS"
@@ -166,11 +180,19 @@ launch_node() {
     echo $! >"$dir/broker.pid"
 }
 
+# Whether something listens on TCP port $1. (Not a connect attempt: on a
+# port in the ephemeral range, a connect can reach itself and "succeed".)
+listening() {
+    local hex
+    hex=$(printf '%04X' "$1")
+    grep -qE ":$hex [0-9A-F]+:0000 0A" /proc/net/tcp /proc/net/tcp6 2>/dev/null
+}
+
 wait_ready() {
     local id=$1 port deadline
     port=$(client_port "$id")
     deadline=$((SECONDS + KAFKA_START_TIMEOUT))
-    while ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+    while ! listening "$port"; do
         if ! node_pid "$id" >/dev/null; then
             tail -n 40 "$KAFKA_HOME/node$id/broker.log" >&2 || true
             die "broker node $id exited before serving on port $port"
@@ -191,6 +213,7 @@ start_nodes() {
     fi
     fetch
     mkdir -p "$KAFKA_HOME"
+    printf 'KAFKA_PORT=%s\nKAFKA_CONTROLLER_PORT=%s\n' "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" >"$KAFKA_HOME/ports"
     if [ "$existing" != "$n" ]; then
         rm -rf "$KAFKA_HOME"/node*
         echo "$n" >"$KAFKA_HOME/nodes"
@@ -288,6 +311,8 @@ kill-node)
     require_node "${2:-}"
     pid=$(node_pid "$2") || die "node $2 is not running"
     kill -KILL "$pid"
+    # Gone for sure (ports and the data directory lock released) on return.
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
     ;;
 pause-node | resume-node)
     require_node "${2:-}"

@@ -27,27 +27,27 @@ pub fn init() {
     });
 }
 
-/// A broker started for this test binary, stopped when the process exits.
-struct OwnBroker {
-    home: PathBuf,
-}
+/// Brokers started by this test binary, stopped when the process exits
+/// (also when a test panics) by their KAFKA_HOME.
+static STARTED_HOMES: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
-static OWN_BROKER: Mutex<Option<OwnBroker>> = Mutex::new(None);
-
-extern "C" fn stop_own_broker() {
-    if let Ok(mut guard) = OWN_BROKER.lock()
-        && let Some(broker) = guard.take()
-    {
-        let _ = Command::new(script())
-            .arg("stop")
-            .env("KAFKA_HOME", &broker.home)
-            .status();
-        let _ = std::fs::remove_dir_all(&broker.home);
+extern "C" fn stop_started_brokers() {
+    if let Ok(mut homes) = STARTED_HOMES.lock() {
+        for home in homes.drain(..) {
+            let _ = kafka_sh(&home, &["stop"]).status();
+            let _ = std::fs::remove_dir_all(&home);
+        }
     }
 }
 
 fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh")
+}
+
+fn kafka_sh(home: &std::path::Path, args: &[&str]) -> Command {
+    let mut command = Command::new(script());
+    command.args(args).env("KAFKA_HOME", home);
+    command
 }
 
 pub fn free_port() -> u16 {
@@ -58,34 +58,71 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// The bootstrap address of a real Kafka broker: `KAFKA_BOOTSTRAP` when set,
-/// otherwise one started through scripts/kafka.sh on free ports.
-pub fn bootstrap() -> &'static str {
-    static BOOTSTRAP: LazyLock<String> = LazyLock::new(|| {
-        if let Ok(address) = std::env::var("KAFKA_BOOTSTRAP") {
-            return address;
-        }
-        let home = std::env::temp_dir().join(format!("gst-kafka-test-{}", std::process::id()));
-        let output = Command::new(script())
-            .arg("start")
-            .env("KAFKA_HOME", &home)
+/// A broker of this test binary's own, on free ports, through
+/// scripts/kafka.sh: for tests that kill, pause and restart it.
+pub struct OwnBroker {
+    pub home: PathBuf,
+    pub bootstrap: String,
+}
+
+impl OwnBroker {
+    pub fn start() -> OwnBroker {
+        static REGISTER: Once = Once::new();
+        REGISTER.call_once(|| unsafe {
+            libc::atexit(stop_started_brokers);
+        });
+        let home = std::env::temp_dir().join(format!(
+            "gst-kafka-test-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        STARTED_HOMES.lock().unwrap().push(home.clone());
+        let output = kafka_sh(&home, &["start"])
             .env("KAFKA_PORT", free_port().to_string())
             .env("KAFKA_CONTROLLER_PORT", free_port().to_string())
             .output()
             .expect("run scripts/kafka.sh");
-        *OWN_BROKER.lock().unwrap() = Some(OwnBroker { home });
-        unsafe {
-            libc::atexit(stop_own_broker);
-        }
         assert!(
             output.status.success(),
             "scripts/kafka.sh start failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
         let stdout = String::from_utf8(output.stdout).unwrap();
-        stdout.lines().last().unwrap().trim().to_string()
-    });
-    &BOOTSTRAP
+        let bootstrap = stdout.lines().last().unwrap().trim().to_string();
+        OwnBroker { home, bootstrap }
+    }
+
+    /// Runs `scripts/kafka.sh <command> 1`: kill-node, pause-node,
+    /// resume-node or start-node.
+    pub fn node(&self, command: &str) {
+        let status = kafka_sh(&self.home, &[command, "1"])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "scripts/kafka.sh {command} 1 failed");
+    }
+}
+
+static OWN_BROKER: std::sync::OnceLock<OwnBroker> = std::sync::OnceLock::new();
+
+/// This test binary's own broker, started on first use.
+pub fn own_broker() -> &'static OwnBroker {
+    OWN_BROKER.get_or_init(OwnBroker::start)
+}
+
+/// The bootstrap address of a real Kafka broker: this binary's own broker
+/// once a test asked for it, else `KAFKA_BOOTSTRAP` when set, else an own
+/// broker started now.
+pub fn bootstrap() -> &'static str {
+    static FROM_ENV: LazyLock<Option<String>> =
+        LazyLock::new(|| std::env::var("KAFKA_BOOTSTRAP").ok());
+    if let Some(own) = OWN_BROKER.get() {
+        return &own.bootstrap;
+    }
+    match &*FROM_ENV {
+        Some(address) => address,
+        None => &own_broker().bootstrap,
+    }
 }
 
 /// A topic name no other test uses.
@@ -267,6 +304,14 @@ pub fn expect_error(end: End) -> String {
         End::Error(err, _) => err.message().to_string(),
         End::Eos => panic!("expected an error, got EOS"),
     }
+}
+
+/// Whether something listens on 127.0.0.1:`port`. A connect that succeeds
+/// is not proof: on an ephemeral port with no listener, a socket can
+/// connect to itself.
+pub fn listening(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port))
+        .is_ok_and(|s| s.local_addr().ok() != s.peer_addr().ok())
 }
 
 /// Polls `condition` until it holds or `timeout` passes.

@@ -1,0 +1,243 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! Faults a real broker goes through: killed and restarted, gone for good,
+//! frozen. This binary starts a broker of its own (scripts/kafka.sh) and
+//! runs its tests one at a time, since each one hurts the broker.
+
+mod common;
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::*;
+use gst::prelude::*;
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// One fault at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn launch(description: &str) -> gst::Pipeline {
+    init();
+    gst::parse::launch(description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap()
+}
+
+fn stats(pipeline: &gst::Pipeline, name: &str) -> gst::Structure {
+    pipeline.by_name(name).unwrap().property("stats")
+}
+
+/// Messages of `types` seen on `bus` so far.
+fn drain(bus: &gst::Bus, types: &[gst::MessageType]) -> Vec<gst::Message> {
+    std::iter::from_fn(|| bus.pop_filtered(types)).collect()
+}
+
+/// Every message `bus` gets during `duration` (the length of a fault).
+fn collect_for(bus: &gst::Bus, duration: Duration) -> Vec<gst::Message> {
+    let deadline = Instant::now() + duration;
+    let mut messages = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        if let Some(message) = bus.timed_pop(gst::ClockTime::from_nseconds(left.as_nanos() as u64))
+        {
+            messages.push(message);
+        }
+    }
+    messages
+}
+
+fn of_type(messages: &[gst::Message], kind: gst::MessageType) -> usize {
+    messages.iter().filter(|m| m.type_() == kind).count()
+}
+
+/// A live camera of `frames` frames at 30 fps into `topic`.
+fn camera(topic: &str, frames: u32, extra: &str) -> gst::Pipeline {
+    launch(&format!(
+        "videotestsrc is-live=true num-buffers={frames} ! video/x-raw,width=160,height=120,framerate=30/1 \
+         ! jpegenc ! kafkasink name=sink topic={topic} bootstrap-servers={} create-topic=true {extra}",
+        bootstrap()
+    ))
+}
+
+/// The sequence numbers of every record in `topic`, in offset order.
+fn sequence_numbers(topic: &str) -> Vec<u64> {
+    read_topic(topic)
+        .iter()
+        .map(|r| r.header("gst-seq").unwrap().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn broker_killed_and_restarted_loses_and_duplicates_nothing() {
+    let _serial = serial();
+    let broker = own_broker();
+    let topic = unique_topic("killed");
+    const FRAMES: u32 = 360;
+    let pipeline = camera(&topic, FRAMES, "message-timeout-ms=120000");
+    let bus = pipeline.bus().unwrap();
+    if pipeline.set_state(gst::State::Playing).is_err() {
+        panic!("start failed: {:?}", wait_end(&bus, TIMEOUT));
+    }
+    assert!(wait_until(TIMEOUT, || stats(&pipeline, "sink")
+        .get::<u64>("records-acked")
+        .unwrap()
+        > 60));
+
+    broker.node("kill-node");
+    let killed = Instant::now();
+    // The scenario: the broker stays down for 5 s while the camera goes on.
+    let mut during = collect_for(&bus, Duration::from_secs(5));
+    broker.node("start-node");
+    eprintln!("broker back after {:?}", killed.elapsed());
+    during.extend(drain(
+        &bus,
+        &[gst::MessageType::Warning, gst::MessageType::Error],
+    ));
+    assert_eq!(of_type(&during, gst::MessageType::Error), 0);
+
+    let end = wait_end(&bus, TIMEOUT);
+    let sink_stats = stats(&pipeline, "sink");
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(matches!(end, End::Eos), "{end:?}");
+    assert!(
+        of_type(&during, gst::MessageType::Warning) > 0,
+        "no warning while the broker was away"
+    );
+    assert_eq!(
+        sink_stats.get::<u64>("records-acked").unwrap(),
+        FRAMES as u64
+    );
+    assert_eq!(sink_stats.get::<u64>("delivery-errors").unwrap(), 0);
+    // Exactly once, in order: the idempotent producer's promise.
+    assert_eq!(
+        sequence_numbers(&topic),
+        (0..FRAMES as u64).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn broker_gone_longer_than_message_timeout_is_an_error_with_a_count() {
+    let _serial = serial();
+    let broker = own_broker();
+    let topic = unique_topic("gone");
+    let pipeline = camera(&topic, 100_000, "message-timeout-ms=3000");
+    let bus = pipeline.bus().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    assert!(wait_until(TIMEOUT, || stats(&pipeline, "sink")
+        .get::<u64>("records-acked")
+        .unwrap()
+        > 10));
+    broker.node("kill-node");
+    let killed = Instant::now();
+    let end = wait_end(&bus, Duration::from_secs(60));
+    let elapsed = killed.elapsed();
+    pipeline.set_state(gst::State::Null).unwrap();
+    broker.node("start-node");
+    let message = expect_error(end);
+    eprintln!("after {elapsed:?}: {message}");
+    assert!(elapsed < Duration::from_secs(20), "{elapsed:?}");
+    assert!(
+        message.contains("record(s) not delivered to Kafka topic"),
+        "{message}"
+    );
+    assert!(message.contains("message-timeout-ms"), "{message}");
+    let count: u64 = message.split(' ').next().unwrap().parse().unwrap();
+    assert!(count > 0);
+}
+
+#[test]
+fn paused_broker_then_everything_resumes() {
+    let _serial = serial();
+    let broker = own_broker();
+    let topic = unique_topic("paused");
+    create_topic(&topic, 1, &[]);
+    const FRAMES: u32 = 600;
+    let camera = camera(&topic, FRAMES, "message-timeout-ms=120000");
+    let viewer = launch(&format!(
+        "kafkasrc name=src topic={topic} bootstrap-servers={} start-from=earliest ! fakesink",
+        bootstrap()
+    ));
+    let camera_bus = camera.bus().unwrap();
+    let viewer_bus = viewer.bus().unwrap();
+    camera.set_state(gst::State::Playing).unwrap();
+    viewer.set_state(gst::State::Playing).unwrap();
+    assert!(wait_until(TIMEOUT, || stats(&viewer, "src")
+        .get::<u64>("buffers-pushed")
+        .unwrap()
+        > 60));
+
+    broker.node("pause-node");
+    // The scenario: the broker is frozen (SIGSTOP) for 10 s.
+    let during = collect_for(&camera_bus, Duration::from_secs(10));
+    assert_eq!(of_type(&during, gst::MessageType::Error), 0);
+    let pushed_while_paused = stats(&viewer, "src").get::<u64>("buffers-pushed").unwrap();
+    broker.node("resume-node");
+
+    let end = wait_end(&camera_bus, TIMEOUT);
+    assert!(matches!(end, End::Eos), "{end:?}");
+    assert!(
+        wait_until(TIMEOUT, || stats(&viewer, "src")
+            .get::<u64>("buffers-pushed")
+            .unwrap()
+            == FRAMES as u64),
+        "the viewer got {} of {FRAMES}",
+        stats(&viewer, "src").get::<u64>("buffers-pushed").unwrap()
+    );
+    assert!(pushed_while_paused < FRAMES as u64);
+    assert!(drain(&viewer_bus, &[gst::MessageType::Error]).is_empty());
+    let src_stats = stats(&viewer, "src");
+    camera.set_state(gst::State::Null).unwrap();
+    viewer.set_state(gst::State::Null).unwrap();
+    assert_eq!(src_stats.get::<u64>("sequence-gaps").unwrap(), 0);
+    assert_eq!(src_stats.get::<u64>("duplicates").unwrap(), 0);
+    assert_eq!(
+        sequence_numbers(&topic),
+        (0..FRAMES as u64).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn source_resumes_by_itself_after_a_broker_restart() {
+    let _serial = serial();
+    let broker = own_broker();
+    let topic = unique_topic("src-restart");
+    create_topic(&topic, 1, &[]);
+    let viewer = launch(&format!(
+        "kafkasrc name=src topic={topic} bootstrap-servers={} ! appsink name=out sync=false",
+        bootstrap()
+    ));
+    let appsink = viewer
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    viewer.set_state(gst::State::Playing).unwrap();
+    produce_plain(&topic, &[b"before".to_vec()]);
+    let first = appsink
+        .try_pull_sample(gst::ClockTime::from_seconds(30))
+        .unwrap();
+    assert_eq!(
+        first.buffer().unwrap().map_readable().unwrap().as_slice(),
+        b"before"
+    );
+
+    broker.node("kill-node");
+    broker.node("start-node");
+    produce_plain(&topic, &[b"after".to_vec()]);
+    let next = appsink
+        .try_pull_sample(gst::ClockTime::from_seconds(60))
+        .expect("the source resumed");
+    assert_eq!(
+        next.buffer().unwrap().map_readable().unwrap().as_slice(),
+        b"after"
+    );
+    assert!(drain(&viewer.bus().unwrap(), &[gst::MessageType::Error]).is_empty());
+    viewer.set_state(gst::State::Null).unwrap();
+}
