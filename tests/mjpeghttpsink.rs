@@ -4,269 +4,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::http::*;
 use common::*;
 use gst::prelude::*;
-
-const BOUNDARY: &str = "gstkafkaframe";
-
-/// A pipeline `appsrc ! mjpeghttpsink` on a free port.
-struct Server {
-    pipeline: gst::Pipeline,
-    appsrc: gst_app::AppSrc,
-    sink: gst::Element,
-    port: u16,
-}
-
-impl Server {
-    fn start(properties: &str) -> Server {
-        init();
-        let pipeline = gst::parse::launch(&format!(
-            "appsrc name=src format=time is-live=true caps=image/jpeg ! mjpeghttpsink name=sink port=0 {properties}"
-        ))
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-        let appsrc = pipeline
-            .by_name("src")
-            .unwrap()
-            .downcast::<gst_app::AppSrc>()
-            .unwrap();
-        let sink = pipeline.by_name("sink").unwrap();
-        pipeline.set_state(gst::State::Playing).unwrap();
-        let port = sink.property::<u32>("bound-port") as u16;
-        assert_ne!(port, 0);
-        Server {
-            pipeline,
-            appsrc,
-            sink,
-            port,
-        }
-    }
-
-    fn push(&self, data: &[u8]) {
-        self.appsrc
-            .push_buffer(gst::Buffer::from_slice(data.to_vec()))
-            .unwrap();
-    }
-
-    fn stats(&self) -> gst::Structure {
-        self.sink.property("stats")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.pipeline.set_state(gst::State::Null);
-    }
-}
-
-/// A fake JPEG: SOI, a body that names it, EOI.
-fn jpeg(i: usize) -> Vec<u8> {
-    let mut data = vec![0xff, 0xd8];
-    data.extend(format!("frame {i} ").repeat(50 + i % 7).into_bytes());
-    data.extend([0xff, 0xd9]);
-    data
-}
-
-/// Response status, headers (lower-case names) and a reader over the body,
-/// de-chunked when the response is chunked.
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Box<dyn BufRead + Send>,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn body_string(mut self) -> String {
-        let mut text = String::new();
-        self.body.read_to_string(&mut text).unwrap();
-        text
-    }
-}
-
-struct Chunked<R> {
-    inner: R,
-    left: usize,
-    done: bool,
-}
-
-impl<R: BufRead> Read for Chunked<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.done {
-            return Ok(0);
-        }
-        if self.left == 0 {
-            let mut line = String::new();
-            self.inner.read_line(&mut line)?;
-            if line.is_empty() {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            self.left = usize::from_str_radix(line.trim(), 16)
-                .map_err(|_| std::io::Error::other(format!("bad chunk size {line:?}")))?;
-            if self.left == 0 {
-                self.inner.read_line(&mut line)?;
-                self.done = true;
-                return Ok(0);
-            }
-        }
-        let len = buf.len().min(self.left);
-        let n = self.inner.read(&mut buf[..len])?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        self.left -= n;
-        if self.left == 0 {
-            let mut crlf = [0; 2];
-            self.inner.read_exact(&mut crlf)?;
-        }
-        Ok(n)
-    }
-}
-
-fn request(port: u16, head: &str) -> Response {
-    let mut socket = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    socket.write_all(head.as_bytes()).unwrap();
-    read_response(socket)
-}
-
-fn read_response(socket: TcpStream) -> Response {
-    let mut reader = BufReader::new(socket);
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    let status = line.split(' ').nth(1).unwrap().parse().unwrap();
-    let mut headers = Vec::new();
-    loop {
-        line.clear();
-        reader.read_line(&mut line).unwrap();
-        let trimmed = line.trim_end();
-        if trimmed.is_empty() {
-            break;
-        }
-        let (name, value) = trimmed.split_once(':').unwrap();
-        headers.push((name.to_ascii_lowercase(), value.trim().to_string()));
-    }
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n == "transfer-encoding" && v == "chunked");
-    let length = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .map(|(_, v)| v.parse::<u64>().unwrap());
-    let body: Box<dyn BufRead + Send> = match (chunked, length) {
-        (true, _) => Box::new(BufReader::new(Chunked {
-            inner: reader,
-            left: 0,
-            done: false,
-        })),
-        (false, Some(length)) => Box::new(BufReader::new(reader.take(length))),
-        (false, None) => Box::new(reader),
-    };
-    Response {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn get(port: u16, path: &str, extra: &str) -> Response {
-    request(
-        port,
-        &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{extra}\r\n"),
-    )
-}
-
-/// One part of the multipart stream.
-#[derive(Debug)]
-struct Part {
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-    last: bool,
-}
-
-/// Reads the stream's parts as a browser would.
-struct PartReader {
-    body: Box<dyn BufRead + Send>,
-}
-
-impl PartReader {
-    fn open(response: Response) -> PartReader {
-        assert_eq!(response.status, 200);
-        assert_eq!(
-            response.header("content-type"),
-            Some(format!("multipart/x-mixed-replace;boundary={BOUNDARY}").as_str())
-        );
-        let mut reader = PartReader {
-            body: response.body,
-        };
-        let mut line = String::new();
-        reader.body.read_line(&mut line).unwrap();
-        assert_eq!(line, format!("--{BOUNDARY}\r\n"));
-        reader
-    }
-
-    fn next(&mut self) -> Part {
-        let mut headers = Vec::new();
-        let mut line = String::new();
-        loop {
-            line.clear();
-            self.body.read_line(&mut line).unwrap();
-            let trimmed = line.trim_end();
-            if trimmed.is_empty() {
-                break;
-            }
-            let (name, value) = trimmed.split_once(':').unwrap();
-            headers.push((name.to_ascii_lowercase(), value.trim().to_string()));
-        }
-        let length: usize = headers
-            .iter()
-            .find(|(n, _)| n == "content-length")
-            .expect("Content-Length in every part")
-            .1
-            .parse()
-            .unwrap();
-        let mut body = vec![0; length];
-        self.body.read_exact(&mut body).unwrap();
-        line.clear();
-        self.body.read_line(&mut line).unwrap();
-        assert_eq!(line, "\r\n");
-        line.clear();
-        self.body.read_line(&mut line).unwrap();
-        let last = match line.as_str() {
-            l if l == format!("--{BOUNDARY}\r\n") => false,
-            l if l == format!("--{BOUNDARY}--\r\n") => true,
-            other => panic!("expected a boundary after the part, got {other:?}"),
-        };
-        Part {
-            headers,
-            body,
-            last,
-        }
-    }
-}
-
-fn header<'a>(part: &'a Part, name: &str) -> &'a str {
-    part.headers
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
-        .unwrap()
-}
 
 #[test]
 fn clients_receive_identical_frames_in_order_with_part_headers() {
@@ -666,4 +412,68 @@ fn caps_other_than_jpeg_are_refused() {
         pipeline.is_err(),
         "linking raw video to mjpeghttpsink must fail"
     );
+}
+
+#[test]
+fn slow_headers_are_cut_off() {
+    let server = Server::start("");
+    let mut socket = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    socket
+        .write_all(b"GET /video_feed HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    // The server gives up on the unfinished request and closes.
+    let _ = socket.read_to_end(&mut rest);
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(15), "{waited:?}");
+    assert!(server.stats().get::<u32>("clients").unwrap() == 0);
+}
+
+#[test]
+fn oversized_headers_are_refused() {
+    let server = Server::start("");
+    let huge = format!(
+        "GET /video_feed HTTP/1.1\r\nHost: x\r\nX-Junk: {}\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
+    let mut socket = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = socket.write_all(huge.as_bytes());
+    let mut response = String::new();
+    let _ = socket.read_to_string(&mut response);
+    assert!(
+        response.starts_with("HTTP/1.1 431")
+            || response.starts_with("HTTP/1.1 400")
+            || response.is_empty(),
+        "{response}"
+    );
+    assert!(server.stats().get::<u32>("clients").unwrap() == 0);
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let server = Server::start("");
+    let mut socket = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    socket
+        .write_all(
+            b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\nGET /stats HTTP/1.1\r\nHost: x\r\n\r\n\
+              GET /snapshot.jpg HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+    let mut all = String::new();
+    socket.read_to_string(&mut all).unwrap();
+    let statuses: Vec<&str> = all
+        .match_indices("HTTP/1.1 ")
+        .map(|(at, _)| &all[at + 9..at + 12])
+        .collect();
+    assert_eq!(statuses, ["404", "200", "503"], "{all}");
 }

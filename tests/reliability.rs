@@ -1,14 +1,18 @@
 // SPDX-License-Identifier: MPL-2.0
 
-//! Faults a real broker goes through: killed and restarted, gone for good,
-//! frozen. This binary starts a broker of its own (scripts/kafka.sh) and
-//! runs its tests one at a time, since each one hurts the broker.
+//! Faults a real broker goes through (killed and restarted, gone for good,
+//! frozen) and hostile HTTP clients. This binary starts a broker of its own
+//! (scripts/kafka.sh) and runs its tests one at a time: each one hurts the
+//! broker, or counts the process's file descriptors.
 
 mod common;
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::http::*;
 use common::*;
 use gst::prelude::*;
 
@@ -240,4 +244,70 @@ fn source_resumes_by_itself_after_a_broker_restart() {
     );
     assert!(drain(&viewer.bus().unwrap(), &[gst::MessageType::Error]).is_empty());
     viewer.set_state(gst::State::Null).unwrap();
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+#[test]
+fn a_thousand_connections_are_served_then_released() {
+    let _serial = serial();
+    let before = open_fds();
+    let server = Server::start("");
+    server.push(&jpeg(1));
+    assert!(wait_until(Duration::from_secs(10), || server
+        .stats()
+        .get::<u64>("frames-in")
+        .unwrap()
+        == 1));
+    let mut sockets: Vec<TcpStream> = (0..1000)
+        .map(|_| {
+            let mut socket = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+            socket
+                .write_all(b"GET /video_feed HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            socket
+        })
+        .collect();
+    assert!(
+        wait_until(Duration::from_secs(30), || server
+            .stats()
+            .get::<u32>("clients")
+            .unwrap()
+            == 1000),
+        "{} clients",
+        server.stats().get::<u32>("clients").unwrap()
+    );
+    // Every one of them got the newest frame.
+    for socket in sockets.iter_mut().step_by(50) {
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut head = vec![0; 256];
+        socket.read_exact(&mut head).unwrap();
+        assert!(head.starts_with(b"HTTP/1.1 200 OK"));
+    }
+    // A well-behaved client still gets new frames at once.
+    let mut fast = PartReader::open(get(server.port, "/video_feed", ""));
+    assert_eq!(fast.next().body, jpeg(1));
+    server.push(&jpeg(2));
+    assert_eq!(fast.next().body, jpeg(2));
+    drop(sockets);
+    drop(fast);
+    assert!(
+        wait_until(Duration::from_secs(30), || server
+            .stats()
+            .get::<u32>("clients")
+            .unwrap()
+            == 0),
+        "clients not released"
+    );
+    drop(server);
+    // Every socket of the server and of the clients is closed again.
+    assert!(
+        wait_until(Duration::from_secs(30), || open_fds() <= before + 16),
+        "{} file descriptors open, {before} before",
+        open_fds()
+    );
 }

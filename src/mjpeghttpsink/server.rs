@@ -21,7 +21,7 @@ use super::stream::{BOUNDARY, ResponseBody, Stream, full_body, spawn_feed};
 use crate::runtime::RUNTIME;
 
 /// A client must send its request headers within this time (slowloris).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long stopping waits for connections to close.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
 /// Request heads larger than this are refused.

@@ -19,6 +19,8 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
+pub mod http;
+
 pub fn init() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
