@@ -449,3 +449,30 @@ fn null_returns_promptly_while_blocked_on_a_full_queue() {
     );
     pusher.join().unwrap();
 }
+
+#[test]
+fn librdkafka_statistics_are_posted_as_element_messages() {
+    let topic = unique_topic("sink-statistics");
+    let pipeline = pipeline(&format!(
+        "videotestsrc is-live=true num-buffers=30 ! jpegenc ! kafkasink topic={topic} bootstrap-servers={} \
+         create-topic=true statistics-interval-ms=100",
+        bootstrap()
+    ));
+    let bus = pipeline.bus().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let message = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(30),
+            &[gst::MessageType::Element],
+        )
+        .expect("a kafka-statistics message");
+    pipeline.set_state(gst::State::Null).unwrap();
+    let structure = message.structure().unwrap();
+    assert_eq!(structure.name(), "kafka-statistics");
+    let json = structure.get::<String>("json").unwrap();
+    assert!(
+        json.starts_with('{') && json.contains("\"type\": \"producer\"")
+            || json.contains("\"type\":\"producer\""),
+        "{json}"
+    );
+}

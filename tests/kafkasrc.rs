@@ -615,3 +615,36 @@ fn missing_topic_and_bad_settings_are_clear_errors() {
         assert!(message.contains(expected), "{properties}: {message}");
     }
 }
+
+#[test]
+fn max_lag_jumps_to_the_newest_records() {
+    let topic = unique_topic("src-lag");
+    create_topic(&topic, 1, &[]);
+    let old = unix_now_ms() - 60_000;
+    produce_timed(&topic, "old", &(0..50).map(|i| old + i).collect::<Vec<_>>());
+    let (pipeline, appsink) = source(&format!(
+        "topic={topic} start-from=earliest max-lag-ms=5000"
+    ));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    // The backlog is a minute old: the source skips it and waits for new records.
+    let src = pipeline.by_name("src").unwrap();
+    assert!(wait_until(TIMEOUT, || src
+        .property::<gst::Structure>("stats")
+        .get::<u64>("skipped-lag")
+        .unwrap()
+        > 0));
+    let now = unix_now_ms();
+    produce_timed(&topic, "new", &[now, now + 1]);
+    let first = pull(&appsink);
+    assert_eq!(value(&first), b"new-0");
+    assert!(
+        first
+            .buffer()
+            .unwrap()
+            .flags()
+            .contains(gst::BufferFlags::DISCONT)
+    );
+    let stats = stats(&pipeline);
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert_eq!(stats.get::<u64>("skipped-lag").unwrap(), 50);
+}

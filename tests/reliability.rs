@@ -311,3 +311,228 @@ fn a_thousand_connections_are_served_then_released() {
         open_fds()
     );
 }
+
+/// A gst-launch-1.0 process of its own, killed (SIGKILL) when dropped.
+struct Launched(std::process::Child);
+
+impl Launched {
+    fn spawn(description: &str) -> Launched {
+        let child = std::process::Command::new("gst-launch-1.0")
+            .args(description.split(' ').filter(|a| !a.is_empty()))
+            .env("GST_PLUGIN_PATH", plugin_dir())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Launched(child)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Launched {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The values of the files a multifilesink wrote into `dir`.
+fn written_values(dir: &std::path::Path) -> Vec<Vec<u8>> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files.iter().map(|f| std::fs::read(f).unwrap()).collect()
+}
+
+#[test]
+fn group_member_killed_and_restarted_resumes_from_its_commits() {
+    let _serial = serial();
+    own_broker();
+    let topic = unique_topic("group-kill");
+    let group = unique_topic("g");
+    create_topic(&topic, 1, &[]);
+    const N: usize = 400;
+    let values: Vec<Vec<u8>> = (0..N).map(|i| format!("r-{i:04}").into_bytes()).collect();
+    produce_plain(&topic, &values);
+
+    // The member reads 50 records/s into files, then is killed with SIGKILL.
+    let dir = std::env::temp_dir().join(unique_topic("group-kill-files"));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A short session so that the group notices the dead member quickly
+    // (the broker's minimum is 6 s).
+    let fast = "config=config,session.timeout.ms=6000,heartbeat.interval.ms=500";
+    let mut victim = Launched::spawn(&format!(
+        "kafkasrc topic={topic} bootstrap-servers={} group-id={group} start-from=earliest {fast} \
+         ! identity sleep-time=20000 ! multifilesink location={}/%06d",
+        bootstrap(),
+        dir.display()
+    ));
+    assert!(wait_until(TIMEOUT, || std::fs::read_dir(&dir)
+        .unwrap()
+        .count()
+        >= 120));
+    victim.kill();
+    let before = written_values(&dir);
+
+    // Its successor in the group starts where the commits say.
+    let successor = launch(&format!(
+        "kafkasrc name=src topic={topic} bootstrap-servers={} group-id={group} {fast} ! appsink name=out sync=false",
+        bootstrap()
+    ));
+    let appsink = successor
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    successor.set_state(gst::State::Playing).unwrap();
+    let mut after = Vec::new();
+    while after.last() != values.last() {
+        let sample = appsink
+            .try_pull_sample(gst::ClockTime::from_seconds(30))
+            .expect("the rest of the topic");
+        after.push(sample.buffer().unwrap().map_readable().unwrap().to_vec());
+    }
+    successor.set_state(gst::State::Null).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    // No gap: the successor starts at or before the record after the last
+    // one the victim wrote; duplicates are what was not committed yet
+    // (auto-commit every second: at most about 50 records here).
+    let first_after = values.iter().position(|v| *v == after[0]).unwrap();
+    assert!(
+        first_after <= before.len(),
+        "gap: victim wrote {}, successor began at {first_after}",
+        before.len()
+    );
+    assert_eq!(after, values[first_after..].to_vec());
+    let duplicates = before.len() - first_after;
+    eprintln!(
+        "victim wrote {}, successor began at {first_after}: {duplicates} duplicate(s)",
+        before.len()
+    );
+    assert!(duplicates <= 100, "{duplicates} duplicates");
+    assert_eq!(before, values[..before.len()].to_vec());
+}
+
+#[test]
+fn group_survivor_takes_over_the_partitions_of_a_killed_member() {
+    let _serial = serial();
+    own_broker();
+    let topic = unique_topic("group-takeover");
+    let group = unique_topic("g");
+    create_topic(&topic, 4, &[]);
+    // A short session so that the group notices the dead member quickly
+    // (the broker's minimum is 6 s).
+    let fast = "config=config,session.timeout.ms=6000,heartbeat.interval.ms=500";
+    let survivor = launch(&format!(
+        "kafkasrc name=src topic={topic} bootstrap-servers={} group-id={group} start-from=earliest {fast} \
+         ! appsink name=out sync=false",
+        bootstrap()
+    ));
+    let appsink = survivor
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    survivor.set_state(gst::State::Playing).unwrap();
+    let mut victim = Launched::spawn(&format!(
+        "kafkasrc topic={topic} bootstrap-servers={} group-id={group} start-from=earliest {fast} ! fakesink",
+        bootstrap()
+    ));
+    let assigned = || {
+        stats(&survivor, "src")
+            .get::<u32>("assigned-partitions")
+            .unwrap()
+    };
+    assert!(
+        wait_until(TIMEOUT, || assigned() == 2),
+        "the group never split: {}",
+        assigned()
+    );
+    victim.kill();
+    assert!(
+        wait_until(TIMEOUT, || assigned() == 4),
+        "the survivor has {} partitions",
+        assigned()
+    );
+
+    // Records on every partition reach the survivor.
+    let producer: rdkafka::producer::BaseProducer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .unwrap();
+    for partition in 0..4 {
+        let value = format!("p{partition}");
+        producer
+            .send(
+                rdkafka::producer::BaseRecord::<(), _>::to(&topic)
+                    .payload(&value)
+                    .partition(partition),
+            )
+            .unwrap();
+    }
+    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(30)).unwrap();
+    let mut got: Vec<Vec<u8>> = (0..4)
+        .map(|_| {
+            let sample = appsink
+                .try_pull_sample(gst::ClockTime::from_seconds(30))
+                .expect("a record");
+            sample.buffer().unwrap().map_readable().unwrap().to_vec()
+        })
+        .collect();
+    got.sort();
+    survivor.set_state(gst::State::Null).unwrap();
+    assert_eq!(
+        got,
+        vec![
+            b"p0".to_vec(),
+            b"p1".to_vec(),
+            b"p2".to_vec(),
+            b"p3".to_vec()
+        ]
+    );
+}
+
+#[test]
+fn viewers_vanishing_mid_frame_do_not_kill_a_c_host() {
+    let _serial = serial();
+    // gst-launch-1.0 is a C program: SIGPIPE is not ignored there, so a
+    // write to a socket its viewer just reset must not raise it.
+    let port = free_port();
+    let mut host = Launched::spawn(&format!(
+        "videotestsrc is-live=true pattern=snow ! video/x-raw,width=1280,height=720,framerate=30/1 \
+         ! jpegenc quality=95 ! mjpeghttpsink port={port}"
+    ));
+    assert!(wait_until(TIMEOUT, || listening(port)));
+    for _ in 0..5 {
+        let viewers: Vec<TcpStream> = (0..40)
+            .map(|_| {
+                let mut socket = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                socket
+                    .write_all(b"GET /video_feed HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .unwrap();
+                let mut start = [0u8; 4096];
+                socket.read_exact(&mut start).unwrap();
+                socket
+            })
+            .collect();
+        for socket in viewers {
+            // Reset, not a clean close: the server is mid-write.
+            socket2::SockRef::from(&socket)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+        }
+    }
+    let mut client = PartReader::open(get(port, "/video_feed", ""));
+    assert!(client.next().body.starts_with(&[0xff, 0xd8]));
+    assert!(
+        host.0.try_wait().unwrap().is_none(),
+        "the host process died: {:?}",
+        host.0.try_wait()
+    );
+    host.kill();
+}

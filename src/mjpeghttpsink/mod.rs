@@ -4,6 +4,7 @@ use gst::glib;
 use gst::prelude::*;
 
 mod imp;
+mod nosigpipe;
 mod server;
 mod stream;
 

@@ -17,6 +17,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::task::JoinHandle;
 
+use super::nosigpipe::NoSigPipe;
 use super::stream::{BOUNDARY, ResponseBody, Stream, full_body, spawn_feed};
 use crate::runtime::RUNTIME;
 
@@ -171,7 +172,7 @@ async fn accept_loop(listener: tokio::net::TcpListener, server: Weak<Server>) {
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
                 .max_buf_size(MAX_REQUEST_HEAD.max(8192))
-                .serve_connection(TokioIo::new(socket), service)
+                .serve_connection(TokioIo::new(NoSigPipe(socket)), service)
                 .await;
         });
         let mut tasks = owner.tasks.lock().unwrap();

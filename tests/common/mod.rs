@@ -69,6 +69,15 @@ pub struct OwnBroker {
 
 impl OwnBroker {
     pub fn start() -> OwnBroker {
+        OwnBroker::launch("start")
+    }
+
+    /// Three brokers on loopback (`scripts/kafka.sh cluster`).
+    pub fn cluster() -> OwnBroker {
+        OwnBroker::launch("cluster")
+    }
+
+    fn launch(command: &str) -> OwnBroker {
         static REGISTER: Once = Once::new();
         REGISTER.call_once(|| unsafe {
             libc::atexit(stop_started_brokers);
@@ -79,7 +88,7 @@ impl OwnBroker {
             free_port()
         ));
         STARTED_HOMES.lock().unwrap().push(home.clone());
-        let output = kafka_sh(&home, &["start"])
+        let output = kafka_sh(&home, &[command])
             .env("KAFKA_PORT", free_port().to_string())
             .env("KAFKA_CONTROLLER_PORT", free_port().to_string())
             .output()
@@ -97,11 +106,19 @@ impl OwnBroker {
     /// Runs `scripts/kafka.sh <command> 1`: kill-node, pause-node,
     /// resume-node or start-node.
     pub fn node(&self, command: &str) {
-        let status = kafka_sh(&self.home, &[command, "1"])
+        self.node_n(command, 1);
+    }
+
+    pub fn node_n(&self, command: &str, node: i32) {
+        let status = kafka_sh(&self.home, &[command, &node.to_string()])
             .stdout(std::process::Stdio::null())
             .status()
             .unwrap();
-        assert!(status.success(), "scripts/kafka.sh {command} 1 failed");
+        assert!(status.success(), "scripts/kafka.sh {command} {node} failed");
+    }
+
+    pub fn stop(&self) {
+        let _ = kafka_sh(&self.home, &["stop"]).status();
     }
 }
 
@@ -110,6 +127,12 @@ static OWN_BROKER: std::sync::OnceLock<OwnBroker> = std::sync::OnceLock::new();
 /// This test binary's own broker, started on first use.
 pub fn own_broker() -> &'static OwnBroker {
     OWN_BROKER.get_or_init(OwnBroker::start)
+}
+
+/// Makes `broker` (e.g. a cluster) this binary's own broker.
+pub fn use_own_broker(broker: OwnBroker) -> &'static OwnBroker {
+    let _ = OWN_BROKER.set(broker);
+    OWN_BROKER.get().unwrap()
 }
 
 /// The bootstrap address of a real Kafka broker: this binary's own broker
@@ -149,8 +172,17 @@ fn client_config() -> ClientConfig {
 }
 
 pub fn create_topic(topic: &str, partitions: i32, config: &[(&str, &str)]) {
+    create_replicated_topic(topic, partitions, 1, config);
+}
+
+pub fn create_replicated_topic(
+    topic: &str,
+    partitions: i32,
+    replicas: i32,
+    config: &[(&str, &str)],
+) {
     let admin: AdminClient<DefaultClientContext> = client_config().create().unwrap();
-    let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1))
+    let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(replicas))
         .set("max.message.bytes", "16777216");
     for (key, value) in config {
         new_topic = new_topic.set(key, value);
@@ -173,6 +205,33 @@ pub fn partition_count(topic: &str) -> usize {
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .unwrap();
     metadata.topics()[0].partitions().len()
+}
+
+/// The broker leading `partition` of `topic`.
+pub fn leader(topic: &str, partition: i32) -> i32 {
+    let consumer: BaseConsumer = client_config().create().unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    metadata.topics()[0]
+        .partitions()
+        .iter()
+        .find(|p| p.id() == partition)
+        .unwrap()
+        .leader()
+}
+
+/// The directory of the libgstkafka.so built with this test, for
+/// gst-launch-1.0 child processes.
+pub fn plugin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    assert!(
+        dir.join("libgstkafka.so").exists(),
+        "no libgstkafka.so in {}",
+        dir.display()
+    );
+    dir
 }
 
 /// A record as an independent client (rdkafka, not our elements) sees it.
