@@ -15,6 +15,8 @@
 #   DEMO_SECONDS  stop by itself after this many seconds (default: run until Ctrl-C)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 TOPIC=${TOPIC:-rtsp-stream}
 HTTP_ADDRESS=${HTTP_ADDRESS:-127.0.0.1}
@@ -40,14 +42,6 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-wait_for_port() {
-    local port=$1 what=$2 deadline=$((SECONDS + 60))
-    until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
-        ((SECONDS < deadline)) || { echo "demo: $what did not come up on port $port" >&2; exit 1; }
-        sleep 0.2
-    done
-}
-
 scripts/setup.sh
 echo "demo: building the plugin"
 cargo build --release --lib --example test-camera
@@ -62,7 +56,7 @@ echo "demo: Kafka at $BROKERS"
 if [ -z "${RTSP_URL:-}" ]; then
     target/release/examples/test-camera --port "$CAMERA_PORT" &
     pids+=($!)
-    wait_for_port "$CAMERA_PORT" "the test camera"
+    wait_for_port "$CAMERA_PORT" "the test camera" 60 "${pids[-1]}"
     RTSP_URL=rtsp://127.0.0.1:$CAMERA_PORT/test
 fi
 echo "demo: camera at $RTSP_URL"
@@ -87,7 +81,7 @@ done
 gst-launch-1.0 kafkasrc topic="$TOPIC" bootstrap-servers="$BROKERS" max-lag-ms=1000 \
     ! mjpeghttpsink address="$HTTP_ADDRESS" port="$HTTP_PORT" &
 pids+=($!)
-wait_for_port "$HTTP_PORT" "the viewer"
+wait_for_port "$HTTP_PORT" "the viewer" 60 "${pids[-1]}"
 
 echo
 echo "demo: open http://127.0.0.1:$HTTP_PORT/  (stream: /video_feed, snapshot: /snapshot.jpg, stats: /stats)"

@@ -20,6 +20,8 @@
 #   KAFKA_HEAP             broker heap (default 512M; 256M per node in a cluster)
 #   KAFKA_START_TIMEOUT    seconds to wait for readiness (default 90)
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 # The one place where the Kafka version is pinned.
 KAFKA_VERSION=4.4.0
@@ -178,14 +180,6 @@ launch_node() {
         -cp "$LIBS/*" kafka.Kafka "$dir/server.properties" \
         >>"$dir/broker.log" 2>&1 </dev/null &
     echo $! >"$dir/broker.pid"
-}
-
-# Whether something listens on TCP port $1. (Not a connect attempt: on a
-# port in the ephemeral range, a connect can reach itself and "succeed".)
-listening() {
-    local hex
-    hex=$(printf '%04X' "$1")
-    grep -qE ":$hex [0-9A-F]+:0000 0A" /proc/net/tcp /proc/net/tcp6 2>/dev/null
 }
 
 wait_ready() {

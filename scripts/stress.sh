@@ -12,6 +12,8 @@
 # Prints a summary for docs/reliability.md; exits non-zero if a promise broke.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 cases=("$@")
 ((${#cases[@]})) || cases=(cluster faults soak)
@@ -35,7 +37,9 @@ work=$(mktemp -d)
 broker_home=$work/broker
 pids=()
 cleanup() {
-    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do
+        { kill -KILL "$pid" && wait "$pid"; } 2>/dev/null || true
+    done
     KAFKA_HOME=$broker_home scripts/kafka.sh stop || true
     rm -rf "$work"
 }
@@ -56,6 +60,7 @@ gst-launch-1.0 -q -e videotestsrc is-live=true num-buffers=$frames pattern=ball 
     ! kafkasink topic=$topic bootstrap-servers="$bootstrap" &
 producer=$!
 pids+=("$producer")
+wait_for_port "$port" "the viewer" 60 "$viewer"
 
 sample() {
     local pid=$1
@@ -65,10 +70,11 @@ sample() {
 echo "elapsed_s producer_rss_kb producer_fds viewer_rss_kb viewer_fds" >"$work/samples"
 start=$SECONDS
 while kill -0 "$producer" 2>/dev/null; do
+    line="$((SECONDS - start)) $(sample "$producer") $(sample "$viewer")"
+    kill -0 "$producer" 2>/dev/null && echo "$line" >>"$work/samples"
     # 20 clients for 25 s, then they all leave and new ones come.
     target/release/examples/mjpeg-clients "http://127.0.0.1:$port/video_feed" --clients 20 --seconds 25 \
         --warmup-ms 0 >>"$work/clients" 2>/dev/null || true
-    echo "$((SECONDS - start)) $(sample "$producer") $(sample "$viewer")" >>"$work/samples"
 done
 wait "$producer" || { echo "stress.sh: the producer pipeline failed" >&2; exit 1; }
 
@@ -81,10 +87,12 @@ echo
 echo "soak: ${SOAK_SECONDS}s at 30 fps, 1280x720 JPEG; 20 HTTP clients replaced every 25 s"
 echo "frames produced $frames, records in Kafka $records, sequence breaks $gaps, frames into the viewer $viewer_in"
 column -t "$work/samples"
-# Memory growth after warm-up: the second sample against the last.
-awk 'NR == 3 {p = $2; v = $4} END {printf "rss growth after warm-up: producer %.1f%%, viewer %.1f%%\n", ($2 - p) * 100 / p, ($4 - v) * 100 / v}' "$work/samples"
-awk 'NR == 2 {p = $3; v = $5} END {printf "open files first/last: producer %d/%d, viewer %d/%d\n", p, $3, v, $5}' "$work/samples"
-awk -F'"fps_min":' 'NF > 1 {split($2, a, ","); if (a[1] < min || min == "") min = a[1]} END {print "lowest per-client fps in any 25 s window: " min}' "$work/clients"
+# Memory growth after a minute of warm-up, against the last sample.
+awk 'NR > 1 && $1 >= 60 && p == "" {p = $2; v = $4} END {if (p) printf "rss growth after warm-up: producer %.1f%%, viewer %.1f%%\n", ($2 - p) * 100 / p, ($4 - v) * 100 / v}' "$work/samples"
+awk 'NR > 1 && $1 >= 60 && p == "" {p = $3; v = $5} END {if (p) printf "open files after warm-up/last: producer %d/%d, viewer %d/%d\n", p, $3, v, $5}' "$work/samples"
+# The last window ends with the stream, so it is left out.
+awk -F'"fps_min":' 'NF > 1 {split($2, a, ","); if (prev != "" && (prev < min || min == "")) min = prev; prev = a[1]}
+    END {print "lowest per-client fps in a full 25 s window: " min}' "$work/clients"
 
 [ "$records" = "$frames" ] && [ "$gaps" = 0 ] && [ "$viewer_in" = "$frames" ] || {
     echo "stress.sh: frames were lost" >&2

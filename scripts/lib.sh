@@ -1,0 +1,26 @@
+# Shell helpers shared by the scripts (sourced, not run).
+
+# Whether something listens on TCP port $1. Not a connect attempt: on a port
+# in the ephemeral range, a connect can reach itself and "succeed".
+listening() {
+    local hex
+    hex=$(printf '%04X' "$1")
+    grep -qE ":$hex [0-9A-F]+:0000 0A" /proc/net/tcp /proc/net/tcp6 2>/dev/null
+}
+
+# Waits until port $1 listens; fails after $3 seconds (default 60) or as soon
+# as process $4 (optional) is gone. $2 names what should listen.
+wait_for_port() {
+    local port=$1 what=$2 deadline=$((SECONDS + ${3:-60})) pid=${4:-}
+    until listening "$port"; do
+        if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+            echo "$what exited before listening on port $port" >&2
+            return 1
+        fi
+        if ((SECONDS > deadline)); then
+            echo "$what is not listening on port $port" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
+}
