@@ -16,6 +16,8 @@
 #   KAFKA_PORT             first client port (default 9092; node N uses +N-1);
 #                          remembered in KAFKA_HOME for the other commands
 #   KAFKA_CONTROLLER_PORT  first controller port (default KAFKA_PORT+100)
+#   KAFKA_SASL_PORT        first SASL_PLAINTEXT port (default KAFKA_PORT+200), mechanism
+#                          PLAIN, user alice / password alice-secret (a test listener)
 #   KAFKA_CACHE            jar cache (default ~/.cache/gst-kafka/jars)
 #   KAFKA_HEAP             broker heap (default 512M; 256M per node in a cluster)
 #   KAFKA_START_TIMEOUT    seconds to wait for readiness (default 90)
@@ -44,6 +46,7 @@ if [ -z "${KAFKA_PORT:-}" ] && [ -f "$KAFKA_HOME/ports" ]; then
 fi
 KAFKA_PORT=${KAFKA_PORT:-9092}
 KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 100))}
+KAFKA_SASL_PORT=${KAFKA_SASL_PORT:-$((KAFKA_PORT + 200))}
 KAFKA_CACHE=${KAFKA_CACHE:-$CACHE_ROOT/jars}
 KAFKA_START_TIMEOUT=${KAFKA_START_TIMEOUT:-90}
 LIBS=$KAFKA_CACHE/kafka-$KAFKA_VERSION-log4j-$LOG4J_VERSION-slf4j-$SLF4J_VERSION
@@ -104,6 +107,7 @@ node_count() {
 
 client_port() { echo $((KAFKA_PORT + $1 - 1)); }
 controller_port() { echo $((KAFKA_CONTROLLER_PORT + $1 - 1)); }
+sasl_port() { echo $((KAFKA_SASL_PORT + $1 - 1)); }
 
 bootstrap() {
     local n i list=""
@@ -134,11 +138,13 @@ write_config() {
 process.roles=broker,controller
 node.id=$id
 controller.quorum.voters=$voters
-listeners=PLAINTEXT://127.0.0.1:$(client_port "$id"),CONTROLLER://127.0.0.1:$(controller_port "$id")
-advertised.listeners=PLAINTEXT://127.0.0.1:$(client_port "$id")
+listeners=PLAINTEXT://127.0.0.1:$(client_port "$id"),CONTROLLER://127.0.0.1:$(controller_port "$id"),SASL_PLAINTEXT://127.0.0.1:$(sasl_port "$id")
+advertised.listeners=PLAINTEXT://127.0.0.1:$(client_port "$id"),SASL_PLAINTEXT://127.0.0.1:$(sasl_port "$id")
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_alice="alice-secret";
 log.dirs=$dir/data
 num.partitions=1
 default.replication.factor=$replication
@@ -207,7 +213,8 @@ start_nodes() {
     fi
     fetch
     mkdir -p "$KAFKA_HOME"
-    printf 'KAFKA_PORT=%s\nKAFKA_CONTROLLER_PORT=%s\n' "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" >"$KAFKA_HOME/ports"
+    printf 'KAFKA_PORT=%s\nKAFKA_CONTROLLER_PORT=%s\nKAFKA_SASL_PORT=%s\n' \
+        "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$KAFKA_SASL_PORT" >"$KAFKA_HOME/ports"
     if [ "$existing" != "$n" ]; then
         rm -rf "$KAFKA_HOME"/node*
         echo "$n" >"$KAFKA_HOME/nodes"
@@ -273,7 +280,7 @@ status() {
     n=$(node_count)
     for ((i = 1; i <= n; i++)); do
         if pid=$(node_pid "$i"); then
-            echo "node $i: running, pid $pid, 127.0.0.1:$(client_port "$i")"
+            echo "node $i: running, pid $pid, 127.0.0.1:$(client_port "$i") (SASL_PLAINTEXT: $(sasl_port "$i"))"
             running=$((running + 1))
         else
             echo "node $i: stopped"

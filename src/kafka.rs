@@ -298,6 +298,43 @@ pub fn describe_topic<C: rdkafka::ClientContext>(
     }
 }
 
+/// The error for a failed start-up topic check. `detail` is librdkafka's
+/// latest client-wide error, which tells why a broker connection failed.
+pub fn topic_error(
+    bootstrap: &str,
+    topic: &str,
+    err: TopicError,
+    detail: Option<String>,
+) -> gst::ErrorMessage {
+    // A rejected login shows as a transport failure; the detail says why.
+    let authentication = detail.as_deref().is_some_and(|d| {
+        d.contains("SASL authentication error") || d.contains("Authentication failed")
+    });
+    let detail = detail.map(|d| format!(" ({d})")).unwrap_or_default();
+    match err {
+        TopicError::Unreachable(_) if authentication => gst::error_msg!(
+            gst::ResourceError::NotAuthorized,
+            ("Kafka at {bootstrap} refused the credentials: authentication failed{detail}")
+        ),
+        TopicError::Missing => gst::error_msg!(
+            gst::ResourceError::NotFound,
+            ("topic {topic} does not exist")
+        ),
+        TopicError::Unreachable(reason) => gst::error_msg!(
+            gst::ResourceError::OpenRead,
+            ("cannot reach Kafka at {bootstrap}: {reason}{detail}")
+        ),
+        TopicError::Denied(reason) => gst::error_msg!(
+            gst::ResourceError::NotAuthorized,
+            ("Kafka at {bootstrap} refused access to topic {topic}: {reason}{detail}")
+        ),
+        TopicError::Other(reason) => gst::error_msg!(
+            gst::ResourceError::Failed,
+            ("cannot look up topic {topic} at {bootstrap}: {reason}{detail}")
+        ),
+    }
+}
+
 /// The part of a librdkafka client context both elements share: log lines
 /// to the `rdkafka` debug category, statistics as element messages, and
 /// client-wide errors (a broker going away) as rate-limited warnings.
@@ -322,6 +359,17 @@ impl ClientHooks {
     }
 
     pub fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        // Connection failures are logged at once from librdkafka's threads,
+        // while its error callback waits for the client to be polled.
+        if matches!(
+            level,
+            RDKafkaLogLevel::Emerg
+                | RDKafkaLogLevel::Alert
+                | RDKafkaLogLevel::Critical
+                | RDKafkaLogLevel::Error
+        ) {
+            *self.last_error.lock().unwrap() = Some(message.to_string());
+        }
         let level = match level {
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert

@@ -536,3 +536,53 @@ fn viewers_vanishing_mid_frame_do_not_kill_a_c_host() {
     );
     host.kill();
 }
+
+#[test]
+fn sasl_credentials_through_config_and_config_file() {
+    let _serial = serial();
+    let broker = own_broker();
+    let sasl = broker.sasl_bootstrap();
+    let topic = unique_topic("sasl");
+    let credentials = "security.protocol=SASL_PLAINTEXT,sasl.mechanism=PLAIN,sasl.username=alice,sasl.password=alice-secret";
+    let writer = launch(&format!(
+        "videotestsrc num-buffers=5 ! jpegenc ! kafkasink topic={topic} bootstrap-servers={sasl} create-topic=true \
+         config=\"config,{credentials}\""
+    ));
+    assert!(matches!(run(&writer, TIMEOUT), End::Eos));
+
+    let file = std::env::temp_dir().join(format!("{topic}.properties"));
+    std::fs::write(&file, credentials.replace(',', "\n")).unwrap();
+    let reader = launch(&format!(
+        "kafkasrc name=src topic={topic} bootstrap-servers={sasl} config-file={} start-from=earliest stop-at=end \
+         ! fakesink",
+        file.display()
+    ));
+    let end = run(&reader, TIMEOUT);
+    std::fs::remove_file(&file).unwrap();
+    assert!(matches!(end, End::Eos), "{end:?}");
+    assert_eq!(record_count(&topic), 5);
+}
+
+#[test]
+fn wrong_sasl_credentials_are_a_clear_authentication_error() {
+    let _serial = serial();
+    let sasl = own_broker().sasl_bootstrap();
+    let topic = unique_topic("sasl-denied");
+    create_topic(&topic, 1, &[]);
+    for element in ["kafkasink", "kafkasrc"] {
+        let description = format!(
+            "{element} topic={topic} bootstrap-servers={sasl} connect-timeout-ms=5000 \
+             config=\"config,security.protocol=SASL_PLAINTEXT,sasl.mechanism=PLAIN,sasl.username=alice,sasl.password=wrong\""
+        );
+        let pipeline = if element == "kafkasink" {
+            launch(&format!("videotestsrc num-buffers=1 ! {description}"))
+        } else {
+            launch(&format!("{description} ! fakesink"))
+        };
+        let started = Instant::now();
+        let message = expect_error(run(&pipeline, TIMEOUT));
+        eprintln!("{element}: {message}");
+        assert!(started.elapsed() < Duration::from_secs(15));
+        assert!(message.contains("uthentication"), "{element}: {message}");
+    }
+}

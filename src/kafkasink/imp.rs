@@ -488,9 +488,20 @@ impl KafkaSink {
                 self.create_topic(settings, admin)?;
                 self.await_created_topic(producer, topic, timeout)?
             }
+            Err(TopicError::Missing) => {
+                return Err(gst::error_msg!(
+                    gst::ResourceError::NotFound,
+                    ("topic {topic} does not exist and create-topic is off")
+                ));
+            }
             Err(err) => {
                 let detail = producer.context().hooks.last_error();
-                return Err(topic_error(&client.bootstrap_servers, topic, err, detail));
+                return Err(kafka::topic_error(
+                    &client.bootstrap_servers,
+                    topic,
+                    err,
+                    detail,
+                ));
             }
         };
         if settings.partition >= 0 && settings.partition as usize >= partitions {
@@ -740,33 +751,6 @@ impl KafkaSink {
                 ("Kafka producer queue full: dropped {dropped} buffer(s) so far (queue-full=drop)")
             );
         }
-    }
-}
-
-fn topic_error(
-    bootstrap: &str,
-    topic: &str,
-    err: TopicError,
-    detail: Option<String>,
-) -> gst::ErrorMessage {
-    let detail = detail.map(|d| format!(" ({d})")).unwrap_or_default();
-    match err {
-        TopicError::Missing => gst::error_msg!(
-            gst::ResourceError::NotFound,
-            ("topic {topic} does not exist and create-topic is off")
-        ),
-        TopicError::Unreachable(reason) => gst::error_msg!(
-            gst::ResourceError::OpenWrite,
-            ("cannot reach Kafka at {bootstrap}: {reason}{detail}")
-        ),
-        TopicError::Denied(reason) => gst::error_msg!(
-            gst::ResourceError::NotAuthorized,
-            ("Kafka at {bootstrap} refused access to topic {topic}: {reason}{detail}")
-        ),
-        TopicError::Other(reason) => gst::error_msg!(
-            gst::ResourceError::Failed,
-            ("cannot look up topic {topic} at {bootstrap}: {reason}{detail}")
-        ),
     }
 }
 

@@ -54,7 +54,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use super::time::parse_time_ms;
 use super::{StartFrom, StopAt, TimestampMode};
 use crate::capturetime;
-use crate::kafka::{self, ClientHooks, ClientSettings, TopicError};
+use crate::kafka::{self, ClientHooks, ClientSettings};
 use crate::runtime::{self, Canceller};
 use crate::wireformat::{self, RecordMeta};
 
@@ -986,31 +986,13 @@ impl BaseSrcImpl for KafkaSrc {
         };
         let timeout = settings.client.connect_timeout();
         let info = kafka::describe_topic(consumer.client(), &topic, timeout).map_err(|err| {
-            let detail = consumer
-                .context()
-                .hooks
-                .last_error()
-                .map(|d| format!(" ({d})"))
-                .unwrap_or_default();
-            let bootstrap = &settings.client.bootstrap_servers;
-            match err {
-                TopicError::Missing => gst::error_msg!(
-                    gst::ResourceError::NotFound,
-                    ("topic {topic} does not exist")
-                ),
-                TopicError::Unreachable(reason) => gst::error_msg!(
-                    gst::ResourceError::OpenRead,
-                    ("cannot reach Kafka at {bootstrap}: {reason}{detail}")
-                ),
-                TopicError::Denied(reason) => gst::error_msg!(
-                    gst::ResourceError::NotAuthorized,
-                    ("Kafka at {bootstrap} refused access to topic {topic}: {reason}{detail}")
-                ),
-                TopicError::Other(reason) => gst::error_msg!(
-                    gst::ResourceError::OpenRead,
-                    ("cannot look up topic {topic} at {bootstrap}: {reason}{detail}")
-                ),
-            }
+            // librdkafka queues its logs and errors for the consumer's poll:
+            // serve them, so that the reason a connection failed is known.
+            let _ = runtime::RUNTIME.block_on(async {
+                tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await
+            });
+            let detail = consumer.context().hooks.last_error();
+            kafka::topic_error(&settings.client.bootstrap_servers, &topic, err, detail)
         })?;
         let partitions: Vec<i32> = if settings.partition >= 0 {
             if settings.partition as usize >= info.partitions {

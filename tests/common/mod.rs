@@ -91,6 +91,7 @@ impl OwnBroker {
         let output = kafka_sh(&home, &[command])
             .env("KAFKA_PORT", free_port().to_string())
             .env("KAFKA_CONTROLLER_PORT", free_port().to_string())
+            .env("KAFKA_SASL_PORT", free_port().to_string())
             .output()
             .expect("run scripts/kafka.sh");
         assert!(
@@ -115,6 +116,16 @@ impl OwnBroker {
             .status()
             .unwrap();
         assert!(status.success(), "scripts/kafka.sh {command} {node} failed");
+    }
+
+    /// The SASL_PLAINTEXT listener (PLAIN, alice / alice-secret) of node 1.
+    pub fn sasl_bootstrap(&self) -> String {
+        let ports = std::fs::read_to_string(self.home.join("ports")).unwrap();
+        let port = ports
+            .lines()
+            .find_map(|l| l.strip_prefix("KAFKA_SASL_PORT="))
+            .expect("a SASL port in KAFKA_HOME/ports");
+        format!("127.0.0.1:{port}")
     }
 
     pub fn stop(&self) {
