@@ -54,6 +54,16 @@ awk '/^test result:/ { passed += $4; failed += $6; ignored += $8 }
      END { printf "cargo test: %d passed, %d failed, %d ignored\n", passed, failed, ignored }' "$test_log" >"$test_log.sum"
 rm -f "$test_log"
 
+current="fuzz the record header decoder (30 s)"
+step "$current"
+# cargo-fuzz drives libFuzzer through nightly-only rustc flags; the stable
+# compiler accepts them with RUSTC_BOOTSTRAP=1.
+command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz --version 0.13.2
+fuzz_corpus=$(mktemp -d)
+cp -r fuzz/corpus/wireformat/. "$fuzz_corpus"
+RUSTC_BOOTSTRAP=1 cargo fuzz run wireformat "$fuzz_corpus" -- -max_total_time=30 -max_len=4096 2>&1 | tail -n 3
+rm -rf "$fuzz_corpus"
+
 current="meson build and install"
 step "$current"
 meson_dir=$(mktemp -d)

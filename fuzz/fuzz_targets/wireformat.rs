@@ -40,6 +40,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(meta) = wireformat::decode(headers.iter().copied()) {
         // What decodes must be usable: flags re-encode, caps text is text.
         let _ = wireformat::encode_flags(meta.flags);
-        assert!(meta.caps.is_none_or(|c| c.len() <= wireformat::MAX_TEXT_LEN));
+        assert!(
+            meta.caps
+                .is_none_or(|c| c.len() <= wireformat::MAX_TEXT_LEN)
+        );
     }
 });
