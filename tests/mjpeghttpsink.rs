@@ -132,8 +132,14 @@ fn a_client_that_never_reads_slows_nobody() {
     let fast_fps = count as f64 / elapsed;
     let input_fps = frames_in as f64 / elapsed;
     eprintln!("fast client {fast_fps:.1} fps, pipeline {input_fps:.1} fps");
-    assert!(input_fps > 25.0, "pipeline slowed to {input_fps:.1} fps");
-    assert!(fast_fps > 25.0, "fast client slowed to {fast_fps:.1} fps");
+    // Relative to what the pipeline produced in the same window, so that a
+    // busy machine does not decide the outcome: a blocked pipeline would
+    // produce next to nothing, a starved fast client would lag it.
+    assert!(input_fps > 15.0, "pipeline slowed to {input_fps:.1} fps");
+    assert!(
+        fast_fps > 0.8 * input_fps,
+        "fast client {fast_fps:.1} fps of {input_fps:.1}"
+    );
     // The stalled client is dropped once its socket stays full.
     assert!(
         wait_until(Duration::from_secs(30), || removed.load(Ordering::SeqCst)
