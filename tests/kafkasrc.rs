@@ -648,3 +648,28 @@ fn max_lag_jumps_to_the_newest_records() {
     pipeline.set_state(gst::State::Null).unwrap();
     assert_eq!(stats.get::<u64>("skipped-lag").unwrap(), 50);
 }
+
+#[test]
+fn consumer_lag_counts_the_records_behind() {
+    let topic = unique_topic("src-consumer-lag");
+    create_topic(&topic, 1, &[]);
+    produce_plain(&topic, &values("l", 0..20));
+    let (pipeline, appsink) = source(&format!("topic={topic} start-from=earliest"));
+    // One buffer at a time: the source waits with 19 records behind it.
+    appsink.set_max_buffers(1);
+    pipeline.set_state(gst::State::Playing).unwrap();
+    assert_eq!(value(&pull(&appsink)), b"l-0");
+    let src = pipeline.by_name("src").unwrap();
+    let lag = || {
+        src.property::<gst::Structure>("stats")
+            .get::<i64>("consumer-lag")
+            .unwrap()
+    };
+    assert!(wait_until(TIMEOUT, || lag() > 0));
+    assert!(lag() <= 19, "{}", lag());
+    for i in 1..20 {
+        assert_eq!(value(&pull(&appsink)), format!("l-{i}").into_bytes());
+    }
+    assert!(wait_until(TIMEOUT, || lag() == 0), "{}", lag());
+    pipeline.set_state(gst::State::Null).unwrap();
+}

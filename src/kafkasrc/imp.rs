@@ -721,7 +721,7 @@ impl KafkaSrc {
     }
 
     fn stats(&self) -> gst::Structure {
-        let (counters, assigned) = match &*self.state.lock().unwrap() {
+        let (counters, assigned, lag) = match &*self.state.lock().unwrap() {
             State::Started(started) => (
                 started.counters.clone(),
                 started
@@ -729,10 +729,12 @@ impl KafkaSrc {
                     .assignment()
                     .map(|a| a.count() as u32)
                     .unwrap_or(0),
+                consumer_lag(&started.consumer, &started.topic, &started.counters),
             ),
-            State::Stopped => (Counters::default(), 0),
+            State::Stopped => (Counters::default(), 0, 0),
         };
         gst::Structure::builder("kafkasrc-stats")
+            .field("consumer-lag", lag)
             .field("assigned-partitions", assigned)
             .field("records-received", counters.records_received)
             .field("bytes-received", counters.bytes_received)
@@ -750,6 +752,33 @@ impl KafkaSrc {
             .field("last-offset", counters.last_offset)
             .build()
     }
+}
+
+/// Records behind the newest one in the partition of the last record read,
+/// from the high watermark librdkafka last fetched (no broker round trip).
+fn consumer_lag(consumer: &Kafka, topic: &str, counters: &Counters) -> i64 {
+    if counters.records_received == 0 {
+        return 0;
+    }
+    let Ok(topic) = std::ffi::CString::new(topic) else {
+        return 0;
+    };
+    let (mut low, mut high) = (0i64, 0i64);
+    // SAFETY: a valid client handle and NUL-terminated topic; the call only
+    // reads librdkafka's cached offsets into the two integers.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            counters.last_partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    if err != rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || high < 0 {
+        return 0;
+    }
+    (high - counters.last_offset - 1).max(0)
 }
 
 /// PTS and DTS in `original` mode: the recorded spacing from the anchor,
@@ -845,7 +874,7 @@ impl ObjectImpl for KafkaSrc {
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("Assigned partitions, records and bytes received, skipped to keyframe or by lag, sequence gaps, duplicates, bad records, latency from record timestamp to push")
+                    .blurb("Assigned partitions, consumer lag (records behind in the current partition), records and bytes received, skipped to keyframe or by lag, sequence gaps, duplicates, bad records, latency from record timestamp to push")
                     .read_only()
                     .build(),
             ]);
