@@ -255,6 +255,7 @@ struct Started {
     producer: ThreadedProducer<SinkContext>,
     delivery: Arc<Delivery>,
     settings: Settings,
+    topic: Arc<str>,
     key: Arc<str>,
     stream_id: Arc<str>,
     seq: u64,
@@ -405,7 +406,7 @@ impl KafkaSink {
         let (delivery, topic, timeout) = match &*self.state.lock().unwrap() {
             State::Started(started) => (
                 started.delivery.clone(),
-                started.settings.topic.clone().unwrap_or_default(),
+                started.topic.clone(),
                 Duration::from_millis(started.settings.flush_timeout_ms.into()),
             ),
             State::Stopped => return Ok(()),
@@ -645,7 +646,7 @@ impl KafkaSink {
                 started.producer.clone(),
                 started.delivery.clone(),
                 started.record_limit,
-                started.settings.topic.clone().unwrap_or_default(),
+                started.topic.clone(),
                 started.key.clone(),
                 started.settings.partition,
                 headers,
@@ -1037,6 +1038,7 @@ impl BaseSinkImpl for KafkaSink {
         *self.state.lock().unwrap() = State::Started(Box::new(Started {
             producer,
             delivery,
+            topic: topic.into(),
             settings,
             key,
             stream_id,
