@@ -17,18 +17,6 @@ fn cluster() -> &'static OwnBroker {
     CLUSTER.get_or_init(|| use_own_broker(OwnBroker::cluster()))
 }
 
-fn launch(description: &str) -> gst::Pipeline {
-    init();
-    gst::parse::launch(description)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap()
-}
-
-fn stats(pipeline: &gst::Pipeline, name: &str) -> gst::Structure {
-    pipeline.by_name(name).unwrap().property("stats")
-}
-
 #[test]
 fn leader_killed_mid_stream_loses_and_duplicates_nothing() {
     let cluster = cluster();

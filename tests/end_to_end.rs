@@ -66,14 +66,6 @@ fn start_camera() -> (Process, String) {
     (Process(child), format!("rtsp://127.0.0.1:{port}/test"))
 }
 
-fn launch(description: &str) -> gst::Pipeline {
-    init();
-    gst::parse::launch(description)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap()
-}
-
 /// The demo's two pipelines, in this process: camera → kafkasink, and
 /// kafkasrc → mjpeghttpsink on a free port.
 struct Demo {

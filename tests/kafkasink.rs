@@ -13,14 +13,6 @@ use gst::prelude::*;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-fn pipeline(description: &str) -> gst::Pipeline {
-    init();
-    gst::parse::launch(description)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap()
-}
-
 /// The buffers and caps an appsink named `reference` saw.
 fn collect(pipeline: &gst::Pipeline) -> Arc<Mutex<Vec<(gst::Buffer, gst::Caps)>>> {
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -53,7 +45,7 @@ fn sink_stats(pipeline: &gst::Pipeline) -> gst::Structure {
 fn round_trip_keeps_bytes_order_caps_and_timing() {
     const N: usize = 30;
     let topic = unique_topic("sink-round-trip");
-    let pipeline = pipeline(&format!(
+    let pipeline = launch(&format!(
         "videotestsrc num-buffers={N} is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 \
          ! jpegenc ! tee name=t \
          t. ! queue ! kafkasink name=sink topic={topic} bootstrap-servers={} create-topic=true \
@@ -128,7 +120,7 @@ fn jpeg_like(data: &[u8]) -> bool {
 #[test]
 fn write_headers_off_gives_bare_values() {
     let topic = unique_topic("sink-bare");
-    let pipeline = pipeline(&format!(
+    let pipeline = launch(&format!(
         "videotestsrc num-buffers=3 ! jpegenc ! kafkasink topic={topic} bootstrap-servers={} \
          create-topic=true write-headers=false",
         bootstrap()
@@ -145,7 +137,7 @@ fn write_headers_off_gives_bare_values() {
 #[test]
 fn unreachable_broker_fails_within_the_timeout() {
     let port = free_port();
-    let pipeline = pipeline(&format!(
+    let pipeline = launch(&format!(
         "videotestsrc num-buffers=1 ! kafkasink topic=t bootstrap-servers=127.0.0.1:{port} \
          connect-timeout-ms=2000"
     ));
@@ -164,7 +156,7 @@ fn unreachable_broker_fails_within_the_timeout() {
 
 #[test]
 fn missing_topic_property_is_an_error() {
-    let pipeline = pipeline(&format!(
+    let pipeline = launch(&format!(
         "videotestsrc num-buffers=1 ! kafkasink bootstrap-servers={}",
         bootstrap()
     ));
@@ -175,7 +167,7 @@ fn missing_topic_property_is_an_error() {
 #[test]
 fn missing_topic_without_create_topic_is_an_error() {
     let topic = unique_topic("sink-missing");
-    let pipeline = pipeline(&format!(
+    let pipeline = launch(&format!(
         "videotestsrc num-buffers=1 ! kafkasink topic={topic} bootstrap-servers={}",
         bootstrap()
     ));
@@ -200,7 +192,7 @@ fn partition_count_or_zero(topic: &str) -> usize {
 #[test]
 fn invalid_librdkafka_key_is_named() {
     let topic = unique_topic("sink-bad-config");
-    let pipeline = pipeline(&format!(
+    let pipeline = launch(&format!(
         "videotestsrc num-buffers=1 ! kafkasink topic={topic} bootstrap-servers={} \
          config=\"config,no.such.setting=1\"",
         bootstrap()
@@ -214,7 +206,7 @@ fn invalid_config_file_key_is_named() {
     let topic = unique_topic("sink-bad-config-file");
     let path = std::env::temp_dir().join(format!("{topic}.properties"));
     std::fs::write(&path, "# producer settings\nlinger.ms=2\nbogus.key = 3\n").unwrap();
-    let pipeline = pipeline(&format!(
+    let pipeline = launch(&format!(
         "videotestsrc num-buffers=1 ! kafkasink topic={topic} bootstrap-servers={} config-file={}",
         bootstrap(),
         path.display()
@@ -226,7 +218,7 @@ fn invalid_config_file_key_is_named() {
 
 /// Pushes buffers of the given sizes through appsrc into a kafkasink.
 fn push_sizes(sink_properties: &str, sizes: &[usize]) -> (gst::Pipeline, End) {
-    let pipeline = pipeline(&format!(
+    let pipeline = launch(&format!(
         "appsrc name=src format=time caps=image/jpeg ! kafkasink name=sink bootstrap-servers={} {sink_properties}",
         bootstrap()
     ));
@@ -412,7 +404,7 @@ fn null_returns_promptly_while_blocked_on_a_full_queue() {
     create_topic(&topic, 1, &[]);
     // A one-record queue keeps the sink waiting for room most of the time;
     // NULL must still return at once.
-    let pipeline = pipeline(&format!(
+    let pipeline = launch(&format!(
         "appsrc name=src format=time caps=image/jpeg ! kafkasink name=sink topic={topic} \
          bootstrap-servers={} config=\"config,queue.buffering.max.messages=1\"",
         bootstrap()
@@ -453,7 +445,7 @@ fn null_returns_promptly_while_blocked_on_a_full_queue() {
 #[test]
 fn librdkafka_statistics_are_posted_as_element_messages() {
     let topic = unique_topic("sink-statistics");
-    let pipeline = pipeline(&format!(
+    let pipeline = launch(&format!(
         "videotestsrc is-live=true num-buffers=30 ! jpegenc ! kafkasink topic={topic} bootstrap-servers={} \
          create-topic=true statistics-interval-ms=100",
         bootstrap()

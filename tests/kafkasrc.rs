@@ -16,21 +16,13 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-fn pipeline(description: &str) -> gst::Pipeline {
-    init();
-    gst::parse::launch(description)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap()
-}
-
 /// A kafkasrc named `src` feeding an appsink named `out`.
 fn source(properties: &str) -> (gst::Pipeline, gst_app::AppSink) {
     source_into(properties, "")
 }
 
 fn source_into(properties: &str, between: &str) -> (gst::Pipeline, gst_app::AppSink) {
-    let pipeline = pipeline(&format!(
+    let pipeline = launch(&format!(
         "kafkasrc name=src bootstrap-servers={} {properties} ! {between} appsink name=out sync=false",
         bootstrap()
     ));
@@ -118,7 +110,7 @@ fn values(prefix: &str, range: std::ops::Range<usize>) -> Vec<Vec<u8>> {
 
 /// Writes `n` JPEG frames with kafkasink and returns what it wrote.
 fn write_jpeg_frames(topic: &str, n: usize) -> Vec<Record> {
-    let writer = pipeline(&format!(
+    let writer = launch(&format!(
         "videotestsrc num-buffers={n} ! video/x-raw,width=160,height=120,framerate=30/1 ! jpegenc \
          ! kafkasink topic={topic} bootstrap-servers={} create-topic=true",
         bootstrap()
@@ -426,7 +418,7 @@ fn key_keeps_one_camera() {
 #[test]
 fn h264_joined_mid_way_starts_at_a_keyframe_and_decodes() {
     let topic = unique_topic("src-h264");
-    let writer = pipeline(&format!(
+    let writer = launch(&format!(
         "videotestsrc num-buffers=90 is-live=true ! video/x-raw,width=160,height=120,framerate=30/1 \
          ! openh264enc gop-size=30 ! h264parse config-interval=-1 ! video/x-h264,stream-format=byte-stream,alignment=au \
          ! kafkasink topic={topic} bootstrap-servers={} create-topic=true",

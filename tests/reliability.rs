@@ -27,18 +27,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn launch(description: &str) -> gst::Pipeline {
-    init();
-    gst::parse::launch(description)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap()
-}
-
-fn stats(pipeline: &gst::Pipeline, name: &str) -> gst::Structure {
-    pipeline.by_name(name).unwrap().property("stats")
-}
-
 /// Messages of `types` seen on `bus` so far.
 fn drain(bus: &gst::Bus, types: &[gst::MessageType]) -> Vec<gst::Message> {
     std::iter::from_fn(|| bus.pop_filtered(types)).collect()

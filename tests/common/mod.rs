@@ -60,6 +60,20 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Parses a gst-launch description into a pipeline (plugin registered).
+pub fn launch(description: &str) -> gst::Pipeline {
+    init();
+    gst::parse::launch(description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap()
+}
+
+/// The `stats` property of the element called `name` in `pipeline`.
+pub fn stats(pipeline: &gst::Pipeline, name: &str) -> gst::Structure {
+    pipeline.by_name(name).unwrap().property("stats")
+}
+
 /// A broker of this test binary's own, on free ports, through
 /// scripts/kafka.sh: for tests that kill, pause and restart it.
 pub struct OwnBroker {
