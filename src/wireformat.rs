@@ -56,14 +56,6 @@ impl Default for RecordMeta<'_> {
     }
 }
 
-impl RecordMeta<'_> {
-    /// True when the record came from a writer of this format (not a plain
-    /// producer sending bare values).
-    pub fn is_framed(&self) -> bool {
-        self.caps.is_some() || self.seq.is_some()
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeaderError {
     UnsupportedVersion(String),
@@ -239,13 +231,12 @@ mod tests {
             meta.flags,
             gst::BufferFlags::DELTA_UNIT | gst::BufferFlags::DISCONT
         );
-        assert!(meta.is_framed());
     }
 
     #[test]
     fn plain_records_are_not_framed() {
         let meta = decode(Vec::<(&str, Option<&[u8]>)>::new()).unwrap();
-        assert!(!meta.is_framed());
+        assert_eq!(meta, RecordMeta::default());
     }
 
     #[test]
