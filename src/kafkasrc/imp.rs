@@ -870,7 +870,7 @@ impl ObjectImpl for KafkaSrc {
                     .nick("Maximum lag")
                     .blurb("Jump to the newest records when the record read is older than this many ms (0: never)")
                     .default_value(DEFAULT_MAX_LAG_MS)
-                    .mutable_playing()
+                    .mutable_ready()
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
