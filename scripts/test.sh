@@ -45,6 +45,10 @@ KAFKA_BOOTSTRAP=$(KAFKA_HOME=$broker_home KAFKA_PORT=$port scripts/kafka.sh star
 export KAFKA_BOOTSTRAP
 echo "broker at $KAFKA_BOOTSTRAP"
 
+current="cargo build (the plugin library, loaded by gst-launch-1.0 in some tests)"
+step "$current"
+cargo build --lib
+
 current="cargo test"
 step "$current"
 test_log=$(mktemp)

@@ -151,7 +151,13 @@ fn paused_broker_then_everything_resumes() {
     let topic = unique_topic("paused");
     create_topic(&topic, 1, &[]);
     const FRAMES: u32 = 600;
-    let camera = camera(&topic, FRAMES, "message-timeout-ms=120000");
+    // Requests stuck in the frozen broker are retried once librdkafka's
+    // request timeout (30 s) passes: give EOS room for that.
+    let camera = camera(
+        &topic,
+        FRAMES,
+        "message-timeout-ms=120000 flush-timeout-ms=120000",
+    );
     let viewer = launch(&format!(
         "kafkasrc name=src topic={topic} bootstrap-servers={} start-from=earliest ! fakesink",
         bootstrap()
