@@ -14,6 +14,14 @@ const NTP_UNIX_OFFSET: Duration = Duration::from_secs(2_208_988_800);
 static UNIX_REFERENCE: LazyLock<gst::Caps> =
     LazyLock::new(|| gst::Caps::builder("timestamp/x-unix").build());
 
+/// Milliseconds since the Unix epoch now (0 if the clock is before 1970).
+pub fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
 /// The capture time of `buffer` since the Unix epoch, if a reference
 /// timestamp meta gives one.
 pub fn capture_time(buffer: &gst::BufferRef) -> Option<Duration> {

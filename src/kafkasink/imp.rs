@@ -31,7 +31,7 @@
  * field `json` holds librdkafka's statistics document.
  */
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use gst::glib;
 use gst::prelude::*;
@@ -289,13 +289,6 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-fn unix_now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
-
 impl KafkaSink {
     /// The wall-clock capture time of `buffer` in ms since the Unix epoch:
     /// from a reference timestamp meta (e.g. rtspsrc's RTCP sender reports)
@@ -305,7 +298,7 @@ impl KafkaSink {
         if let Some(since_epoch) = capturetime::capture_time(buffer) {
             return since_epoch.as_millis() as i64;
         }
-        let now = unix_now_ms();
+        let now = capturetime::unix_now_ms();
         let obj = self.obj();
         let running_time = buffer.pts().and_then(|pts| {
             obj.segment()

@@ -37,7 +37,7 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use gst::glib;
 use gst::prelude::*;
@@ -201,13 +201,6 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
         Some("Kafka record source"),
     )
 });
-
-fn unix_now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
 
 /// What became of one record.
 enum Outcome {
@@ -530,7 +523,7 @@ impl KafkaSrc {
                 TimestampMode::Original => {
                     let anchor = *started.anchor.get_or_insert(Anchor {
                         pts: meta.pts,
-                        wall_ms: record_ms.unwrap_or_else(unix_now_ms),
+                        wall_ms: record_ms.unwrap_or_else(capturetime::unix_now_ms),
                     });
                     let (pts, dts) = original_times(&anchor, &meta, record_ms);
                     buffer.set_pts(pts);
@@ -553,7 +546,7 @@ impl KafkaSrc {
             buffer.set_flags(flags);
         }
         if let Some(ms) = record_ms {
-            let latency = unix_now_ms() - ms;
+            let latency = capturetime::unix_now_ms() - ms;
             started.counters.latency_last_ms = latency;
             started.counters.latency_max_ms = started.counters.latency_max_ms.max(latency);
         }
@@ -622,7 +615,7 @@ impl KafkaSrc {
         let Some(record_ms) = message.timestamp().to_millis() else {
             return false;
         };
-        if max_lag == 0 || unix_now_ms() - record_ms <= max_lag {
+        if max_lag == 0 || capturetime::unix_now_ms() - record_ms <= max_lag {
             return false;
         }
         let timeout = started.settings.client.connect_timeout();
@@ -644,7 +637,7 @@ impl KafkaSrc {
                     CAT,
                     imp = self,
                     "{} ms behind: skipped {} record(s) to catch up",
-                    unix_now_ms() - record_ms,
+                    capturetime::unix_now_ms() - record_ms,
                     behind + 1
                 );
                 true
@@ -793,7 +786,7 @@ fn original_times(
     match (anchor.pts, meta.pts) {
         (Some(base), Some(pts)) => (shift(pts, base), meta.dts.and_then(|dts| shift(dts, base))),
         _ => {
-            let ms = record_ms.unwrap_or_else(unix_now_ms) - anchor.wall_ms;
+            let ms = record_ms.unwrap_or_else(capturetime::unix_now_ms) - anchor.wall_ms;
             (
                 u64::try_from(ms).ok().map(gst::ClockTime::from_mseconds),
                 None,
