@@ -21,6 +21,8 @@
 #   KAFKA_CACHE            jar cache (default ~/.cache/gst-kafka/jars)
 #   KAFKA_HEAP             broker heap (default 512M; 256M per node in a cluster)
 #   KAFKA_START_TIMEOUT    seconds to wait for readiness (default 90)
+#   KAFKA_AUTO_CREATE_TOPICS  true (default, as stock Kafka: producing to or
+#                          subscribing to a missing topic creates it) or false
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -49,6 +51,7 @@ KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 100))}
 KAFKA_SASL_PORT=${KAFKA_SASL_PORT:-$((KAFKA_PORT + 200))}
 KAFKA_CACHE=${KAFKA_CACHE:-$CACHE_ROOT/jars}
 KAFKA_START_TIMEOUT=${KAFKA_START_TIMEOUT:-90}
+KAFKA_AUTO_CREATE_TOPICS=${KAFKA_AUTO_CREATE_TOPICS:-true}
 LIBS=$KAFKA_CACHE/kafka-$KAFKA_VERSION-log4j-$LOG4J_VERSION-slf4j-$SLF4J_VERSION
 
 die() {
@@ -118,12 +121,21 @@ bootstrap() {
     echo "$list"
 }
 
+# Whether process $1 runs. An exited broker whose parent has not reaped it
+# yet still answers kill -0: only a state other than zombie (Z) or dead (X)
+# counts.
+alive() {
+    local state
+    state=$(awk '{ sub(/^.*\) /, ""); print $1 }' "/proc/$1/stat" 2>/dev/null) || return 1
+    [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
+}
+
 node_pid() {
     local pid_file=$KAFKA_HOME/node$1/broker.pid
     [ -f "$pid_file" ] || return 1
     local pid
     pid=$(cat "$pid_file")
-    kill -0 "$pid" 2>/dev/null || return 1
+    alive "$pid" || return 1
     echo "$pid"
 }
 
@@ -157,7 +169,7 @@ share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 message.max.bytes=$MAX_MESSAGE_BYTES
 replica.fetch.max.bytes=$MAX_MESSAGE_BYTES
-auto.create.topics.enable=false
+auto.create.topics.enable=$KAFKA_AUTO_CREATE_TOPICS
 PROPS
     cat >"$dir/log4j2.properties" <<'LOG'
 status = warn
@@ -257,7 +269,7 @@ stop_node() {
     kill -CONT "$pid" 2>/dev/null || true
     kill -TERM "$pid" 2>/dev/null || true
     deadline=$((SECONDS + 30))
-    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
+    while alive "$pid" && ((SECONDS < deadline)); do
         sleep 0.2
     done
     kill -KILL "$pid" 2>/dev/null || true
@@ -313,7 +325,7 @@ kill-node)
     pid=$(node_pid "$2") || die "node $2 is not running"
     kill -KILL "$pid"
     # Gone for sure (ports and the data directory lock released) on return.
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+    while alive "$pid"; do sleep 0.05; done
     ;;
 pause-node | resume-node)
     require_node "${2:-}"

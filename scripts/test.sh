@@ -77,8 +77,11 @@ CARGO_TARGET_DIR=$PWD/target meson compile -C "$meson_dir/build"
 meson install -C "$meson_dir/build" >/dev/null
 plugin=$(find "$meson_dir/prefix" -name libgstkafka.so | head -n 1)
 [ -n "$plugin" ] || { echo "meson install did not install libgstkafka.so" >&2; false; }
-elements=$(GST_PLUGIN_PATH=$(dirname "$plugin") gst-inspect-1.0 kafka | grep -cE '^  (kafkasink|kafkasrc|mjpeghttpsink):' || true)
+# The installed plugin must load and register all three elements.
+elements=$(GST_PLUGIN_PATH=$(dirname "$plugin") GST_REGISTRY=$meson_dir/registry.bin \
+    gst-inspect-1.0 kafka | grep -oE '^  (kafkasink|kafkasrc|mjpeghttpsink):' | sort -u | wc -l)
 echo "installed $plugin with $elements element(s)"
+[ "$elements" = 3 ] || { echo "the installed plugin registers $elements of its 3 elements" >&2; false; }
 
 echo
 echo "scripts/test.sh: all steps passed"

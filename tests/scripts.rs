@@ -1,0 +1,182 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! scripts/debian-packages.txt is the one list of what a fresh machine must
+//! install: every GStreamer element that scripts/, tests/ and examples/ put
+//! in a pipeline has to be on it, with the Debian package that provides it,
+//! so that scripts/setup.sh installs and checks it.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// The elements of this plugin: built here, not installed.
+const OWN_ELEMENTS: [&str; 3] = ["kafkasink", "kafkasrc", "mjpeghttpsink"];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `element:NAME` entries of scripts/debian-packages.txt.
+fn listed_elements() -> BTreeSet<String> {
+    let list = std::fs::read_to_string(root().join("scripts/debian-packages.txt")).unwrap();
+    list.lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .flat_map(|line| line.split_whitespace().skip(1))
+        .filter_map(|entry| entry.strip_prefix("element:"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Words after which a shell `!` negates a command.
+const SHELL_WORDS: [&str; 9] = ["if", "elif", "while", "until", "then", "do", "&&", "||", "["];
+
+fn is_element_name(word: &str) -> bool {
+    !word.is_empty()
+        && word.starts_with(|c: char| c.is_ascii_lowercase())
+        && word
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// A word of a description without its quoting: `"multifilesrc",` (a
+/// Python argument list), `format!("appsrc` and `ingest="rtpjpegdepay`
+/// (the element follows the last opening quote or parenthesis).
+fn unquoted(word: &str) -> &str {
+    let word = word.trim_end_matches(['"', '\'', ',', ')', ']', '\\', ';']);
+    word.rfind(['"', '\'', '(', '[', '`'])
+        .map_or(word, |i| &word[i + 1..])
+}
+
+/// The element a word after a link starts with: `"fakesink"]` yes,
+/// `video/x-raw,…` (caps) and `$ingest` no.
+fn leading_name(word: &str) -> Option<&str> {
+    let word = word.trim_start_matches(['"', '\'', '(', '[']);
+    let end = word
+        .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+        .unwrap_or(word.len());
+    let (name, rest) = word.split_at(end);
+    (is_element_name(name) && (rest.is_empty() || rest.starts_with(['"', '\'', ',', ')', ']', '\\', ';'])))
+        .then_some(name)
+}
+
+/// Element names in the gst-launch descriptions of one line: the words
+/// around each `!`. Before a link the element is the nearest word that is
+/// not a property (`name=value`) or a substitution; after it, the first
+/// word, unless that is caps or a substitution (`$ingest`, `{between}`).
+fn linked_elements(line: &str, found: &mut BTreeSet<String>) {
+    let raw: Vec<&str> = line.split_whitespace().collect();
+    let words: Vec<&str> = raw.iter().map(|word| unquoted(word)).collect();
+    let mut previous_link = 0;
+    for (i, _) in words.iter().enumerate().filter(|(_, word)| **word == "!") {
+        // `if ! command`, `[ ! -x … ] || ! cmp …`: shell negation, not a link.
+        if i > 0 && SHELL_WORDS.contains(&raw[i - 1]) {
+            previous_link = i + 1;
+            continue;
+        }
+        let before = words[previous_link..i]
+            .iter()
+            .rev()
+            .copied()
+            .find(|word| is_element_name(word));
+        let after = raw.get(i + 1).and_then(|word| leading_name(word));
+        found.extend(before.into_iter().chain(after).map(str::to_string));
+        previous_link = i + 1;
+    }
+}
+
+/// Element names given as string literals to `gst::ElementFactory::make`
+/// (Rust) or `Gst.ElementFactory.make` (Python).
+fn made_elements(text: &str, found: &mut BTreeSet<String>) {
+    for marker in ["ElementFactory::make(\"", "ElementFactory.make(\""] {
+        for (start, _) in text.match_indices(marker) {
+            let rest = &text[start + marker.len()..];
+            if let Some(end) = rest.find('"') {
+                found.insert(rest[..end].to_string());
+            }
+        }
+    }
+}
+
+fn sources(dir: &Path, files: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            sources(&path, files);
+        } else if path
+            .extension()
+            .is_some_and(|ext| ext == "rs" || ext == "sh" || ext == "py")
+        {
+            files.push(path);
+        }
+    }
+}
+
+fn used_elements() -> BTreeSet<String> {
+    let mut files = Vec::new();
+    for dir in ["scripts", "tests", "examples"] {
+        sources(&root().join(dir), &mut files);
+    }
+    let mut found = BTreeSet::new();
+    // This file's own examples are not uses.
+    files.retain(|file| !file.ends_with("tests/setup.rs"));
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        // Shell and Rust continuation lines, and Python argument lists
+        // spread over lines, belong to one description.
+        let text = text.replace("\\\n", " ").replace(",\n", ", ");
+        for line in text.lines() {
+            linked_elements(line, &mut found);
+        }
+        made_elements(&text, &mut found);
+    }
+    for own in OWN_ELEMENTS {
+        found.remove(own);
+    }
+    found
+}
+
+#[test]
+fn every_element_used_is_on_the_setup_list() {
+    let used = used_elements();
+    let listed = listed_elements();
+    // The scan itself must see the pipelines it is there for.
+    for known in ["videotestsrc", "jpegenc", "rtspsrc", "clockoverlay"] {
+        assert!(used.contains(known), "the scan missed {known}: {used:?}");
+    }
+    let missing: Vec<&String> = used.difference(&listed).collect();
+    assert!(
+        missing.is_empty(),
+        "elements used in scripts/, tests/ or examples/ but not in scripts/debian-packages.txt \
+         (add them with the Debian package that provides them): {missing:?}"
+    );
+}
+
+#[test]
+fn the_scan_finds_elements_in_each_kind_of_description() {
+    let mut found = BTreeSet::new();
+    linked_elements(
+        r#"gst-launch-1.0 -e videotestsrc is-live=true ! video/x-raw,width=1 ! jpegenc ! kafkasink topic=a"#,
+        &mut found,
+    );
+    linked_elements(r#"ingest="rtpjpegdepay ! jpegparse""#, &mut found);
+    linked_elements(
+        r#"    let p = launch(&format!("appsrc name=src ! {between} ! fakesink"));"#,
+        &mut found,
+    );
+    linked_elements("if ! command -v kcat; then", &mut found);
+    linked_elements(r#"[ ! -x "$venv/bin/python" ] || ! cmp -s a b"#, &mut found);
+    made_elements(r#"gst::ElementFactory::make("tee")"#, &mut found);
+    let expected: BTreeSet<String> = [
+        "videotestsrc",
+        "jpegenc",
+        "kafkasink",
+        "rtpjpegdepay",
+        "jpegparse",
+        "appsrc",
+        "fakesink",
+        "tee",
+    ]
+    .into_iter()
+    .map(str::to_string)
+    .collect();
+    assert_eq!(found, expected);
+}
