@@ -581,7 +581,7 @@ fn sequence_gaps_and_duplicates_are_counted() {
 fn missing_topic_and_bad_settings_are_clear_errors() {
     let cases = [
         (
-            format!("topic={}", unique_topic("src-none")),
+            format!("topic={} wait-for-topic=false", unique_topic("src-none")),
             "does not exist",
         ),
         (
@@ -606,6 +606,43 @@ fn missing_topic_and_bad_settings_are_clear_errors() {
         let message = expect_error(run(&pipeline, TIMEOUT));
         assert!(message.contains(expected), "{properties}: {message}");
     }
+}
+
+#[test]
+fn started_before_its_topic_it_waits_then_reads_every_record() {
+    let topic = unique_topic("src-later");
+    let (pipeline, appsink) = source(&format!("topic={topic}"));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let warning = loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        assert!(!remaining.is_zero(), "no warning about the missing topic");
+        let Some(message) =
+            bus.timed_pop(gst::ClockTime::from_mseconds(remaining.as_millis() as u64))
+        else {
+            continue;
+        };
+        match message.view() {
+            gst::MessageView::Warning(w) => break w.error().message().to_string(),
+            gst::MessageView::Error(err) => panic!("pipeline error: {err:?}"),
+            _ => (),
+        }
+    };
+    assert!(
+        warning.contains(&topic) && warning.contains("waiting"),
+        "{warning}"
+    );
+    assert!(stats(&pipeline).get::<bool>("waiting-for-topic").unwrap());
+
+    // Produced right after the topic appears: start-from=latest still
+    // reads them, since the whole topic is newer than the element.
+    create_topic(&topic, 1, &[]);
+    produce_timed(&topic, "later", &[unix_now_ms(); 5]);
+    let received: Vec<Vec<u8>> = (0..5).map(|_| value(&pull(&appsink))).collect();
+    assert_eq!(received, values("later", 0..5));
+    assert!(!stats(&pipeline).get::<bool>("waiting-for-topic").unwrap());
+    pipeline.set_state(gst::State::Null).unwrap();
 }
 
 #[test]

@@ -27,7 +27,9 @@ fn listed_elements() -> BTreeSet<String> {
 }
 
 /// Words after which a shell `!` negates a command.
-const SHELL_WORDS: [&str; 9] = ["if", "elif", "while", "until", "then", "do", "&&", "||", "["];
+const SHELL_WORDS: [&str; 9] = [
+    "if", "elif", "while", "until", "then", "do", "&&", "||", "[",
+];
 
 fn is_element_name(word: &str) -> bool {
     !word.is_empty()
@@ -54,8 +56,9 @@ fn leading_name(word: &str) -> Option<&str> {
         .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
         .unwrap_or(word.len());
     let (name, rest) = word.split_at(end);
-    (is_element_name(name) && (rest.is_empty() || rest.starts_with(['"', '\'', ',', ')', ']', '\\', ';'])))
-        .then_some(name)
+    (is_element_name(name)
+        && (rest.is_empty() || rest.starts_with(['"', '\'', ',', ')', ']', '\\', ';'])))
+    .then_some(name)
 }
 
 /// Element names in the gst-launch descriptions of one line: the words

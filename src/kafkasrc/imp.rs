@@ -17,6 +17,12 @@
  * Each buffer carries the record timestamp (the capture time) as a
  * `timestamp/x-unix` reference timestamp meta.
  *
+ * Started before its topic exists, the element waits for it, as Kafka's own
+ * consumers do (a warning after a few seconds says so, and `stats` field
+ * `waiting-for-topic` is true meanwhile); every record of a topic created
+ * after start is read, whatever `start-from`. `wait-for-topic=false` makes
+ * a missing topic an error at start instead.
+ *
  * A viewer joining an H.264/H.265 stream mid-way waits for the next keyframe
  * (records flagged delta-unit before it are skipped and counted), so the
  * decoder never sees undecodable frames.
@@ -37,7 +43,7 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gst::glib;
 use gst::prelude::*;
@@ -54,7 +60,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use super::time::parse_time_ms;
 use super::{StartFrom, StopAt, TimestampMode};
 use crate::capturetime;
-use crate::kafka::{self, ClientHooks, ClientSettings};
+use crate::kafka::{self, ClientHooks, ClientSettings, TopicError, TopicInfo};
 use crate::runtime::{self, Canceller};
 use crate::wireformat::{self, RecordMeta};
 
@@ -64,6 +70,11 @@ const DEFAULT_PARTITION: i32 = -1;
 const DEFAULT_CAPS: &str = "image/jpeg";
 const DEFAULT_TIMESTAMP_MODE: TimestampMode = TimestampMode::Live;
 const DEFAULT_MAX_LAG_MS: u32 = 0;
+const DEFAULT_WAIT_FOR_TOPIC: bool = true;
+/// How often a missing topic is looked up again, and after how long the
+/// wait for it is reported on the bus.
+const TOPIC_POLL_INTERVAL: Duration = Duration::from_millis(500);
+const TOPIC_WAIT_WARNING: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -79,6 +90,7 @@ struct Settings {
     caps: gst::Caps,
     timestamp_mode: TimestampMode,
     max_lag_ms: u32,
+    wait_for_topic: bool,
 }
 
 impl Default for Settings {
@@ -96,6 +108,7 @@ impl Default for Settings {
             caps: gst::Caps::from_str(DEFAULT_CAPS).expect("valid default caps"),
             timestamp_mode: DEFAULT_TIMESTAMP_MODE,
             max_lag_ms: DEFAULT_MAX_LAG_MS,
+            wait_for_topic: DEFAULT_WAIT_FOR_TOPIC,
         }
     }
 }
@@ -178,6 +191,9 @@ struct Started {
     anchor: Option<Anchor>,
     pending_seek: Option<gst::ClockTime>,
     discont: bool,
+    /// The topic did not exist at start: since when it is waited for.
+    waiting_for_topic: Option<Instant>,
+    start_time_ms: Option<i64>,
 }
 
 #[derive(Default)]
@@ -298,6 +314,7 @@ impl KafkaSrc {
         topic: &str,
         partitions: &[i32],
         start_time_ms: Option<i64>,
+        created_after_start: bool,
     ) -> Result<HashMap<i32, i64>, gst::ErrorMessage> {
         let timeout = settings.client.connect_timeout();
         let mut starts = HashMap::new();
@@ -311,8 +328,10 @@ impl KafkaSrc {
                         ("cannot read the offsets of {topic}/{partition}: {err}")
                     )
                 })?;
+            // Every record of a topic created after start is new.
             let start = match settings.start_from {
                 StartFrom::Earliest => low,
+                _ if created_after_start => low,
                 _ => high,
             };
             starts.insert(partition, start);
@@ -394,6 +413,144 @@ impl KafkaSrc {
         started.pending_store = None;
         started.discont = true;
         Ok(())
+    }
+
+    /// Subscribes (group) or assigns the partitions of an existing topic;
+    /// returns the partitions read and, for stop-at=end, where they end.
+    fn open_topic(
+        &self,
+        consumer: &Kafka,
+        settings: &Settings,
+        topic: &str,
+        info: TopicInfo,
+        start_time_ms: Option<i64>,
+        created_after_start: bool,
+    ) -> Result<(Vec<i32>, HashMap<i32, i64>), gst::ErrorMessage> {
+        let partitions: Vec<i32> = if settings.partition >= 0 {
+            if settings.partition as usize >= info.partitions {
+                return Err(Self::settings_error(format!(
+                    "partition {} does not exist: topic {topic} has {} partition(s)",
+                    settings.partition, info.partitions
+                )));
+            }
+            vec![settings.partition]
+        } else {
+            (0..info.partitions as i32).collect()
+        };
+        if settings.group_id.is_some() {
+            consumer.subscribe(&[topic]).map_err(|err| {
+                gst::error_msg!(
+                    gst::ResourceError::OpenRead,
+                    ("cannot subscribe to {topic}: {err}")
+                )
+            })?;
+            return Ok((partitions, HashMap::new()));
+        }
+        let ends = self.assign(
+            consumer,
+            settings,
+            topic,
+            &partitions,
+            start_time_ms,
+            created_after_start,
+        )?;
+        let ends = if settings.stop_at == StopAt::End {
+            ends
+        } else {
+            HashMap::new()
+        };
+        Ok((partitions, ends))
+    }
+
+    /// Started before its topic existed: looks the topic up again every
+    /// TOPIC_POLL_INTERVAL until it exists, then opens it. Returns at once
+    /// when the topic is open; cancelled by unlock().
+    fn await_topic(&self) -> Result<(), gst::FlowError> {
+        let mut warned = false;
+        loop {
+            let (consumer, settings, topic, since) = {
+                let state = self.state.lock().unwrap();
+                let State::Started(started) = &*state else {
+                    return Err(gst::FlowError::Flushing);
+                };
+                let Some(since) = started.waiting_for_topic else {
+                    return Ok(());
+                };
+                (
+                    started.consumer.clone(),
+                    started.settings.clone(),
+                    started.topic.clone(),
+                    since,
+                )
+            };
+            // A metadata request blocks for up to connect-timeout-ms: off
+            // the state lock, and abandoned when the element is stopped.
+            let timeout = settings.client.connect_timeout();
+            let lookup = {
+                let consumer = consumer.clone();
+                let topic = topic.clone();
+                runtime::RUNTIME.spawn_blocking(move || {
+                    kafka::describe_topic(consumer.client(), &topic, timeout)
+                })
+            };
+            let described = runtime::wait(&self.canceller, lookup)
+                .map_err(|_| gst::FlowError::Flushing)?
+                .map_err(|err| {
+                    gst::element_imp_error!(
+                        self,
+                        gst::ResourceError::Failed,
+                        ("looking up topic {topic} failed: {err}")
+                    );
+                    gst::FlowError::Error
+                })?;
+            match described {
+                Ok(info) => {
+                    let start_time_ms = match &*self.state.lock().unwrap() {
+                        State::Started(started) => started.start_time_ms,
+                        State::Stopped => return Err(gst::FlowError::Flushing),
+                    };
+                    let (partitions, end_offsets) = self
+                        .open_topic(&consumer, &settings, &topic, info, start_time_ms, true)
+                        .map_err(|err| {
+                            self.post_error_message(err);
+                            gst::FlowError::Error
+                        })?;
+                    gst::info!(
+                        CAT,
+                        imp = self,
+                        "topic {topic} exists now ({} partition(s)) after {:?}",
+                        info.partitions,
+                        since.elapsed()
+                    );
+                    let mut state = self.state.lock().unwrap();
+                    let State::Started(started) = &mut *state else {
+                        return Err(gst::FlowError::Flushing);
+                    };
+                    started.partitions = partitions;
+                    started.end_offsets = end_offsets;
+                    started.waiting_for_topic = None;
+                    return Ok(());
+                }
+                Err(TopicError::Missing) => (),
+                // The broker away for a moment: librdkafka reconnects.
+                Err(err) => gst::debug!(CAT, imp = self, "looking up {topic}: {err:?}"),
+            }
+            if !warned && since.elapsed() >= TOPIC_WAIT_WARNING {
+                warned = true;
+                gst::element_imp_warning!(
+                    self,
+                    gst::ResourceError::NotFound,
+                    (
+                        "topic {topic} does not exist at {}: waiting for it to be created (wait-for-topic=false fails instead)",
+                        settings.client.bootstrap_servers
+                    )
+                );
+            }
+            runtime::wait(&self.canceller, async {
+                tokio::time::sleep(TOPIC_POLL_INTERVAL).await
+            })
+            .map_err(|_| gst::FlowError::Flushing)?;
+        }
     }
 
     fn bad_record(&self, started: &mut Started, message: &BorrowedMessage, why: &str) -> Outcome {
@@ -650,6 +807,7 @@ impl KafkaSrc {
     }
 
     fn next_buffer(&self) -> Result<gst::Buffer, gst::FlowError> {
+        self.await_topic()?;
         loop {
             let consumer = {
                 let mut state = self.state.lock().unwrap();
@@ -714,7 +872,7 @@ impl KafkaSrc {
     }
 
     fn stats(&self) -> gst::Structure {
-        let (counters, assigned, lag) = match &*self.state.lock().unwrap() {
+        let (counters, assigned, lag, waiting) = match &*self.state.lock().unwrap() {
             State::Started(started) => (
                 started.counters.clone(),
                 started
@@ -723,10 +881,12 @@ impl KafkaSrc {
                     .map(|a| a.count() as u32)
                     .unwrap_or(0),
                 consumer_lag(&started.consumer, &started.topic, &started.counters),
+                started.waiting_for_topic.is_some(),
             ),
-            State::Stopped => (Counters::default(), 0, 0),
+            State::Stopped => (Counters::default(), 0, 0, false),
         };
         gst::Structure::builder("kafkasrc-stats")
+            .field("waiting-for-topic", waiting)
             .field("consumer-lag", lag)
             .field("assigned-partitions", assigned)
             .field("records-received", counters.records_received)
@@ -865,9 +1025,15 @@ impl ObjectImpl for KafkaSrc {
                     .default_value(DEFAULT_MAX_LAG_MS)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecBoolean::builder("wait-for-topic")
+                    .nick("Wait for topic")
+                    .blurb("Started before the topic exists, wait for it to be created (a warning after 5 s); false: a missing topic is an error at start")
+                    .default_value(DEFAULT_WAIT_FOR_TOPIC)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("Assigned partitions, consumer lag (records behind in the current partition), records and bytes received, skipped to keyframe or by lag, sequence gaps, duplicates, bad records, latency from record timestamp to push")
+                    .blurb("Waiting for the topic, assigned partitions, consumer lag (records behind in the current partition), records and bytes received, skipped to keyframe or by lag, sequence gaps, duplicates, bad records, latency from record timestamp to push")
                     .read_only()
                     .build(),
             ]);
@@ -913,6 +1079,9 @@ impl ObjectImpl for KafkaSrc {
                 self.obj().set_live(live);
             }
             "max-lag-ms" => settings.max_lag_ms = value.get().expect("type checked upstream"),
+            "wait-for-topic" => {
+                settings.wait_for_topic = value.get().expect("type checked upstream")
+            }
             name => unimplemented!("property {name}"),
         }
     }
@@ -937,6 +1106,7 @@ impl ObjectImpl for KafkaSrc {
             "caps" => settings.caps.to_value(),
             "timestamp-mode" => settings.timestamp_mode.to_value(),
             "max-lag-ms" => settings.max_lag_ms.to_value(),
+            "wait-for-topic" => settings.wait_for_topic.to_value(),
             name => unimplemented!("property {name}"),
         }
     }
@@ -1007,41 +1177,34 @@ impl BaseSrcImpl for KafkaSrc {
                 .map_err(kafka::config_error)?
         };
         let timeout = settings.client.connect_timeout();
-        let info = kafka::describe_topic(consumer.client(), &topic, timeout).map_err(|err| {
-            // librdkafka queues its logs and errors for the consumer's poll:
-            // serve them, so that the reason a connection failed is known.
-            let _ = runtime::RUNTIME.block_on(async {
-                tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await
-            });
-            let detail = consumer.context().hooks.last_error();
-            kafka::topic_error(&settings.client.bootstrap_servers, &topic, err, detail)
-        })?;
-        let partitions: Vec<i32> = if settings.partition >= 0 {
-            if settings.partition as usize >= info.partitions {
-                return Err(Self::settings_error(format!(
-                    "partition {} does not exist: topic {topic} has {} partition(s)",
-                    settings.partition, info.partitions
-                )));
+        let described = kafka::describe_topic(consumer.client(), &topic, timeout);
+        let waiting_for_topic = match described {
+            Err(TopicError::Missing) if settings.wait_for_topic => {
+                gst::info!(CAT, imp = self, "topic {topic} does not exist yet: waiting");
+                Some(Instant::now())
             }
-            vec![settings.partition]
-        } else {
-            (0..info.partitions as i32).collect()
+            Err(err) => {
+                // librdkafka queues its logs and errors for the consumer's
+                // poll: serve them, so that the reason a connection failed
+                // is known.
+                let _ = runtime::RUNTIME.block_on(async {
+                    tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await
+                });
+                let detail = consumer.context().hooks.last_error();
+                return Err(kafka::topic_error(
+                    &settings.client.bootstrap_servers,
+                    &topic,
+                    err,
+                    detail,
+                ));
+            }
+            Ok(_) => None,
         };
-        let end_offsets = if settings.group_id.is_some() {
-            consumer.subscribe(&[topic.as_str()]).map_err(|err| {
-                gst::error_msg!(
-                    gst::ResourceError::OpenRead,
-                    ("cannot subscribe to {topic}: {err}")
-                )
-            })?;
-            HashMap::new()
-        } else {
-            let ends = self.assign(&consumer, &settings, &topic, &partitions, start_time_ms)?;
-            if settings.stop_at == StopAt::End {
-                ends
-            } else {
-                HashMap::new()
+        let (partitions, end_offsets) = match described {
+            Ok(info) => {
+                self.open_topic(&consumer, &settings, &topic, info, start_time_ms, false)?
             }
+            Err(_) => (Vec::new(), HashMap::new()),
         };
         gst::info!(
             CAT,
@@ -1065,6 +1228,8 @@ impl BaseSrcImpl for KafkaSrc {
             anchor: None,
             pending_seek: None,
             discont: true,
+            waiting_for_topic,
+            start_time_ms,
         }));
         Ok(())
     }
