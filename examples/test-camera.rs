@@ -32,14 +32,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = gst_rtsp_server::RTSPServer::new();
     server.set_address("127.0.0.1");
     server.set_service(&port.to_string());
-    let factory = gst_rtsp_server::RTSPMediaFactory::new();
-    factory.set_launch(&format!(
+    let launch = format!(
         "( videotestsrc is-live=true pattern=ball motion=sweep background-color=0xff203040 \
            ! video/x-raw,width={width},height={height},framerate={fps}/1 \
            ! clockoverlay time-format=\"%H:%M:%S\" font-desc=\"Sans 36\" \
            ! timeoverlay valignment=bottom font-desc=\"Sans 24\" \
            ! videoconvert ! video/x-raw,format=I420 ! jpegenc quality=85 ! rtpjpegpay name=pay0 pt=26 )"
-    ));
+    );
+    // The RTSP server builds the pipeline only when a client asks for it,
+    // and answers 503 if it cannot: build it once now, so that a missing
+    // element stops the camera at start, named.
+    if let Err(err) = gst::parse::launch(&launch) {
+        eprintln!(
+            "test-camera: cannot build the camera pipeline: {err} (scripts/debian-packages.txt names the package of each element)"
+        );
+        std::process::exit(1);
+    }
+    let factory = gst_rtsp_server::RTSPMediaFactory::new();
+    factory.set_launch(&launch);
     // One pipeline for every viewer, as a camera has. RTP/JPEG carries
     // 4:2:0 JPEGs only, hence I420 before the encoder.
     factory.set_shared(true);

@@ -9,40 +9,13 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::LazyLock;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use gst::prelude::*;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A process killed when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The example test camera, built next to this test binary.
-fn test_camera_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let target_profile = exe.parent().unwrap().parent().unwrap();
-    let binary = target_profile.join("examples").join("test-camera");
-    if !binary.exists() {
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--example", "test-camera"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    binary
-}
 
 fn start_camera() -> (Process, String) {
     let port = free_port();
@@ -377,23 +350,7 @@ fn capture_time_is_carried_to_the_http_client() {
     );
 }
 
-/// The tutorial's Python clients, in the virtual environment of
-/// scripts/python-env.sh.
-static PYTHON: LazyLock<String> = LazyLock::new(|| {
-    if let Ok(python) = std::env::var("GST_KAFKA_PYTHON") {
-        return python;
-    }
-    let output = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/python-env.sh"))
-        .output()
-        .expect("run scripts/python-env.sh");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap().trim().to_string()
-});
-
+/// A script of tests/interop (run with `python()`).
 fn interop_script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/interop")
@@ -409,7 +366,7 @@ fn tutorial_consumer_decodes_every_frame_kafkasink_wrote() {
         bootstrap()
     ));
     assert!(matches!(run(&writer, TIMEOUT), End::Eos));
-    let output = Command::new(&*PYTHON)
+    let output = Command::new(python())
         .arg(interop_script("tutorial_consumer.py"))
         .args([bootstrap(), &topic, "25"])
         .output()
@@ -456,7 +413,7 @@ fn tutorial_producer_feeds_the_viewer() {
     }));
 
     // One frame at a time, so that latest-frame-wins skips none.
-    let status = Command::new(&*PYTHON)
+    let status = Command::new(python())
         .arg(interop_script("tutorial_producer.py"))
         .args([bootstrap(), &topic, "10", dir.to_str().unwrap()])
         .status()

@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: MPL-2.0
 
-//! scripts/debian-packages.txt is the one list of what a fresh machine must
-//! install: every GStreamer element that scripts/, tests/ and examples/ put
-//! in a pipeline has to be on it, with the Debian package that provides it,
-//! so that scripts/setup.sh installs and checks it.
+//! The scripts as a new user meets them. scripts/debian-packages.txt is the
+//! one list of what a fresh machine must install: every GStreamer element
+//! that scripts/, tests/ and examples/ put in a pipeline has to be on it,
+//! with the Debian package that provides it, so that scripts/setup.sh
+//! installs and checks it.
+
+mod common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -120,7 +123,7 @@ fn used_elements() -> BTreeSet<String> {
     }
     let mut found = BTreeSet::new();
     // This file's own examples are not uses.
-    files.retain(|file| !file.ends_with("tests/setup.rs"));
+    files.retain(|file| !file.ends_with(file!()));
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
         // Shell and Rust continuation lines, and Python argument lists
@@ -182,4 +185,114 @@ fn the_scan_finds_elements_in_each_kind_of_description() {
     .map(str::to_string)
     .collect();
     assert_eq!(found, expected);
+}
+
+/// Runs a script of scripts/ with `env`, returning its exit success and
+/// its standard error.
+fn run_script(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let output = std::process::Command::new(root().join(args[0]))
+        .args(&args[1..])
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn demo_names_a_camera_that_does_not_answer() {
+    // A port nothing listens on: the camera check fails before the build.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("rtsp://127.0.0.1:{port}/stream");
+    let (success, stderr) = run_script(
+        &["scripts/demo.sh"],
+        &[("RTSP_URL", &url), ("BROKERS", "127.0.0.1:1")],
+    );
+    assert!(!success, "demo.sh succeeded: {stderr}");
+    assert!(
+        stderr.contains("FAILED at the camera") && stderr.contains(&url),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn kafka_status_does_not_count_an_exited_broker() {
+    let home = std::env::temp_dir().join(format!("gst-kafka-zombie-{}", std::process::id()));
+    std::fs::create_dir_all(home.join("node1")).unwrap();
+    std::fs::write(home.join("nodes"), "1\n").unwrap();
+    // A child that exits and is not reaped stays a zombie: kill -0 still
+    // finds it.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    let zombie = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z'))
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !zombie() {
+        assert!(std::time::Instant::now() < deadline, "no zombie");
+        std::thread::yield_now();
+    }
+    std::fs::write(home.join("node1/broker.pid"), pid.to_string()).unwrap();
+    let home_env = home.to_str().unwrap();
+    let (running, _) = run_script(&["scripts/kafka.sh", "status"], &[("KAFKA_HOME", home_env)]);
+    child.wait().unwrap();
+    std::fs::remove_dir_all(&home).unwrap();
+    assert!(
+        !running,
+        "kafka.sh status counts a zombie as a running broker"
+    );
+}
+
+#[test]
+fn the_test_camera_names_a_missing_element_at_start() {
+    // A machine without gstreamer1.0-x: every system plugin but pango's.
+    let output = std::process::Command::new("pkg-config")
+        .args(["--variable=pluginsdir", "gstreamer-1.0"])
+        .output()
+        .unwrap();
+    let system = PathBuf::from(String::from_utf8(output.stdout).unwrap().trim());
+    let plugins = std::env::temp_dir().join(format!("gst-kafka-no-pango-{}", std::process::id()));
+    std::fs::create_dir_all(&plugins).unwrap();
+    for entry in std::fs::read_dir(&system).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap();
+        if path.extension().is_some_and(|e| e == "so") && name != "libgstpango.so" {
+            std::os::unix::fs::symlink(&path, plugins.join(name)).unwrap();
+        }
+    }
+    let mut camera = std::process::Command::new(common::test_camera_binary())
+        .args(["--port", &common::free_port().to_string()])
+        .env("GST_PLUGIN_SYSTEM_PATH", &plugins)
+        .env("GST_PLUGIN_PATH", "")
+        .env("GST_REGISTRY", plugins.join("registry.bin"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = camera.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = camera.kill();
+            panic!("the camera kept running without clockoverlay");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut camera.stderr.take().unwrap(), &mut stderr).unwrap();
+    std::fs::remove_dir_all(&plugins).unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains("clockoverlay"), "{stderr}");
 }

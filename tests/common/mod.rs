@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Child, Command};
 use std::sync::{LazyLock, Mutex, Once};
 use std::time::{Duration, Instant};
 
@@ -91,7 +91,23 @@ impl OwnBroker {
         OwnBroker::launch("cluster")
     }
 
+    /// A stock broker (topics created on first use, as in Kafka's default
+    /// configuration) on `port`, as the tutorial's scripts expect it.
+    pub fn stock_at(port: u16) -> OwnBroker {
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            "port {port} is taken: stop what listens there (a demo's broker: scripts/kafka.sh stop)"
+        );
+        OwnBroker::launch_with("start", port, true)
+    }
+
     fn launch(command: &str) -> OwnBroker {
+        OwnBroker::launch_with(command, free_port(), false)
+    }
+
+    /// Test brokers do not create topics on first use, so that a test that
+    /// forgets to create its topic, or one about missing topics, is told.
+    fn launch_with(command: &str, port: u16, auto_create_topics: bool) -> OwnBroker {
         static REGISTER: Once = Once::new();
         REGISTER.call_once(|| unsafe {
             libc::atexit(stop_started_brokers);
@@ -103,7 +119,8 @@ impl OwnBroker {
         ));
         STARTED_HOMES.lock().unwrap().push(home.clone());
         let output = kafka_sh(&home, &[command])
-            .env("KAFKA_PORT", free_port().to_string())
+            .env("KAFKA_PORT", port.to_string())
+            .env("KAFKA_AUTO_CREATE_TOPICS", auto_create_topics.to_string())
             .env("KAFKA_CONTROLLER_PORT", free_port().to_string())
             .env("KAFKA_SASL_PORT", free_port().to_string())
             .output()
@@ -173,6 +190,27 @@ pub fn bootstrap() -> &'static str {
         Some(address) => address,
         None => &own_broker().bootstrap,
     }
+}
+
+/// The Python of the tests' peers (kafka-python, OpenCV, Flask):
+/// `GST_KAFKA_PYTHON`, or the environment scripts/python-env.sh makes.
+pub fn python() -> &'static str {
+    static PYTHON: LazyLock<String> = LazyLock::new(|| {
+        if let Ok(python) = std::env::var("GST_KAFKA_PYTHON") {
+            return python;
+        }
+        let output =
+            Command::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/python-env.sh"))
+                .output()
+                .expect("run scripts/python-env.sh");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap().trim().to_string()
+    });
+    &PYTHON
 }
 
 /// A topic name no other test uses.
@@ -281,12 +319,21 @@ impl Record {
 
 /// Every record of `topic` present now, partition by partition, in offset order.
 pub fn read_topic(topic: &str) -> Vec<Record> {
-    let consumer: BaseConsumer = client_config()
+    read_topic_at(bootstrap(), topic)
+}
+
+/// Every record of `topic` at the brokers `bootstrap`, as `read_topic`.
+pub fn read_topic_at(bootstrap: &str, topic: &str) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
         .set("group.id", "gst-kafka-tests-reader")
         .set("enable.auto.commit", "false")
         .create()
         .unwrap();
-    let partitions = partition_count(topic) as i32;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let partitions = metadata.topics()[0].partitions().len() as i32;
     let mut list = TopicPartitionList::new();
     let mut remaining = 0;
     for partition in 0..partitions {
@@ -419,4 +466,35 @@ pub fn unix_now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
+}
+
+/// A process killed when dropped.
+pub struct Process(pub Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        // Its process group too, when it leads one (a Flask app's reloader).
+        // SAFETY: a plain signal to a process (group) id of our own child.
+        unsafe {
+            libc::kill(-(self.0.id() as i32), libc::SIGKILL);
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The example test camera, built next to this test binary.
+pub fn test_camera_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let target_profile = exe.parent().unwrap().parent().unwrap();
+    let binary = target_profile.join("examples").join("test-camera");
+    if !binary.exists() {
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--example", "test-camera"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    binary
 }
