@@ -2,8 +2,10 @@
 
 //! Kafka plumbing shared by `kafkasink` and `kafkasrc`: the connection
 //! settings every client has, turning them into a librdkafka configuration,
-//! librdkafka's logs and statistics, and the topic check done at start.
+//! keeping their secrets out of sight, librdkafka's logs and statistics,
+//! and the topic check done at start.
 
+use std::fmt;
 use std::path::Path;
 use std::sync::LazyLock;
 use std::sync::Mutex;
@@ -31,7 +33,7 @@ pub static RDKAFKA_CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 });
 
 /// Connection settings that both Kafka elements expose as properties.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClientSettings {
     pub bootstrap_servers: String,
     pub client_id: Option<String>,
@@ -51,6 +53,21 @@ impl Default for ClientSettings {
             statistics_interval_ms: DEFAULT_STATISTICS_INTERVAL_MS,
             connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
         }
+    }
+}
+
+/// Shows `config` with its secrets redacted, so that logging the settings
+/// cannot leak a password.
+impl fmt::Debug for ClientSettings {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.debug_struct("ClientSettings")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("client_id", &self.client_id)
+            .field("config", &self.config.as_ref().map(redact))
+            .field("config_file", &self.config_file)
+            .field("statistics_interval_ms", &self.statistics_interval_ms)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .finish()
     }
 }
 
@@ -119,7 +136,9 @@ pub fn client_properties() -> Vec<glib::ParamSpec> {
             .build(),
         glib::ParamSpecBoxed::builder::<gst::Structure>("config")
             .nick("librdkafka configuration")
-            .blurb("Any librdkafka property, e.g. \"config,security.protocol=SASL_SSL,sasl.mechanism=PLAIN\"; overrides config-file and the other properties")
+            .blurb("Any librdkafka property, e.g. \"config,security.protocol=SASL_SSL,sasl.mechanism=PLAIN\"; overrides config-file and the other properties. \
+                    Values of secret keys (any key containing password, passphrase, secret, token, credential, private.key, \
+                    oauthbearer, sasl.jaas.config or ssl.key.pem) read back as ***: keep secrets in config-file, which ps does not show")
             .mutable_ready()
             .build(),
         glib::ParamSpecString::builder("config-file")
@@ -176,12 +195,51 @@ pub fn client_property(settings: &ClientSettings, pspec: &glib::ParamSpec) -> Op
     Some(match pspec.name() {
         "bootstrap-servers" => settings.bootstrap_servers.to_value(),
         "client-id" => settings.client_id.to_value(),
-        "config" => settings.config.to_value(),
+        "config" => settings.config.as_ref().map(redact).to_value(),
         "config-file" => settings.config_file.to_value(),
         "statistics-interval-ms" => settings.statistics_interval_ms.to_value(),
         "connect-timeout-ms" => settings.connect_timeout_ms.to_value(),
         _ => return None,
     })
+}
+
+/// Parts of librdkafka setting names whose values are secrets (passwords,
+/// private keys, OAuth client secrets and tokens, JAAS configurations with
+/// passwords inside). Matched case-insensitively anywhere in the key.
+const SECRET_KEY_PARTS: [&str; 9] = [
+    "password",
+    "passphrase",
+    "secret",
+    "token",
+    "credential",
+    "private.key",
+    "oauthbearer",
+    "sasl.jaas.config",
+    "ssl.key.pem",
+];
+
+/// What a secret value reads back as.
+pub const REDACTED: &str = "***";
+
+/// Whether the value of the librdkafka setting `key` is a secret.
+pub fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    SECRET_KEY_PARTS.iter().any(|part| key.contains(part))
+}
+
+/// `config` as it may be shown (property reads, gst-inspect, dot dumps,
+/// logs): every secret value replaced by [`REDACTED`].
+pub fn redact(config: &gst::Structure) -> gst::Structure {
+    let mut shown = config.clone();
+    let secrets: Vec<glib::GString> = config
+        .fields()
+        .filter(|key| is_secret_key(key))
+        .map(|key| key.into())
+        .collect();
+    for key in secrets {
+        shown.set(key.as_str(), REDACTED);
+    }
+    shown
 }
 
 /// Reads a Java properties file as used by Kafka's command-line tools
@@ -478,6 +536,40 @@ mod tests {
                 ("sasl.password".into(), "a=bc".into()),
                 ("empty".into(), String::new()),
             ]
+        );
+    }
+
+    #[test]
+    fn secrets_are_redacted_and_the_rest_is_kept() {
+        gst::init().unwrap();
+        let config = gst::Structure::builder("config")
+            .field("sasl.username", "alice")
+            .field("sasl.password", "alice-secret")
+            .field("ssl.key.password", "k")
+            .field("SSL.Keystore.Password", "k")
+            .field("sasl.oauthbearer.client.secret", "s")
+            .field("sasl.oauthbearer.config", "principal=p secret=s")
+            .field("sasl.jaas.config", "... password=\"p\";")
+            .field("ssl.key.pem", "-----BEGIN PRIVATE KEY-----")
+            .field("linger.ms", 5i32)
+            .build();
+        let shown = redact(&config);
+        assert_eq!(shown.get::<&str>("sasl.username"), Ok("alice"));
+        assert_eq!(shown.get::<i32>("linger.ms"), Ok(5));
+        for key in config
+            .fields()
+            .filter(|k| !["sasl.username", "linger.ms"].contains(&k.as_str()))
+        {
+            assert_eq!(shown.get::<&str>(key), Ok(REDACTED), "{key}");
+        }
+        let settings = ClientSettings {
+            config: Some(config),
+            ..Default::default()
+        };
+        let debug = format!("{settings:?}");
+        assert!(
+            debug.contains("alice") && !debug.contains("alice-secret"),
+            "{debug}"
         );
     }
 
