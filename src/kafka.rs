@@ -2,20 +2,23 @@
 
 //! Kafka plumbing shared by `kafkasink` and `kafkasrc`: the connection
 //! settings every client has, turning them into a librdkafka configuration,
-//! keeping their secrets out of sight, librdkafka's logs and statistics,
-//! and the topic check done at start.
+//! keeping their secrets out of sight, the client context that carries
+//! librdkafka's logs, statistics and errors to the element, and the topic
+//! check done at start.
 
 use std::fmt;
 use std::path::Path;
 use std::sync::LazyLock;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gst::glib;
 use gst::prelude::*;
 use rdkafka::client::Client;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+use crate::throttle::Throttle;
 
 pub const DEFAULT_BOOTSTRAP_SERVERS: &str = "localhost:9092";
 pub const DEFAULT_STATISTICS_INTERVAL_MS: u32 = 0;
@@ -393,30 +396,55 @@ pub fn topic_error(
     }
 }
 
-/// The part of a librdkafka client context both elements share: log lines
-/// to the `rdkafka` debug category, statistics as element messages, and
-/// client-wide errors (a broker going away) as rate-limited warnings.
+/// The librdkafka client context of every client the elements create
+/// (producer, consumer, admin client): log lines go to the `rdkafka` debug
+/// category, statistics become element messages, and client-wide errors (a
+/// broker going away) rate-limited warnings. `extra` is what one kind of
+/// client adds, e.g. the producer's delivery accounting.
 #[derive(Debug)]
-pub struct ClientHooks {
+pub struct KafkaContext<T = ()> {
     element: glib::WeakRef<gst::Element>,
-    last_warning: Mutex<Option<Instant>>,
+    warnings: Throttle,
     last_error: Mutex<Option<String>>,
+    pub extra: T,
 }
 
 /// librdkafka repeats connection errors on every retry; one warning per
 /// interval is enough for an application to react.
-const WARNING_INTERVAL: Duration = Duration::from_secs(2);
+const CLIENT_WARNING_INTERVAL: Duration = Duration::from_secs(2);
 
-impl ClientHooks {
+impl KafkaContext {
     pub fn new(element: &gst::Element) -> Self {
-        ClientHooks {
+        KafkaContext::with(element, ())
+    }
+}
+
+impl<T> KafkaContext<T> {
+    pub fn with(element: &gst::Element, extra: T) -> Self {
+        KafkaContext {
             element: element.downgrade(),
-            last_warning: Mutex::new(None),
+            warnings: Throttle::new(CLIENT_WARNING_INTERVAL),
             last_error: Mutex::new(None),
+            extra,
         }
     }
 
-    pub fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+    /// The reason librdkafka gave for its latest client-wide error, which
+    /// says more than an operation's error code (e.g. why SASL failed).
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_last_error(&self, reason: &str) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_string());
+    }
+}
+
+impl<T: Send + Sync + 'static> rdkafka::ClientContext for KafkaContext<T> {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
         // Connection failures are logged at once from librdkafka's threads,
         // while its error callback waits for the client to be polled.
         if matches!(
@@ -426,7 +454,7 @@ impl ClientHooks {
                 | RDKafkaLogLevel::Critical
                 | RDKafkaLogLevel::Error
         ) {
-            *self.last_error.lock().unwrap() = Some(message.to_string());
+            self.set_last_error(message);
         }
         let level = match level {
             RDKafkaLogLevel::Emerg
@@ -446,7 +474,7 @@ impl ClientHooks {
         }
     }
 
-    pub fn statistics(&self, json: &[u8]) {
+    fn stats_raw(&self, json: &[u8]) {
         let Some(element) = self.element.upgrade() else {
             return;
         };
@@ -461,24 +489,14 @@ impl ClientHooks {
         );
     }
 
-    /// The reason librdkafka gave for its latest client-wide error, which
-    /// says more than an operation's error code (e.g. why SASL failed).
-    pub fn last_error(&self) -> Option<String> {
-        self.last_error.lock().unwrap().clone()
-    }
-
-    pub fn error(&self, error: KafkaError, reason: &str) {
-        *self.last_error.lock().unwrap() = Some(reason.to_string());
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.set_last_error(reason);
         let Some(element) = self.element.upgrade() else {
             return;
         };
         gst::warning!(RDKAFKA_CAT, obj = element, "{error}: {reason}");
-        {
-            let mut last = self.last_warning.lock().unwrap();
-            if last.is_some_and(|at| at.elapsed() < WARNING_INTERVAL) {
-                return;
-            }
-            *last = Some(Instant::now());
+        if self.warnings.allow().is_none() {
+            return;
         }
         gst::element_warning!(
             element,
@@ -489,22 +507,8 @@ impl ClientHooks {
     }
 }
 
-/// A client context with nothing but the shared hooks, for admin clients.
-pub struct HooksContext(pub ClientHooks);
-
-impl rdkafka::ClientContext for HooksContext {
-    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        self.0.log(level, facility, message);
-    }
-
-    fn stats_raw(&self, json: &[u8]) {
-        self.0.statistics(json);
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        self.0.error(error, reason);
-    }
-}
+/// A consumer needs nothing beyond the shared context.
+impl rdkafka::consumer::ConsumerContext for KafkaContext {}
 
 /// A random 64-bit value for ids, from the standard library's hasher keys.
 pub fn random_u64() -> u64 {
