@@ -188,3 +188,25 @@ pub fn describe_delivery_error(error: &KafkaError, size: usize) -> String {
         _ => error.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_records_are_taken_back_and_the_rest_are_in_flight() {
+        let delivery = Delivery::default();
+        delivery.sending(100);
+        delivery.sending(50);
+        delivery.not_sent(50);
+        delivery.queue_full_wait();
+        assert_eq!(delivery.dropped(), 1);
+        let counters = delivery.counters();
+        assert_eq!((counters.records_sent, counters.bytes_sent), (1, 100));
+        assert_eq!(counters.in_flight(), 1);
+        assert_eq!(counters.unaccounted(), 1);
+        assert_eq!(counters.queue_full_waits, 1);
+        assert_eq!(counters.latency_avg_us(), 0);
+        assert_eq!(delivery.unreported_failure(), None);
+    }
+}
