@@ -2,18 +2,23 @@
 
 //! Kafka plumbing shared by `kafkasink` and `kafkasrc`: the connection
 //! settings every client has, turning them into a librdkafka configuration,
-//! librdkafka's logs and statistics, and the topic check done at start.
+//! keeping their secrets out of sight, the client context that carries
+//! librdkafka's logs, statistics and errors to the element, and the topic
+//! check done at start.
 
+use std::fmt;
 use std::path::Path;
 use std::sync::LazyLock;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gst::glib;
 use gst::prelude::*;
 use rdkafka::client::Client;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+use crate::throttle::Throttle;
 
 pub const DEFAULT_BOOTSTRAP_SERVERS: &str = "localhost:9092";
 pub const DEFAULT_STATISTICS_INTERVAL_MS: u32 = 0;
@@ -31,7 +36,7 @@ pub static RDKAFKA_CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 });
 
 /// Connection settings that both Kafka elements expose as properties.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClientSettings {
     pub bootstrap_servers: String,
     pub client_id: Option<String>,
@@ -51,6 +56,21 @@ impl Default for ClientSettings {
             statistics_interval_ms: DEFAULT_STATISTICS_INTERVAL_MS,
             connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
         }
+    }
+}
+
+/// Shows `config` with its secrets redacted, so that logging the settings
+/// cannot leak a password.
+impl fmt::Debug for ClientSettings {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.debug_struct("ClientSettings")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("client_id", &self.client_id)
+            .field("config", &self.config.as_ref().map(redact))
+            .field("config_file", &self.config_file)
+            .field("statistics_interval_ms", &self.statistics_interval_ms)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .finish()
     }
 }
 
@@ -119,7 +139,9 @@ pub fn client_properties() -> Vec<glib::ParamSpec> {
             .build(),
         glib::ParamSpecBoxed::builder::<gst::Structure>("config")
             .nick("librdkafka configuration")
-            .blurb("Any librdkafka property, e.g. \"config,security.protocol=SASL_SSL,sasl.mechanism=PLAIN\"; overrides config-file and the other properties")
+            .blurb("Any librdkafka property, e.g. \"config,security.protocol=SASL_SSL,sasl.mechanism=PLAIN\"; overrides config-file and the other properties. \
+                    Values of secret keys (any key containing password, passphrase, secret, token, credential, private.key, \
+                    oauthbearer, sasl.jaas.config or ssl.key.pem) read back as ***: keep secrets in config-file, which ps does not show")
             .mutable_ready()
             .build(),
         glib::ParamSpecString::builder("config-file")
@@ -176,12 +198,51 @@ pub fn client_property(settings: &ClientSettings, pspec: &glib::ParamSpec) -> Op
     Some(match pspec.name() {
         "bootstrap-servers" => settings.bootstrap_servers.to_value(),
         "client-id" => settings.client_id.to_value(),
-        "config" => settings.config.to_value(),
+        "config" => settings.config.as_ref().map(redact).to_value(),
         "config-file" => settings.config_file.to_value(),
         "statistics-interval-ms" => settings.statistics_interval_ms.to_value(),
         "connect-timeout-ms" => settings.connect_timeout_ms.to_value(),
         _ => return None,
     })
+}
+
+/// Parts of librdkafka setting names whose values are secrets (passwords,
+/// private keys, OAuth client secrets and tokens, JAAS configurations with
+/// passwords inside). Matched case-insensitively anywhere in the key.
+const SECRET_KEY_PARTS: [&str; 9] = [
+    "password",
+    "passphrase",
+    "secret",
+    "token",
+    "credential",
+    "private.key",
+    "oauthbearer",
+    "sasl.jaas.config",
+    "ssl.key.pem",
+];
+
+/// What a secret value reads back as.
+pub const REDACTED: &str = "***";
+
+/// Whether the value of the librdkafka setting `key` is a secret.
+pub fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    SECRET_KEY_PARTS.iter().any(|part| key.contains(part))
+}
+
+/// `config` as it may be shown (property reads, gst-inspect, dot dumps,
+/// logs): every secret value replaced by [`REDACTED`].
+pub fn redact(config: &gst::Structure) -> gst::Structure {
+    let mut shown = config.clone();
+    let secrets: Vec<glib::GString> = config
+        .fields()
+        .filter(|key| is_secret_key(key))
+        .map(|key| key.into())
+        .collect();
+    for key in secrets {
+        shown.set(key.as_str(), REDACTED);
+    }
+    shown
 }
 
 /// Reads a Java properties file as used by Kafka's command-line tools
@@ -335,30 +396,55 @@ pub fn topic_error(
     }
 }
 
-/// The part of a librdkafka client context both elements share: log lines
-/// to the `rdkafka` debug category, statistics as element messages, and
-/// client-wide errors (a broker going away) as rate-limited warnings.
+/// The librdkafka client context of every client the elements create
+/// (producer, consumer, admin client): log lines go to the `rdkafka` debug
+/// category, statistics become element messages, and client-wide errors (a
+/// broker going away) rate-limited warnings. `extra` is what one kind of
+/// client adds, e.g. the producer's delivery accounting.
 #[derive(Debug)]
-pub struct ClientHooks {
+pub struct KafkaContext<T = ()> {
     element: glib::WeakRef<gst::Element>,
-    last_warning: Mutex<Option<Instant>>,
+    warnings: Throttle,
     last_error: Mutex<Option<String>>,
+    pub extra: T,
 }
 
 /// librdkafka repeats connection errors on every retry; one warning per
 /// interval is enough for an application to react.
-const WARNING_INTERVAL: Duration = Duration::from_secs(2);
+const CLIENT_WARNING_INTERVAL: Duration = Duration::from_secs(2);
 
-impl ClientHooks {
+impl KafkaContext {
     pub fn new(element: &gst::Element) -> Self {
-        ClientHooks {
+        KafkaContext::with(element, ())
+    }
+}
+
+impl<T> KafkaContext<T> {
+    pub fn with(element: &gst::Element, extra: T) -> Self {
+        KafkaContext {
             element: element.downgrade(),
-            last_warning: Mutex::new(None),
+            warnings: Throttle::new(CLIENT_WARNING_INTERVAL),
             last_error: Mutex::new(None),
+            extra,
         }
     }
 
-    pub fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+    /// The reason librdkafka gave for its latest client-wide error, which
+    /// says more than an operation's error code (e.g. why SASL failed).
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_last_error(&self, reason: &str) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_string());
+    }
+}
+
+impl<T: Send + Sync + 'static> rdkafka::ClientContext for KafkaContext<T> {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
         // Connection failures are logged at once from librdkafka's threads,
         // while its error callback waits for the client to be polled.
         if matches!(
@@ -368,7 +454,7 @@ impl ClientHooks {
                 | RDKafkaLogLevel::Critical
                 | RDKafkaLogLevel::Error
         ) {
-            *self.last_error.lock().unwrap() = Some(message.to_string());
+            self.set_last_error(message);
         }
         let level = match level {
             RDKafkaLogLevel::Emerg
@@ -388,7 +474,7 @@ impl ClientHooks {
         }
     }
 
-    pub fn statistics(&self, json: &[u8]) {
+    fn stats_raw(&self, json: &[u8]) {
         let Some(element) = self.element.upgrade() else {
             return;
         };
@@ -403,24 +489,14 @@ impl ClientHooks {
         );
     }
 
-    /// The reason librdkafka gave for its latest client-wide error, which
-    /// says more than an operation's error code (e.g. why SASL failed).
-    pub fn last_error(&self) -> Option<String> {
-        self.last_error.lock().unwrap().clone()
-    }
-
-    pub fn error(&self, error: KafkaError, reason: &str) {
-        *self.last_error.lock().unwrap() = Some(reason.to_string());
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.set_last_error(reason);
         let Some(element) = self.element.upgrade() else {
             return;
         };
         gst::warning!(RDKAFKA_CAT, obj = element, "{error}: {reason}");
-        {
-            let mut last = self.last_warning.lock().unwrap();
-            if last.is_some_and(|at| at.elapsed() < WARNING_INTERVAL) {
-                return;
-            }
-            *last = Some(Instant::now());
+        if self.warnings.allow().is_none() {
+            return;
         }
         gst::element_warning!(
             element,
@@ -431,22 +507,8 @@ impl ClientHooks {
     }
 }
 
-/// A client context with nothing but the shared hooks, for admin clients.
-pub struct HooksContext(pub ClientHooks);
-
-impl rdkafka::ClientContext for HooksContext {
-    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        self.0.log(level, facility, message);
-    }
-
-    fn stats_raw(&self, json: &[u8]) {
-        self.0.statistics(json);
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        self.0.error(error, reason);
-    }
-}
+/// A consumer needs nothing beyond the shared context.
+impl rdkafka::consumer::ConsumerContext for KafkaContext {}
 
 /// A random 64-bit value for ids, from the standard library's hasher keys.
 pub fn random_u64() -> u64 {
@@ -478,6 +540,40 @@ mod tests {
                 ("sasl.password".into(), "a=bc".into()),
                 ("empty".into(), String::new()),
             ]
+        );
+    }
+
+    #[test]
+    fn secrets_are_redacted_and_the_rest_is_kept() {
+        gst::init().unwrap();
+        let config = gst::Structure::builder("config")
+            .field("sasl.username", "alice")
+            .field("sasl.password", "alice-secret")
+            .field("ssl.key.password", "k")
+            .field("SSL.Keystore.Password", "k")
+            .field("sasl.oauthbearer.client.secret", "s")
+            .field("sasl.oauthbearer.config", "principal=p secret=s")
+            .field("sasl.jaas.config", "... password=\"p\";")
+            .field("ssl.key.pem", "-----BEGIN PRIVATE KEY-----")
+            .field("linger.ms", 5i32)
+            .build();
+        let shown = redact(&config);
+        assert_eq!(shown.get::<&str>("sasl.username"), Ok("alice"));
+        assert_eq!(shown.get::<i32>("linger.ms"), Ok(5));
+        for key in config
+            .fields()
+            .filter(|k| !["sasl.username", "linger.ms"].contains(&k.as_str()))
+        {
+            assert_eq!(shown.get::<&str>(key), Ok(REDACTED), "{key}");
+        }
+        let settings = ClientSettings {
+            config: Some(config),
+            ..Default::default()
+        };
+        let debug = format!("{settings:?}");
+        assert!(
+            debug.contains("alice") && !debug.contains("alice-secret"),
+            "{debug}"
         );
     }
 

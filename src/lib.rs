@@ -11,6 +11,7 @@ mod kafkasink;
 mod kafkasrc;
 mod mjpeghttpsink;
 mod runtime;
+mod throttle;
 pub mod wireformat;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use gst::prelude::*;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -178,15 +180,30 @@ fn missing_topic_without_create_topic_is_an_error() {
         )),
         "{message}"
     );
-    assert_eq!(
-        partition_count_or_zero(&topic),
-        0,
-        "the sink must not create the topic"
-    );
+    assert!(!topic_exists(&topic), "the sink must not create the topic");
 }
 
-fn partition_count_or_zero(topic: &str) -> usize {
-    std::panic::catch_unwind(|| partition_count(topic)).unwrap_or(0)
+/// Whether the broker knows `topic`. A failed metadata request panics: it
+/// must not pass for a missing topic.
+fn topic_exists(topic: &str) -> bool {
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("allow.auto.create.topics", "false")
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("topic metadata");
+    let entry = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .expect("the topic asked about");
+    match entry.error().map(RDKafkaErrorCode::from) {
+        None => !entry.partitions().is_empty(),
+        Some(RDKafkaErrorCode::UnknownTopicOrPartition) => false,
+        Some(code) => panic!("metadata of {topic}: {code}"),
+    }
 }
 
 #[test]
@@ -216,10 +233,24 @@ fn invalid_config_file_key_is_named() {
     assert!(message.contains("\"bogus.key\""), "{message}");
 }
 
-/// Pushes buffers of the given sizes through appsrc into a kafkasink.
+/// Pushes image/jpeg buffers of the given sizes through appsrc into a kafkasink.
 fn push_sizes(sink_properties: &str, sizes: &[usize]) -> (gst::Pipeline, End) {
+    init();
+    push_with_caps(
+        &gst::Caps::new_empty_simple("image/jpeg"),
+        sink_properties,
+        sizes,
+    )
+}
+
+/// Pushes buffers of the given sizes and caps through appsrc into a kafkasink.
+fn push_with_caps(
+    caps: &gst::Caps,
+    sink_properties: &str,
+    sizes: &[usize],
+) -> (gst::Pipeline, End) {
     let pipeline = launch(&format!(
-        "appsrc name=src format=time caps=image/jpeg ! kafkasink name=sink bootstrap-servers={} {sink_properties}",
+        "appsrc name=src format=time ! kafkasink name=sink bootstrap-servers={} {sink_properties}",
         bootstrap()
     ));
     let appsrc = pipeline
@@ -227,6 +258,7 @@ fn push_sizes(sink_properties: &str, sizes: &[usize]) -> (gst::Pipeline, End) {
         .unwrap()
         .downcast::<gst_app::AppSrc>()
         .unwrap();
+    appsrc.set_caps(Some(caps));
     let bus = pipeline.bus().unwrap();
     // A failed start posts the error read below.
     let _ = pipeline.set_state(gst::State::Playing);
@@ -257,6 +289,65 @@ fn record_over_the_producer_limit_names_size_limit_and_setting() {
     assert!(message.contains("frame of 50000 bytes"), "{message}");
     assert!(message.contains("limit of 20000 bytes"), "{message}");
     assert!(message.contains("max-message-bytes"), "{message}");
+    assert_eq!(record_count(&topic), 1);
+}
+
+#[test]
+fn key_and_headers_count_towards_the_record_limit() {
+    // 880 bytes fit a 1000-byte record alone, not with these key or headers.
+    let long_key = "k".repeat(200);
+    for properties in ["", &format!("write-headers=false key={long_key}")] {
+        let topic = unique_topic("sink-record-parts");
+        let (pipeline, end) = push_sizes(
+            &format!("topic={topic} create-topic=true max-message-bytes=1000 {properties}"),
+            &[500, 880],
+        );
+        pipeline.set_state(gst::State::Null).unwrap();
+        let message = expect_error(end);
+        assert!(message.contains("frame of 880 bytes"), "{message}");
+        assert!(
+            message.contains("larger than the Kafka record limit of 1000 bytes"),
+            "{message}"
+        );
+        assert!(message.contains("max-message-bytes"), "{message}");
+        assert_eq!(record_count(&topic), 1, "{properties}");
+    }
+}
+
+#[test]
+fn caps_longer_than_kafkasrc_reads_are_refused_at_negotiation() {
+    init();
+    // codec_data is written as hex: 40 KiB of it make 80 KiB of caps text.
+    let caps = gst::Caps::builder("video/x-h264")
+        .field("stream-format", "avc")
+        .field("alignment", "au")
+        .field(
+            "codec_data",
+            gst::Buffer::from_mut_slice(vec![0x5a_u8; 40 * 1024]),
+        )
+        .build();
+    let caps_len = caps.to_string().len();
+    assert!(caps_len > gstkafka::wireformat::MAX_TEXT_LEN);
+    let topic = unique_topic("sink-long-caps");
+    create_topic(&topic, 1, &[]);
+    let (pipeline, end) = push_with_caps(&caps, &format!("topic={topic}"), &[100]);
+    pipeline.set_state(gst::State::Null).unwrap();
+    let message = expect_error(end);
+    assert!(
+        message.contains(&format!("caps of {caps_len} bytes")),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("{} bytes", gstkafka::wireformat::MAX_TEXT_LEN)),
+        "{message}"
+    );
+    assert_eq!(record_count(&topic), 0);
+
+    // Without headers the caps are not written, so they do not matter.
+    let (pipeline, end) =
+        push_with_caps(&caps, &format!("topic={topic} write-headers=false"), &[100]);
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(matches!(end, End::Eos), "{end:?}");
     assert_eq!(record_count(&topic), 1);
 }
 
@@ -361,6 +452,8 @@ fn full_queue_blocks_without_losing_records() {
     assert!(matches!(end, End::Eos), "{end:?}");
     assert_eq!(stats.get::<u64>("records-acked").unwrap(), N as u64);
     assert_eq!(stats.get::<u64>("dropped").unwrap(), 0);
+    // The queue did fill: the sink waited for room.
+    assert!(stats.get::<u64>("queue-full-waits").unwrap() > 0, "{stats}");
     assert_eq!(record_count(&topic), N as i64);
 }
 
@@ -380,6 +473,7 @@ fn full_queue_in_drop_mode_accounts_for_every_buffer() {
     assert!(matches!(end, End::Eos), "{end:?}");
     let acked = stats.get::<u64>("records-acked").unwrap();
     let dropped = stats.get::<u64>("dropped").unwrap();
+    assert!(dropped > 0, "{stats}");
     assert_eq!(acked + dropped, N);
     assert_eq!(record_count(&topic), acked as i64);
     // Dropped buffers leave gaps in the sequence numbers a consumer sees.

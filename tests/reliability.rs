@@ -538,11 +538,22 @@ fn sasl_credentials_through_config_and_config_file() {
     let sasl = broker.sasl_bootstrap();
     let topic = unique_topic("sasl");
     let credentials = "security.protocol=SASL_PLAINTEXT,sasl.mechanism=PLAIN,sasl.username=alice,sasl.password=alice-secret";
+    let logged = SecretLog::watch("alice-secret");
     let writer = launch(&format!(
-        "videotestsrc num-buffers=5 ! jpegenc ! kafkasink topic={topic} bootstrap-servers={sasl} create-topic=true \
-         config=\"config,{credentials}\""
+        "videotestsrc num-buffers=5 ! jpegenc ! kafkasink name=sink topic={topic} bootstrap-servers={sasl} \
+         create-topic=true config=\"config,{credentials}\""
     ));
+    // The password authenticates but cannot be read back.
+    let config: gst::Structure = writer.by_name("sink").unwrap().property("config");
+    assert_eq!(config.get::<String>("sasl.password").unwrap(), "***");
+    assert_eq!(config.get::<String>("sasl.username").unwrap(), "alice");
+    assert!(!config.to_string().contains("alice-secret"), "{config}");
     assert!(matches!(run(&writer, TIMEOUT), End::Eos));
+    let dot = writer.debug_to_dot_data(gst::DebugGraphDetails::all());
+    assert!(dot.contains("sasl.username"), "{dot}");
+    assert!(!dot.contains("alice-secret"), "{dot}");
+    assert_eq!(logged.lines(), Vec::<String>::new());
+    drop(logged);
 
     let file = std::env::temp_dir().join(format!("{topic}.properties"));
     std::fs::write(&file, credentials.replace(',', "\n")).unwrap();
@@ -551,10 +562,62 @@ fn sasl_credentials_through_config_and_config_file() {
          ! fakesink",
         file.display()
     ));
-    let end = run(&reader, TIMEOUT);
+    let bus = reader.bus().unwrap();
+    let _ = reader.set_state(gst::State::Playing);
+    let end = wait_end(&bus, TIMEOUT);
+    let pushed = stats(&reader, "src").get::<u64>("buffers-pushed").unwrap();
+    reader.set_state(gst::State::Null).unwrap();
     std::fs::remove_file(&file).unwrap();
     assert!(matches!(end, End::Eos), "{end:?}");
+    assert_eq!(pushed, 5);
     assert_eq!(record_count(&topic), 5);
+}
+
+/// Collects the log lines of the Kafka elements, at every level, that
+/// contain a secret, until dropped.
+struct SecretLog {
+    lines: std::sync::Arc<Mutex<Vec<String>>>,
+    function: Option<gst::log::DebugLogFunction>,
+}
+
+const LOG_CATEGORIES: [&str; 3] = ["kafkasink", "kafkasrc", "rdkafka"];
+
+impl SecretLog {
+    fn watch(secret: &'static str) -> SecretLog {
+        init();
+        gst::log::set_active(true);
+        let lines = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let seen = lines.clone();
+        let function = gst::log::add_log_function(move |_, _, _, _, _, _, message| {
+            if let Some(text) = message.get()
+                && text.contains(secret)
+            {
+                seen.lock().unwrap().push(text.to_string());
+            }
+        });
+        for name in LOG_CATEGORIES {
+            gst::log::set_threshold_for_name(name, gst::DebugLevel::Memdump);
+        }
+        SecretLog {
+            lines,
+            function: Some(function),
+        }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+}
+
+impl Drop for SecretLog {
+    fn drop(&mut self) {
+        for name in LOG_CATEGORIES {
+            gst::log::unset_threshold_for_name(name);
+        }
+        if let Some(function) = self.function.take() {
+            gst::log::remove_log_function(function);
+        }
+    }
 }
 
 #[test]

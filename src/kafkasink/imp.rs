@@ -26,6 +26,13 @@
  *     config="config,security.protocol=SASL_SSL,sasl.mechanism=PLAIN,sasl.username=u,sasl.password=p"
  * ]|
  *
+ * Caps travel as text in a record header, which `kafkasrc` accepts up to
+ * 64 KiB: longer caps (a large `streamheader` or `codec_data`) fail
+ * negotiation with an error, unless `write-headers` is off.
+ *
+ * Secrets given in `config` (e.g. `sasl.password`) read back as `***`;
+ * `config-file` keeps them off the command line as well.
+ *
  * ## Messages
  * `kafka-statistics` (element message, when `statistics-interval-ms` > 0):
  * field `json` holds librdkafka's statistics document.
@@ -38,18 +45,17 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
-use rdkafka::ClientContext;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
-use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{DeliveryResult, Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
-use tokio::sync::Notify;
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
+use super::delivery::{self, Delivery, SinkContext};
+use super::headers::{self, CapsTooLong, HeaderWriter};
 use super::{Acks, Compression, QueueFull};
 use crate::capturetime;
-use crate::kafka::{self, ClientHooks, ClientSettings, HooksContext, TopicError};
+use crate::kafka::{self, ClientSettings, KafkaContext, TopicError};
 use crate::runtime::{self, Canceller};
+use crate::throttle::Throttle;
 use crate::wireformat;
 
 const DEFAULT_ACKS: Acks = Acks::All;
@@ -143,128 +149,38 @@ impl Settings {
     }
 }
 
-/// Delivery bookkeeping shared with librdkafka's delivery callback thread.
-#[derive(Debug, Default)]
-struct Delivery {
-    counters: Mutex<Counters>,
-    /// Woken on every finished delivery: room in the queue, progress of a flush.
-    progress: Notify,
+/// The largest record the producer and the topic accept, and the setting
+/// that sets it.
+#[derive(Debug, Clone, Copy)]
+struct RecordLimit {
+    bytes: usize,
+    setting: &'static str,
 }
 
-#[derive(Debug, Default, Clone)]
-struct Counters {
-    records_sent: u64,
-    bytes_sent: u64,
-    records_acked: u64,
-    bytes_acked: u64,
-    delivery_errors: u64,
-    dropped: u64,
-    last_partition: i32,
-    last_offset: i64,
-    latency_last_us: u64,
-    latency_max_us: u64,
-    latency_total_us: u64,
-    first_error: Option<String>,
-    reported_errors: u64,
+/// Where and how the records of one run go, fixed at start; shared with
+/// the streaming thread without holding the state lock.
+struct Target {
+    producer: ThreadedProducer<SinkContext>,
+    topic: String,
+    key: String,
+    partition: Option<i32>,
+    queue_full: QueueFull,
+    record_limit: RecordLimit,
+    flush_timeout: Duration,
+    drop_warnings: Throttle,
 }
 
-impl Counters {
-    fn in_flight(&self) -> u64 {
-        self.records_sent - self.records_acked - self.delivery_errors
-    }
-
-    /// A new delivery failure not yet raised as an element error.
-    fn unreported_failure(&mut self) -> Option<(u64, String)> {
-        if self.delivery_errors == self.reported_errors {
-            return None;
-        }
-        self.reported_errors = self.delivery_errors;
-        Some((
-            self.delivery_errors,
-            self.first_error.clone().unwrap_or_default(),
-        ))
-    }
-}
-
-struct SinkContext {
-    hooks: ClientHooks,
-    delivery: Arc<Delivery>,
-    epoch: Instant,
-}
-
-impl ClientContext for SinkContext {
-    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        self.hooks.log(level, facility, message);
-    }
-
-    fn stats_raw(&self, json: &[u8]) {
-        self.hooks.statistics(json);
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        self.hooks.error(error, reason);
-    }
-}
-
-impl ProducerContext for SinkContext {
-    /// Microseconds since `epoch` when the record was handed to librdkafka.
-    type DeliveryOpaque = usize;
-
-    fn delivery(&self, result: &DeliveryResult<'_>, sent_at_us: usize) {
-        let latency_us =
-            (self.epoch.elapsed().as_micros() as u64).saturating_sub(sent_at_us as u64);
-        let mut counters = self.delivery.counters.lock().unwrap();
-        match result {
-            Ok(message) => {
-                counters.records_acked += 1;
-                counters.bytes_acked += message.payload_len() as u64;
-                counters.last_partition = message.partition();
-                counters.last_offset = message.offset();
-                counters.latency_last_us = latency_us;
-                counters.latency_max_us = counters.latency_max_us.max(latency_us);
-                counters.latency_total_us += latency_us;
-            }
-            Err((error, message)) => {
-                counters.delivery_errors += 1;
-                if counters.first_error.is_none() {
-                    counters.first_error =
-                        Some(describe_delivery_error(error, message.payload_len()));
-                }
-            }
-        }
-        drop(counters);
-        self.delivery.progress.notify_one();
-    }
-}
-
-fn describe_delivery_error(error: &KafkaError, size: usize) -> String {
-    match error.rdkafka_error_code() {
-        Some(RDKafkaErrorCode::MessageSizeTooLarge) => format!(
-            "the broker refused a record of {size} bytes as too large: raise the topic's \
-             max.message.bytes and the broker's message.max.bytes ({error})"
-        ),
-        Some(RDKafkaErrorCode::MessageTimedOut) => format!(
-            "records were not acknowledged within message-timeout-ms: the broker is \
-             unreachable or too slow ({error})"
-        ),
-        _ => error.to_string(),
+impl Target {
+    fn delivery(&self) -> &Delivery {
+        &self.producer.context().extra
     }
 }
 
 struct Started {
-    producer: ThreadedProducer<SinkContext>,
-    delivery: Arc<Delivery>,
-    settings: Settings,
-    topic: Arc<str>,
-    key: Arc<str>,
-    stream_id: Arc<str>,
+    target: Arc<Target>,
+    /// `None` when `write-headers` is off.
+    headers: Option<HeaderWriter>,
     seq: u64,
-    caps_text: Option<Arc<str>>,
-    /// The largest record value the producer and the topic accept, and
-    /// which setting sets it.
-    record_limit: (usize, &'static str),
-    epoch: Instant,
-    last_drop_warning: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -315,52 +231,9 @@ impl KafkaSink {
         }
     }
 
-    fn headers(&self, started: &Started, seq: u64, buffer: &gst::BufferRef) -> OwnedHeaders {
-        let mut number = [0u8; 20];
-        let mut headers = OwnedHeaders::new_with_capacity(8)
-            .insert(Header {
-                key: wireformat::VERSION_KEY,
-                value: Some(wireformat::VERSION),
-            })
-            .insert(Header {
-                key: wireformat::STREAM_ID_KEY,
-                value: Some(started.stream_id.as_ref()),
-            })
-            .insert(Header {
-                key: wireformat::SEQ_KEY,
-                value: Some(wireformat::encode_number(seq, &mut number)),
-            });
-        if let Some(caps) = &started.caps_text {
-            headers = headers.insert(Header {
-                key: wireformat::CAPS_KEY,
-                value: Some(caps.as_ref()),
-            });
-        }
-        for (key, time) in [
-            (wireformat::PTS_KEY, buffer.pts()),
-            (wireformat::DTS_KEY, buffer.dts()),
-            (wireformat::DURATION_KEY, buffer.duration()),
-        ] {
-            if let Some(time) = time {
-                headers = headers.insert(Header {
-                    key,
-                    value: Some(wireformat::encode_number(time.nseconds(), &mut number)),
-                });
-            }
-        }
-        if let Some(flags) = wireformat::encode_flags(buffer.flags()) {
-            headers = headers.insert(Header {
-                key: wireformat::FLAGS_KEY,
-                value: Some(flags.as_str()),
-            });
-        }
-        headers
-    }
-
     /// Raises the first delivery failure not yet reported.
     fn check_delivery(&self, delivery: &Delivery, topic: &str) -> Result<(), gst::FlowError> {
-        let failure = delivery.counters.lock().unwrap().unreported_failure();
-        match failure {
+        match delivery.unreported_failure() {
             None => Ok(()),
             Some((count, reason)) => {
                 gst::element_imp_error!(
@@ -382,41 +255,37 @@ impl KafkaSink {
     ) -> Result<u64, runtime::Cancelled> {
         let deadline = Instant::now() + timeout;
         loop {
-            let in_flight = delivery.counters.lock().unwrap().in_flight();
+            let in_flight = delivery.counters().in_flight();
             let now = Instant::now();
             if in_flight == 0 || now >= deadline {
                 return Ok(in_flight);
             }
             let slice = (deadline - now).min(DELIVERY_POLL);
             runtime::wait(&self.canceller, async {
-                let _ = tokio::time::timeout(slice, delivery.progress.notified()).await;
+                let _ = tokio::time::timeout(slice, delivery.progress()).await;
             })?;
         }
     }
 
     /// Handles EOS: every record acknowledged before EOS goes downstream.
     fn flush_for_eos(&self) -> Result<(), gst::ErrorMessage> {
-        let (delivery, topic, timeout) = match &*self.state.lock().unwrap() {
-            State::Started(started) => (
-                started.delivery.clone(),
-                started.topic.clone(),
-                Duration::from_millis(started.settings.flush_timeout_ms.into()),
-            ),
+        let target = match &*self.state.lock().unwrap() {
+            State::Started(started) => started.target.clone(),
             State::Stopped => return Ok(()),
         };
+        let (delivery, topic, timeout) = (target.delivery(), &target.topic, target.flush_timeout);
         gst::debug!(
             CAT,
             imp = self,
             "EOS: waiting for every record to be acknowledged"
         );
-        let in_flight = self.wait_delivered(&delivery, timeout).map_err(|_| {
+        let in_flight = self.wait_delivered(delivery, timeout).map_err(|_| {
             gst::error_msg!(
                 gst::ResourceError::Write,
                 ("flushing while waiting for deliveries")
             )
         })?;
-        let mut counters = delivery.counters.lock().unwrap();
-        if let Some((count, reason)) = counters.unreported_failure() {
+        if let Some((count, reason)) = delivery.unreported_failure() {
             return Err(gst::error_msg!(
                 gst::ResourceError::Write,
                 ("{count} record(s) not delivered to Kafka topic {topic}: {reason}")
@@ -435,20 +304,16 @@ impl KafkaSink {
             CAT,
             imp = self,
             "EOS: all {} records acknowledged",
-            counters.records_acked
+            delivery.counters().records_acked
         );
         Ok(())
     }
 
     fn stats(&self) -> gst::Structure {
         let counters = match &*self.state.lock().unwrap() {
-            State::Started(started) => started.delivery.counters.lock().unwrap().clone(),
-            State::Stopped => Counters::default(),
+            State::Started(started) => started.target.delivery().counters(),
+            State::Stopped => delivery::Counters::default(),
         };
-        let latency_avg_us = counters
-            .latency_total_us
-            .checked_div(counters.records_acked)
-            .unwrap_or(0);
         gst::Structure::builder("kafkasink-stats")
             .field("records-sent", counters.records_sent)
             .field("bytes-sent", counters.bytes_sent)
@@ -457,10 +322,11 @@ impl KafkaSink {
             .field("in-flight", counters.in_flight())
             .field("delivery-errors", counters.delivery_errors)
             .field("dropped", counters.dropped)
+            .field("queue-full-waits", counters.queue_full_waits)
             .field("last-partition", counters.last_partition)
             .field("last-offset", counters.last_offset)
             .field("delivery-latency-last-us", counters.latency_last_us)
-            .field("delivery-latency-avg-us", latency_avg_us)
+            .field("delivery-latency-avg-us", counters.latency_avg_us())
             .field("delivery-latency-max-us", counters.latency_max_us)
             .build()
     }
@@ -471,7 +337,7 @@ impl KafkaSink {
         &self,
         settings: &Settings,
         producer: &ThreadedProducer<SinkContext>,
-        admin: &AdminClient<HooksContext>,
+        admin: &AdminClient<KafkaContext>,
     ) -> Result<(usize, Option<usize>), gst::ErrorMessage> {
         let topic = settings.topic.as_deref().unwrap_or_default();
         let client = &settings.client;
@@ -489,7 +355,7 @@ impl KafkaSink {
                 ));
             }
             Err(err) => {
-                let detail = producer.context().hooks.last_error();
+                let detail = producer.context().last_error();
                 return Err(kafka::topic_error(
                     &client.bootstrap_servers,
                     topic,
@@ -544,7 +410,7 @@ impl KafkaSink {
     fn create_topic(
         &self,
         settings: &Settings,
-        admin: &AdminClient<HooksContext>,
+        admin: &AdminClient<KafkaContext>,
     ) -> Result<(), gst::ErrorMessage> {
         let topic = settings.topic.as_deref().unwrap_or_default();
         let max_message_bytes = settings.max_message_bytes.to_string();
@@ -591,7 +457,7 @@ impl KafkaSink {
     /// (e.g. no permission to describe configs): the broker still enforces it.
     fn topic_record_limit(
         &self,
-        admin: &AdminClient<HooksContext>,
+        admin: &AdminClient<KafkaContext>,
         topic: &str,
         timeout: Duration,
     ) -> Option<usize> {
@@ -623,7 +489,7 @@ impl KafkaSink {
     }
 
     fn send(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let (producer, delivery, record_limit, topic, key, partition, headers, queue_full, epoch) = {
+        let (target, headers) = {
             let mut state = self.state.lock().unwrap();
             let State::Started(started) = &mut *state else {
                 gst::element_imp_error!(self, gst::CoreError::Failed, ("not started"));
@@ -632,32 +498,30 @@ impl KafkaSink {
             let seq = started.seq;
             started.seq += 1;
             let headers = started
-                .settings
-                .write_headers
-                .then(|| self.headers(started, seq, buffer));
-            (
-                started.producer.clone(),
-                started.delivery.clone(),
-                started.record_limit,
-                started.topic.clone(),
-                started.key.clone(),
-                started.settings.partition,
-                headers,
-                started.settings.queue_full,
-                started.epoch,
-            )
+                .headers
+                .as_ref()
+                .map(|writer| writer.headers(seq, buffer));
+            (started.target.clone(), headers)
         };
-        self.check_delivery(&delivery, &topic)?;
+        let delivery = target.delivery();
+        let topic = target.topic.as_str();
+        self.check_delivery(delivery, topic)?;
 
         let size = buffer.size();
-        if size > record_limit.0 {
+        let headers_len = headers.as_ref().map_or(0, |h| h.len);
+        let record_size = headers::record_size(target.key.len(), size, headers_len);
+        let limit = target.record_limit;
+        if record_size > limit.bytes {
             gst::element_imp_error!(
                 self,
                 gst::ResourceError::Write,
                 (
-                    "frame of {size} bytes is larger than the Kafka record limit of {} bytes: raise {}",
-                    record_limit.0,
-                    record_limit.1
+                    "record of {record_size} bytes (a frame of {size} bytes, a key of {} bytes, \
+                     {headers_len} bytes of headers) is larger than the Kafka record limit of {} \
+                     bytes: raise {}",
+                    target.key.len(),
+                    limit.bytes,
+                    limit.setting
                 )
             );
             return Err(gst::FlowError::Error);
@@ -668,81 +532,67 @@ impl KafkaSink {
             gst::element_imp_error!(self, gst::ResourceError::Read, ("cannot map buffer"));
             gst::FlowError::Error
         })?;
-        let mut record = BaseRecord::with_opaque_to(&topic, 0usize)
+        let mut record = BaseRecord::with_opaque_to(topic, 0usize)
             .payload(map.as_slice())
-            .key(key.as_bytes())
+            .key(target.key.as_bytes())
             .timestamp(timestamp);
-        if partition >= 0 {
+        if let Some(partition) = target.partition {
             record = record.partition(partition);
         }
         if let Some(headers) = headers {
-            record = record.headers(headers);
+            record = record.headers(headers.headers);
         }
+        let mut waited = false;
         loop {
-            record.delivery_opaque = epoch.elapsed().as_micros() as usize;
-            // Counted before sending: the delivery callback may run first.
-            {
-                let mut counters = delivery.counters.lock().unwrap();
-                counters.records_sent += 1;
-                counters.bytes_sent += size as u64;
-            }
-            match producer.send(record) {
+            record.delivery_opaque = delivery.sending(size);
+            let err = match target.producer.send(record) {
                 Ok(()) => return Ok(gst::FlowSuccess::Ok),
                 Err((err, returned)) => {
-                    let mut counters = delivery.counters.lock().unwrap();
-                    counters.records_sent -= 1;
-                    counters.bytes_sent -= size as u64;
-                    drop(counters);
+                    delivery.not_sent(size);
                     record = returned;
-                    if err.rdkafka_error_code() != Some(RDKafkaErrorCode::QueueFull) {
-                        gst::element_imp_error!(
-                            self,
-                            gst::ResourceError::Write,
-                            (
-                                "cannot produce a record of {size} bytes to topic {topic}: {}",
-                                describe_delivery_error(&err, size)
-                            )
-                        );
-                        return Err(gst::FlowError::Error);
-                    }
+                    err
                 }
+            };
+            if err.rdkafka_error_code() != Some(RDKafkaErrorCode::QueueFull) {
+                gst::element_imp_error!(
+                    self,
+                    gst::ResourceError::Write,
+                    (
+                        "cannot produce a record of {size} bytes to topic {topic}: {}",
+                        delivery::describe_delivery_error(&err, size)
+                    )
+                );
+                return Err(gst::FlowError::Error);
             }
-            match queue_full {
+            match target.queue_full {
                 QueueFull::Drop => {
-                    self.drop_record(&delivery);
+                    self.drop_record(&target);
                     return Ok(gst::FlowSuccess::Ok);
                 }
                 QueueFull::Block => {
+                    if !waited {
+                        waited = true;
+                        delivery.queue_full_wait();
+                    }
                     gst::trace!(CAT, imp = self, "queue full, waiting for deliveries");
                     runtime::wait(&self.canceller, async {
-                        let _ =
-                            tokio::time::timeout(DELIVERY_POLL, delivery.progress.notified()).await;
+                        let _ = tokio::time::timeout(DELIVERY_POLL, delivery.progress()).await;
                     })
                     .map_err(|_| gst::FlowError::Flushing)?;
-                    self.check_delivery(&delivery, &topic)?;
+                    self.check_delivery(delivery, topic)?;
                 }
             }
         }
     }
 
-    fn drop_record(&self, delivery: &Delivery) {
-        let dropped = {
-            let mut counters = delivery.counters.lock().unwrap();
-            counters.dropped += 1;
-            counters.dropped
-        };
-        let mut state = self.state.lock().unwrap();
-        if let State::Started(started) = &mut *state
-            && started
-                .last_drop_warning
-                .is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
-        {
-            started.last_drop_warning = Some(Instant::now());
-            drop(state);
+    fn drop_record(&self, target: &Target) {
+        let dropped = target.delivery().dropped();
+        if let Some(held_back) = target.drop_warnings.allow() {
             gst::element_imp_warning!(
                 self,
                 gst::ResourceError::Write,
-                ("Kafka producer queue full: dropped {dropped} buffer(s) so far (queue-full=drop)")
+                ("Kafka producer queue full: dropped {dropped} buffer(s) so far, \
+                     {held_back} since the last warning (queue-full=drop)")
             );
         }
     }
@@ -869,7 +719,7 @@ impl ObjectImpl for KafkaSink {
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("Records and bytes sent and acknowledged, in flight, delivery errors, dropped, last offset, delivery latency")
+                    .blurb("Records and bytes sent and acknowledged, in flight, delivery errors, dropped, records that waited on a full queue, last offset, delivery latency")
                     .read_only()
                     .build(),
             ]);
@@ -988,18 +838,11 @@ impl BaseSinkImpl for KafkaSink {
             .client
             .client_config(&settings.librdkafka_defaults())?;
         let element = self.obj().upcast_ref::<gst::Element>().clone();
-        let delivery = Arc::new(Delivery::default());
-        let epoch = Instant::now();
-        let context = SinkContext {
-            hooks: ClientHooks::new(&element),
-            delivery: delivery.clone(),
-            epoch,
-        };
         let producer: ThreadedProducer<SinkContext> = config
-            .create_with_context(context)
+            .create_with_context(KafkaContext::with(&element, Delivery::default()))
             .map_err(kafka::config_error)?;
-        let admin: AdminClient<HooksContext> = config
-            .create_with_context(HooksContext(ClientHooks::new(&element)))
+        let admin: AdminClient<KafkaContext> = config
+            .create_with_context(KafkaContext::new(&element))
             .map_err(kafka::config_error)?;
         let prepared = self.prepare_topic(&settings, &producer, &admin);
         // Dropping an admin client joins its polling thread, which can take
@@ -1009,37 +852,41 @@ impl BaseSinkImpl for KafkaSink {
 
         let producer_limit = settings.max_message_bytes as usize;
         let record_limit = match topic_limit {
-            Some(topic_limit) if topic_limit < producer_limit => (
-                topic_limit,
-                "the topic's max.message.bytes (and the broker's message.max.bytes)",
-            ),
-            _ => (producer_limit, "the max-message-bytes property"),
+            Some(topic_limit) if topic_limit < producer_limit => RecordLimit {
+                bytes: topic_limit,
+                setting: "the topic's max.message.bytes (and the broker's message.max.bytes)",
+            },
+            _ => RecordLimit {
+                bytes: producer_limit,
+                setting: "the max-message-bytes property",
+            },
         };
         let stream_id: Arc<str> = format!("{}-{:016x}", element.name(), kafka::random_u64()).into();
         let key = settings
             .key
             .clone()
-            .map(Arc::from)
-            .unwrap_or_else(|| stream_id.clone());
+            .unwrap_or_else(|| stream_id.to_string());
         gst::info!(
             CAT,
             imp = self,
             "publishing to {topic} ({partitions} partition(s)) at {}, stream id {stream_id}, record limit {} bytes",
             settings.client.bootstrap_servers,
-            record_limit.0
+            record_limit.bytes
         );
-        *self.state.lock().unwrap() = State::Started(Box::new(Started {
+        let target = Target {
             producer,
-            delivery,
-            topic: topic.into(),
-            settings,
+            topic,
             key,
-            stream_id,
-            seq: 0,
-            caps_text: None,
+            partition: (settings.partition >= 0).then_some(settings.partition),
+            queue_full: settings.queue_full,
             record_limit,
-            epoch,
-            last_drop_warning: None,
+            flush_timeout: Duration::from_millis(settings.flush_timeout_ms.into()),
+            drop_warnings: Throttle::default(),
+        };
+        *self.state.lock().unwrap() = State::Started(Box::new(Started {
+            target: Arc::new(target),
+            headers: settings.write_headers.then(|| HeaderWriter::new(stream_id)),
+            seq: 0,
         }));
         Ok(())
     }
@@ -1049,9 +896,9 @@ impl BaseSinkImpl for KafkaSink {
             return Ok(());
         };
         // Give in-flight records a short chance, then account for the rest.
-        let _ = started.producer.flush(STOP_FLUSH_TIMEOUT);
-        let counters = started.delivery.counters.lock().unwrap().clone();
-        let lost = counters.in_flight() + counters.delivery_errors - counters.reported_errors;
+        let _ = started.target.producer.flush(STOP_FLUSH_TIMEOUT);
+        let counters = started.target.delivery().counters();
+        let lost = counters.unaccounted();
         if lost > 0 {
             gst::element_imp_warning!(
                 self,
@@ -1072,8 +919,29 @@ impl BaseSinkImpl for KafkaSink {
     }
 
     fn set_caps(&self, caps: &gst::Caps) -> Result<(), gst::LoggableError> {
-        if let State::Started(started) = &mut *self.state.lock().unwrap() {
-            started.caps_text = Some(caps.to_string().into());
+        let mut state = self.state.lock().unwrap();
+        let State::Started(started) = &mut *state else {
+            return Ok(());
+        };
+        let Some(writer) = &mut started.headers else {
+            return Ok(());
+        };
+        if let Err(CapsTooLong(len)) = writer.set_caps(caps) {
+            drop(state);
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Negotiation,
+                (
+                    "caps of {len} bytes are longer than the {} bytes a gst-caps record header \
+                     may hold: kafkasrc would refuse every record (leave out the large \
+                     streamheader or codec_data upstream, or set write-headers=false)",
+                    wireformat::MAX_TEXT_LEN
+                )
+            );
+            return Err(gst::loggable_error!(
+                CAT,
+                "caps of {len} bytes are too long"
+            ));
         }
         Ok(())
     }

@@ -3,6 +3,8 @@
 use gst::glib;
 use gst::prelude::*;
 
+mod delivery;
+mod headers;
 mod imp;
 
 glib::wrapper! {

@@ -51,8 +51,7 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::base_src::CreateSuccess;
 use gst_base::subclass::prelude::*;
-use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -60,7 +59,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use super::time::parse_time_ms;
 use super::{StartFrom, StopAt, TimestampMode};
 use crate::capturetime;
-use crate::kafka::{self, ClientHooks, ClientSettings, TopicError, TopicInfo};
+use crate::kafka::{self, ClientSettings, KafkaContext, TopicError, TopicInfo};
 use crate::runtime::{self, Canceller};
 use crate::wireformat::{self, RecordMeta};
 
@@ -131,27 +130,7 @@ struct Counters {
     last_offset: i64,
 }
 
-struct SrcContext {
-    hooks: ClientHooks,
-}
-
-impl ClientContext for SrcContext {
-    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        self.hooks.log(level, facility, message);
-    }
-
-    fn stats_raw(&self, json: &[u8]) {
-        self.hooks.statistics(json);
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        self.hooks.error(error, reason);
-    }
-}
-
-impl ConsumerContext for SrcContext {}
-
-type Kafka = StreamConsumer<SrcContext>;
+type Kafka = StreamConsumer<KafkaContext>;
 
 /// Per stream id (one `kafkasink` run): the sequence seen last and whether
 /// a keyframe has been pushed since (re)joining it.
@@ -852,7 +831,7 @@ impl KafkaSrc {
             let message = match received {
                 Ok(message) => message,
                 Err(err) => {
-                    consumer.context().hooks.error(err, "while reading records");
+                    consumer.context().error(err, "while reading records");
                     continue;
                 }
             };
@@ -1166,9 +1145,7 @@ impl BaseSrcImpl for KafkaSrc {
             .client
             .client_config(&Self::librdkafka_defaults(&settings))?;
         let element = self.obj().upcast_ref::<gst::Element>().clone();
-        let context = SrcContext {
-            hooks: ClientHooks::new(&element),
-        };
+        let context = KafkaContext::new(&element);
         // The stream consumer wakes its futures through the runtime.
         let consumer: Kafka = {
             let _guard = runtime::RUNTIME.enter();
@@ -1190,7 +1167,7 @@ impl BaseSrcImpl for KafkaSrc {
                 let _ = runtime::RUNTIME.block_on(async {
                     tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await
                 });
-                let detail = consumer.context().hooks.last_error();
+                let detail = consumer.context().last_error();
                 return Err(kafka::topic_error(
                     &settings.client.bootstrap_servers,
                     &topic,

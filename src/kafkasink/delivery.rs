@@ -1,0 +1,212 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! Delivery accounting of `kafkasink`: records handed to librdkafka, those
+//! the brokers acknowledged or that finally failed, those dropped or kept
+//! waiting on a full queue, and how long acknowledgements took. Updated
+//! from the streaming thread and from librdkafka's delivery callback.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{DeliveryResult, Message};
+use rdkafka::producer::ProducerContext;
+use tokio::sync::Notify;
+use tokio::sync::futures::Notified;
+
+use crate::kafka::KafkaContext;
+
+/// The producer's client context: the shared one, plus delivery accounting.
+pub type SinkContext = KafkaContext<Delivery>;
+
+#[derive(Debug)]
+pub struct Delivery {
+    counters: Mutex<Counters>,
+    /// Woken on every finished delivery: room in the queue, progress of a flush.
+    progress: Notify,
+    /// What delivery latencies are measured from.
+    epoch: Instant,
+}
+
+/// A snapshot of the accounting, for `stats` and for deciding what to report.
+#[derive(Debug, Default, Clone)]
+pub struct Counters {
+    pub records_sent: u64,
+    pub bytes_sent: u64,
+    pub records_acked: u64,
+    pub bytes_acked: u64,
+    pub delivery_errors: u64,
+    pub dropped: u64,
+    /// Records that found librdkafka's queue full and waited for room.
+    pub queue_full_waits: u64,
+    pub last_partition: i32,
+    pub last_offset: i64,
+    pub latency_last_us: u64,
+    pub latency_max_us: u64,
+    pub latency_total_us: u64,
+    first_error: Option<String>,
+    reported_errors: u64,
+}
+
+impl Counters {
+    pub fn in_flight(&self) -> u64 {
+        self.records_sent
+            .saturating_sub(self.records_acked)
+            .saturating_sub(self.delivery_errors)
+    }
+
+    pub fn latency_avg_us(&self) -> u64 {
+        self.latency_total_us
+            .checked_div(self.records_acked)
+            .unwrap_or(0)
+    }
+
+    /// Records lost if the producer went away now: in flight, or failed
+    /// without an element error saying so.
+    pub fn unaccounted(&self) -> u64 {
+        self.in_flight() + (self.delivery_errors - self.reported_errors)
+    }
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Delivery {
+            counters: Mutex::default(),
+            progress: Notify::new(),
+            epoch: Instant::now(),
+        }
+    }
+}
+
+impl Delivery {
+    fn counters_mut(&self) -> std::sync::MutexGuard<'_, Counters> {
+        // Counters stay consistent even if a holder panicked: every update
+        // is a few plain additions.
+        self.counters.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.counters_mut().clone()
+    }
+
+    /// Resolves on the next finished delivery.
+    pub fn progress(&self) -> Notified<'_> {
+        self.progress.notified()
+    }
+
+    /// Counts a record of `bytes` about to be handed to librdkafka (before:
+    /// its delivery callback may run first) and returns the delivery opaque
+    /// that dates it.
+    pub fn sending(&self, bytes: usize) -> usize {
+        let mut counters = self.counters_mut();
+        counters.records_sent += 1;
+        counters.bytes_sent += bytes as u64;
+        self.epoch.elapsed().as_micros() as usize
+    }
+
+    /// Takes back [`Delivery::sending`] for a record librdkafka refused.
+    pub fn not_sent(&self, bytes: usize) {
+        let mut counters = self.counters_mut();
+        counters.records_sent -= 1;
+        counters.bytes_sent -= bytes as u64;
+    }
+
+    pub fn queue_full_wait(&self) {
+        self.counters_mut().queue_full_waits += 1;
+    }
+
+    /// Counts a dropped record; returns how many were dropped so far.
+    pub fn dropped(&self) -> u64 {
+        let mut counters = self.counters_mut();
+        counters.dropped += 1;
+        counters.dropped
+    }
+
+    /// A delivery failure not yet raised as an element error: how many
+    /// records failed so far and the first reason.
+    pub fn unreported_failure(&self) -> Option<(u64, String)> {
+        let mut counters = self.counters_mut();
+        if counters.delivery_errors == counters.reported_errors {
+            return None;
+        }
+        counters.reported_errors = counters.delivery_errors;
+        Some((
+            counters.delivery_errors,
+            counters.first_error.clone().unwrap_or_default(),
+        ))
+    }
+
+    fn delivered(&self, result: &DeliveryResult<'_>, sent_at_us: usize) {
+        let latency_us =
+            (self.epoch.elapsed().as_micros() as u64).saturating_sub(sent_at_us as u64);
+        let mut counters = self.counters_mut();
+        match result {
+            Ok(message) => {
+                counters.records_acked += 1;
+                counters.bytes_acked += message.payload_len() as u64;
+                counters.last_partition = message.partition();
+                counters.last_offset = message.offset();
+                counters.latency_last_us = latency_us;
+                counters.latency_max_us = counters.latency_max_us.max(latency_us);
+                counters.latency_total_us += latency_us;
+            }
+            Err((error, message)) => {
+                counters.delivery_errors += 1;
+                if counters.first_error.is_none() {
+                    counters.first_error =
+                        Some(describe_delivery_error(error, message.payload_len()));
+                }
+            }
+        }
+        drop(counters);
+        self.progress.notify_one();
+    }
+}
+
+impl ProducerContext for SinkContext {
+    /// Microseconds since the delivery epoch when the record was handed to
+    /// librdkafka.
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, sent_at_us: usize) {
+        self.extra.delivered(result, sent_at_us);
+    }
+}
+
+/// librdkafka's reason for a failed record, with what to do about the
+/// common ones.
+pub fn describe_delivery_error(error: &KafkaError, size: usize) -> String {
+    match error.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::MessageSizeTooLarge) => format!(
+            "the broker refused a record of {size} bytes as too large: raise the topic's \
+             max.message.bytes and the broker's message.max.bytes ({error})"
+        ),
+        Some(RDKafkaErrorCode::MessageTimedOut) => format!(
+            "records were not acknowledged within message-timeout-ms: the broker is \
+             unreachable or too slow ({error})"
+        ),
+        _ => error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_records_are_taken_back_and_the_rest_are_in_flight() {
+        let delivery = Delivery::default();
+        delivery.sending(100);
+        delivery.sending(50);
+        delivery.not_sent(50);
+        delivery.queue_full_wait();
+        assert_eq!(delivery.dropped(), 1);
+        let counters = delivery.counters();
+        assert_eq!((counters.records_sent, counters.bytes_sent), (1, 100));
+        assert_eq!(counters.in_flight(), 1);
+        assert_eq!(counters.unaccounted(), 1);
+        assert_eq!(counters.queue_full_waits, 1);
+        assert_eq!(counters.latency_avg_us(), 0);
+        assert_eq!(delivery.unreported_failure(), None);
+    }
+}
