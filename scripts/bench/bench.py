@@ -59,16 +59,20 @@ def stop(proc, sig=signal.SIGTERM):
             proc.wait()
 
 
-def timed(cmd, env):
-    """Runs cmd to completion: wall seconds and CPU seconds (user+system)."""
+def timed(cmd, env, output=None):
+    """Runs cmd to completion: wall seconds and CPU seconds (user+system).
+    With output, a list, its standard output is appended to it."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
-    result = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stdout = subprocess.DEVNULL if output is None else subprocess.PIPE
+    result = subprocess.run(cmd, env=env, stdout=stdout, stderr=subprocess.PIPE)
     wall = time.monotonic() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
         raise RuntimeError(f"{cmd[0]} failed: {result.stderr.decode(errors='replace')[-2000:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if output is not None:
+        output.append(result.stdout.decode(errors="replace"))
     return wall, cpu
 
 
@@ -193,20 +197,31 @@ class Bench:
     # Case 2: consume
 
     def consume(self, topic):
+        # Each reader reports what it read, counted from its output: a line
+        # per buffer (fakesink's last-message), per record (kcat's offset),
+        # or the total (the kafka-python script).
         commands = {
-            "kafkasrc ! fakesink": ["gst-launch-1.0", "-q", "kafkasrc", f"topic={topic}",
-                                   f"bootstrap-servers={self.bootstrap}", "start-from=earliest", "stop-at=end",
-                                   "!", "fakesink"],
-            "kcat -C": ["kcat", "-C", "-b", self.bootstrap, "-t", topic, "-o", "beginning", "-e", "-q",
-                        "-X", "fetch.max.bytes=67108864", "-X", "max.partition.fetch.bytes=16777216"],
-            "kafka-python KafkaConsumer": [PY, str(HERE / "producers.py"), "consume-kafka-python", self.bootstrap,
-                                           topic, str(self.slow_records)],
+            "kafkasrc ! fakesink": (["gst-launch-1.0", "-v", "kafkasrc", f"topic={topic}",
+                                    f"bootstrap-servers={self.bootstrap}", "start-from=earliest", "stop-at=end",
+                                    "!", "fakesink", "silent=false"],
+                                   lambda out: sum(": last-message = chain" in line for line in out.splitlines())),
+            "kcat -C": (["kcat", "-C", "-b", self.bootstrap, "-t", topic, "-o", "beginning", "-e", "-q",
+                         "-f", "%o\\n", "-X", "fetch.max.bytes=67108864", "-X", "max.partition.fetch.bytes=16777216"],
+                        lambda out: sum(1 for line in out.splitlines() if line.strip())),
+            "kafka-python KafkaConsumer": ([PY, str(HERE / "producers.py"), "consume-kafka-python", self.bootstrap,
+                                            topic, str(self.slow_records)],
+                                           lambda out: int(out.split()[-1])),
         }
         runs = {}
         for round_ in range(self.args.rounds):
             names = list(commands) if round_ % 2 == 0 else list(reversed(commands))
             for name in names:
-                wall, cpu = timed(commands[name], self.env)
+                command, count = commands[name]
+                output = []
+                wall, cpu = timed(command, self.env, output)
+                read = count(output[0])
+                if read != self.count_for(name):
+                    raise RuntimeError(f"{name} read {read} records instead of {self.count_for(name)}")
                 runs.setdefault(name, []).append((wall, cpu))
                 log(f"consume {name}: {self.count_for(name) / wall:.1f} records/s")
         self.delete_topic(topic)

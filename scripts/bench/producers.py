@@ -61,6 +61,7 @@ def consume_kafka_python(bootstrap, topic, count):
         if seen == count:
             break
     consumer.close()
+    print(seen)
 
 
 def mark(frame, when):
