@@ -311,6 +311,7 @@ impl KafkaSrc {
             let start = match settings.start_from {
                 StartFrom::Earliest => low,
                 _ if created_after_start => low,
+                StartFrom::Last => (high - 1).max(low),
                 _ => high,
             };
             starts.insert(partition, start);

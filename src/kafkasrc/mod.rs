@@ -32,6 +32,11 @@ pub enum StartFrom {
         nick = "timestamp"
     )]
     Timestamp,
+    #[enum_value(
+        name = "Last: the newest record already in each partition, then every new one (what kafka:// URIs default to)",
+        nick = "last"
+    )]
+    Last,
 }
 
 /// Where consumption ends with EOS.
