@@ -12,6 +12,7 @@ mod kafkasrc;
 mod mjpeghttpsink;
 mod runtime;
 mod throttle;
+mod uri;
 pub mod wireformat;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {

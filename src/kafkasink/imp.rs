@@ -56,6 +56,7 @@ use crate::capturetime;
 use crate::kafka::{self, ClientSettings, KafkaContext, TopicError};
 use crate::runtime::{self, Canceller};
 use crate::throttle::Throttle;
+use crate::uri;
 use crate::wireformat;
 
 const DEFAULT_ACKS: Acks = Acks::All;
@@ -603,6 +604,7 @@ impl ObjectSubclass for KafkaSink {
     const NAME: &'static str = "GstKafkaSink";
     type Type = super::KafkaSink;
     type ParentType = gst_base::BaseSink;
+    type Interfaces = (gst::URIHandler,);
 }
 
 impl ObjectImpl for KafkaSink {
@@ -717,6 +719,11 @@ impl ObjectImpl for KafkaSink {
                     .default_value(DEFAULT_WRITE_HEADERS)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecString::builder("uri")
+                    .nick("URI")
+                    .blurb("kafka://host:port[,host:port…]/topic?property=value&…: sets bootstrap-servers, topic and the properties named in the query; reads back the current settings, secrets left out")
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb("Records and bytes sent and acknowledged, in flight, delivery errors, dropped, records that waited on a full queue, last offset, delivery latency")
@@ -729,6 +736,17 @@ impl ObjectImpl for KafkaSink {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        // Sets the other properties: before taking the settings lock.
+        if pspec.name() == "uri" {
+            let text = value
+                .get::<Option<String>>()
+                .expect("type checked upstream");
+            if let Err(err) = text.map_or(Ok(()), |text| self.set_uri(&text)) {
+                gst::error!(CAT, imp = self, "{err}");
+                glib::g_warning!("kafkasink", "uri: {err}");
+            }
+            return;
+        }
         let mut settings = self.settings.lock().unwrap();
         if kafka::set_client_property(&mut settings.client, value, pspec) {
             return;
@@ -767,6 +785,9 @@ impl ObjectImpl for KafkaSink {
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         if pspec.name() == "stats" {
             return self.stats().to_value();
+        }
+        if pspec.name() == "uri" {
+            return self.uri().to_value();
         }
         let settings = self.settings.lock().unwrap();
         if let Some(value) = kafka::client_property(&settings.client, pspec) {
@@ -822,6 +843,22 @@ impl ElementImpl for KafkaSink {
             ]
         });
         PAD_TEMPLATES.as_ref()
+    }
+}
+
+impl URIHandlerImpl for KafkaSink {
+    const URI_TYPE: gst::URIType = gst::URIType::Sink;
+
+    fn protocols() -> &'static [&'static str] {
+        &[uri::SCHEME]
+    }
+
+    fn uri(&self) -> Option<String> {
+        uri::current(self.obj().upcast_ref(), &[])
+    }
+
+    fn set_uri(&self, text: &str) -> Result<(), glib::Error> {
+        uri::apply(self.obj().upcast_ref(), text, &[])
     }
 }
 

@@ -8,7 +8,7 @@ mod headers;
 mod imp;
 
 glib::wrapper! {
-    pub struct KafkaSink(ObjectSubclass<imp::KafkaSink>) @extends gst_base::BaseSink, gst::Element, gst::Object;
+    pub struct KafkaSink(ObjectSubclass<imp::KafkaSink>) @extends gst_base::BaseSink, gst::Element, gst::Object, @implements gst::URIHandler;
 }
 
 /// Which acknowledgement a record waits for (librdkafka `acks`).

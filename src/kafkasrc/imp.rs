@@ -61,6 +61,7 @@ use super::{StartFrom, StopAt, TimestampMode};
 use crate::capturetime;
 use crate::kafka::{self, ClientSettings, KafkaContext, TopicError, TopicInfo};
 use crate::runtime::{self, Canceller};
+use crate::uri;
 use crate::wireformat::{self, RecordMeta};
 
 const DEFAULT_START_FROM: StartFrom = StartFrom::Latest;
@@ -74,6 +75,10 @@ const DEFAULT_WAIT_FOR_TOPIC: bool = true;
 /// wait for it is reported on the bus.
 const TOPIC_POLL_INTERVAL: Duration = Duration::from_millis(500);
 const TOPIC_WAIT_WARNING: Duration = Duration::from_secs(5);
+/// What a `kafka://` URI sets unless its query says otherwise: players and
+/// gst-discoverer-1.0 get a picture at once from the newest record instead
+/// of waiting for the next one.
+const URI_DEFAULTS: [(&str, &str); 1] = [("start-from", "last")];
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -940,6 +945,7 @@ impl ObjectSubclass for KafkaSrc {
     const NAME: &'static str = "GstKafkaSrc";
     type Type = super::KafkaSrc;
     type ParentType = gst_base::PushSrc;
+    type Interfaces = (gst::URIHandler,);
 }
 
 impl ObjectImpl for KafkaSrc {
@@ -1011,6 +1017,11 @@ impl ObjectImpl for KafkaSrc {
                     .default_value(DEFAULT_WAIT_FOR_TOPIC)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecString::builder("uri")
+                    .nick("URI")
+                    .blurb("kafka://host:port[,host:port…]/topic?property=value&…: sets bootstrap-servers, topic and the properties named in the query (start-from=last unless given); reads back the current settings, secrets left out")
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb("Waiting for the topic, assigned partitions, consumer lag (records behind in the current partition), records and bytes received, skipped to keyframe or by lag, sequence gaps, duplicates, bad records, latency from record timestamp to push")
@@ -1030,6 +1041,17 @@ impl ObjectImpl for KafkaSrc {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        // Sets the other properties: before taking the settings lock.
+        if pspec.name() == "uri" {
+            let text = value
+                .get::<Option<String>>()
+                .expect("type checked upstream");
+            if let Err(err) = text.map_or(Ok(()), |text| self.set_uri(&text)) {
+                gst::error!(CAT, imp = self, "{err}");
+                glib::g_warning!("kafkasrc", "uri: {err}");
+            }
+            return;
+        }
         let mut settings = self.settings.lock().unwrap();
         if kafka::set_client_property(&mut settings.client, value, pspec) {
             return;
@@ -1069,6 +1091,9 @@ impl ObjectImpl for KafkaSrc {
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         if pspec.name() == "stats" {
             return self.stats().to_value();
+        }
+        if pspec.name() == "uri" {
+            return self.uri().to_value();
         }
         let settings = self.settings.lock().unwrap();
         if let Some(value) = kafka::client_property(&settings.client, pspec) {
@@ -1120,6 +1145,22 @@ impl ElementImpl for KafkaSrc {
             ]
         });
         PAD_TEMPLATES.as_ref()
+    }
+}
+
+impl URIHandlerImpl for KafkaSrc {
+    const URI_TYPE: gst::URIType = gst::URIType::Src;
+
+    fn protocols() -> &'static [&'static str] {
+        &[uri::SCHEME]
+    }
+
+    fn uri(&self) -> Option<String> {
+        uri::current(self.obj().upcast_ref(), &URI_DEFAULTS)
+    }
+
+    fn set_uri(&self, text: &str) -> Result<(), glib::Error> {
+        uri::apply(self.obj().upcast_ref(), text, &URI_DEFAULTS)
     }
 }
 

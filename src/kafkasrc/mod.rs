@@ -7,7 +7,7 @@ mod imp;
 mod time;
 
 glib::wrapper! {
-    pub struct KafkaSrc(ObjectSubclass<imp::KafkaSrc>) @extends gst_base::PushSrc, gst_base::BaseSrc, gst::Element, gst::Object;
+    pub struct KafkaSrc(ObjectSubclass<imp::KafkaSrc>) @extends gst_base::PushSrc, gst_base::BaseSrc, gst::Element, gst::Object, @implements gst::URIHandler;
 }
 
 /// Where consumption starts.
