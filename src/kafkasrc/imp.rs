@@ -75,6 +75,9 @@ const DEFAULT_WAIT_FOR_TOPIC: bool = true;
 /// wait for it is reported on the bus.
 const TOPIC_POLL_INTERVAL: Duration = Duration::from_millis(500);
 const TOPIC_WAIT_WARNING: Duration = Duration::from_secs(5);
+/// start-from=last looks this many records back at most for a keyframe
+/// (a GOP of 10 s at 60 fps is 600).
+const LAST_LOOKBACK: i64 = 4096;
 /// What a `kafka://` URI sets unless its query says otherwise: players and
 /// gst-discoverer-1.0 get a picture at once from the newest record instead
 /// of waiting for the next one.
@@ -316,7 +319,9 @@ impl KafkaSrc {
             let start = match settings.start_from {
                 StartFrom::Earliest => low,
                 _ if created_after_start => low,
-                StartFrom::Last => (high - 1).max(low),
+                StartFrom::Last if high > low => {
+                    self.newest_keyframe(consumer, topic, partition, low, high, timeout)?
+                }
                 _ => high,
             };
             starts.insert(partition, start);
@@ -361,6 +366,81 @@ impl KafkaSrc {
         // stop-at=end: partitions already at their end need nothing more.
         ends.retain(|partition, end| starts.get(partition).is_some_and(|start| start < end));
         Ok(ends)
+    }
+
+    /// start-from=last: the offset of the newest record in `low..high` that a
+    /// decoder can start at (not a delta unit), looking back over
+    /// LAST_LOOKBACK records at most, in growing steps; the newest record
+    /// when there is none. Reads with `consumer`, which assign() then
+    /// assigns again.
+    fn newest_keyframe(
+        &self,
+        consumer: &Kafka,
+        topic: &str,
+        partition: i32,
+        low: i64,
+        high: i64,
+        timeout: Duration,
+    ) -> Result<i64, gst::ErrorMessage> {
+        let read_error = |err: KafkaError| {
+            gst::error_msg!(
+                gst::ResourceError::Read,
+                ("cannot read the newest records of {topic}/{partition}: {err}")
+            )
+        };
+        let lowest = low.max(high.saturating_sub(LAST_LOOKBACK));
+        let mut stop = high;
+        let mut step = 1;
+        while stop > lowest {
+            let from = stop.saturating_sub(step).max(lowest);
+            let mut list = TopicPartitionList::new();
+            list.add_partition_offset(topic, partition, Offset::Offset(from))
+                .map_err(read_error)?;
+            consumer.assign(&list).map_err(read_error)?;
+            let mut keyframe = None;
+            let mut next = from;
+            while next < stop {
+                let received = runtime::RUNTIME
+                    .block_on(async { tokio::time::timeout(timeout, consumer.recv()).await });
+                // Nothing more within the timeout: offsets missing at the
+                // end of the range (transaction markers) have no record.
+                let Ok(received) = received else { break };
+                let message = received.map_err(read_error)?;
+                if message.partition() != partition || message.offset() < from {
+                    continue;
+                }
+                next = message.offset() + 1;
+                let headers = message.headers();
+                let decoded = wireformat::decode(
+                    headers
+                        .iter()
+                        .flat_map(|headers| headers.iter())
+                        .map(|header| (header.key, header.value)),
+                );
+                if next <= stop
+                    && decoded.is_ok_and(|meta| !meta.flags.contains(gst::BufferFlags::DELTA_UNIT))
+                {
+                    keyframe = Some(message.offset());
+                }
+            }
+            if let Some(offset) = keyframe {
+                gst::debug!(
+                    CAT,
+                    imp = self,
+                    "newest keyframe of {topic}/{partition}: {offset}"
+                );
+                return Ok(offset);
+            }
+            stop = from;
+            step *= 16;
+        }
+        gst::info!(
+            CAT,
+            imp = self,
+            "no keyframe in the last {} records of {topic}/{partition}: starting at the newest",
+            high - lowest
+        );
+        Ok(high - 1)
     }
 
     /// Repositions every partition at the first record at or after `wall_ms`

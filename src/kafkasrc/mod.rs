@@ -33,7 +33,7 @@ pub enum StartFrom {
     )]
     Timestamp,
     #[enum_value(
-        name = "Last: the newest record already in each partition, then every new one (what kafka:// URIs default to)",
+        name = "Last: the newest record of each partition that a decoder can start at (for H.264/H.265 the newest keyframe), then every new one (what kafka:// URIs default to)",
         nick = "last"
     )]
     Last,
