@@ -30,6 +30,8 @@ gst::plugin_define!(
     "MPL",
     env!("CARGO_PKG_NAME"),
     env!("CARGO_PKG_NAME"),
-    env!("CARGO_PKG_REPOSITORY"),
+    // The project has no public home: GStreamer's own placeholder rather
+    // than a made-up URL (an empty origin makes the plugin refuse to load).
+    "Unknown package origin",
     env!("BUILD_REL_DATE")
 );
