@@ -312,6 +312,9 @@ fn shown(name: &str, value: &glib::Value) -> Option<String> {
     if let Ok(text) = value.get::<Option<String>>() {
         return text;
     }
+    if let Ok(caps) = value.get::<Option<gst::Caps>>() {
+        return caps.map(|caps| caps.to_string());
+    }
     if let Some((_, enum_value)) = glib::EnumValue::from_value(value) {
         return Some(enum_value.nick().to_string());
     }
