@@ -110,7 +110,9 @@ fn produce(topic: &str, codec: Codec, frames: usize, width: u32, height: u32) ->
         codec.decoder(),
     ));
     let reference = collect_named(&pipeline, "reference");
-    assert!(matches!(run(&pipeline, Duration::from_secs(60)), End::Eos));
+    if let End::Error(err, debug) = run(&pipeline, Duration::from_secs(60)) {
+        panic!("producing to {topic}: {err} ({debug:?})");
+    }
     let sums = checksums(&reference);
     assert_eq!(sums.len(), frames, "frames decoded directly");
     sums
