@@ -401,6 +401,18 @@ fn a_bad_property_or_value_is_rejected_and_changes_nothing() {
             .contains("\"sometimes\" is not a valid value of property start-from"),
         "{err}"
     );
+    // playbin posts the reason as its error.
+    let playbin = gst::ElementFactory::make("playbin")
+        .property("uri", "kafka://127.0.0.1:9092/t?start-form=earliest")
+        .build()
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let message = expect_error(run(&playbin, Duration::from_secs(10)));
+    assert!(
+        message.contains("kafkasrc has no property start-form"),
+        "{message}"
+    );
     // The uri property: a bad URI leaves every setting as it was.
     src.set_property("uri", "kafka://127.0.0.1:9092/t?max-lag-ms=abc");
     assert_eq!(src.property::<Option<String>>("topic"), None);

@@ -26,6 +26,14 @@
  *     config="config,security.protocol=SASL_SSL,sasl.mechanism=PLAIN,sasl.username=u,sasl.password=p"
  * ]|
  *
+ * ## URIs
+ * `kafka://host:port[,host:port…]/topic?property=value&…` sets the
+ * brokers, the topic and any property given as a percent-encoded query
+ * parameter; gst-launch-1.0 takes the URI in place of the element:
+ * |[
+ * gst-launch-1.0 -e videotestsrc ! jpegenc ! "kafka://127.0.0.1:9092/cam1?create-topic=true"
+ * ]|
+ *
  * Caps travel as text in a record header, which `kafkasrc` accepts up to
  * 64 KiB: longer caps (a large `streamheader` or `codec_data`) fail
  * negotiation with an error, unless `write-headers` is off.

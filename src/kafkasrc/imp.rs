@@ -36,6 +36,18 @@
  * gst-launch-1.0 kafkasrc topic=cams key=door group-id=analytics ! jpegdec ! fakesink
  * ]|
  *
+ * ## URIs
+ * `kafka://host:port[,host:port…]/topic?property=value&…` (the `uri`
+ * property, and what playbin, uridecodebin and gst-discoverer-1.0 use):
+ * the brokers, the topic and any property as a percent-encoded query
+ * parameter. Without `start-from` in the query a URI starts at the newest
+ * record a decoder can start at (`start-from=last`), so a player shows a
+ * picture at once and gst-discoverer-1.0 reports the topic's caps.
+ * |[
+ * gst-play-1.0 "kafka://127.0.0.1:9092/cam1?start-from=earliest&stop-at=end&timestamp-mode=original"
+ * gst-discoverer-1.0 kafka://127.0.0.1:9092/cam1
+ * ]|
+ *
  * ## Messages
  * `kafka-statistics` (element message, when `statistics-interval-ms` > 0):
  * field `json` holds librdkafka's statistics document.
