@@ -738,9 +738,10 @@ fn tls_with_the_brokers_ca_round_trips_the_frames() {
     assert!(sent == received, "the frames changed on the way");
 }
 
-/// A CA certificate that did not sign the broker's, in a new directory.
-fn other_ca() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(unique_topic("other-ca"));
+/// A CA certificate that did not sign the broker's, made in a directory
+/// of `broker`'s home (removed with it).
+fn other_ca(broker: &OwnBroker) -> std::path::PathBuf {
+    let dir = broker.home.join("other-ca");
     std::fs::create_dir_all(&dir).unwrap();
     let output = std::process::Command::new("openssl")
         .args(
@@ -755,22 +756,20 @@ fn other_ca() -> std::path::PathBuf {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    dir
+    dir.join("ca.pem")
 }
 
 #[test]
 fn tls_with_another_ca_is_a_clear_certificate_error() {
     let _serial = serial();
     let broker = own_broker();
-    let dir = other_ca();
     let errors = start_errors(
         &broker.ssl_bootstrap(),
         &format!(
             "security.protocol=SSL,ssl.ca.location={}",
-            dir.join("ca.pem").display()
+            other_ca(broker).display()
         ),
     );
-    std::fs::remove_dir_all(&dir).unwrap();
     for (element, message) in errors {
         assert!(
             message.contains("certificate verify failed"),
