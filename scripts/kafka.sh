@@ -18,7 +18,8 @@
 #   KAFKA_CONTROLLER_PORT  first controller port (default KAFKA_PORT+100)
 #   KAFKA_SASL_PORT        first SASL_PLAINTEXT port (default KAFKA_PORT+200), a test
 #                          listener: mechanism PLAIN, user alice / password alice-secret,
-#                          and SCRAM-SHA-512, user bob / password bob-secret
+#                          and SCRAM-SHA-512, user bob / password bob-secret (stored
+#                          when a node's data is first formatted: older homes lack it)
 #   KAFKA_SSL_PORT         first SSL port (default KAFKA_PORT+300), a test listener with
 #                          a throwaway CA made once per KAFKA_HOME: its certificate
 #                          is KAFKA_HOME/tls/ca.pem (librdkafka's ssl.ca.location)
@@ -378,7 +379,7 @@ start-node)
     bootstrap
     ;;
 *)
-    sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac
