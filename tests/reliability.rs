@@ -772,7 +772,8 @@ fn tls_with_another_ca_is_a_clear_certificate_error() {
     );
     for (element, message) in errors {
         assert!(
-            message.contains("certificate verify failed"),
+            message.contains("certificate is not trusted; check ssl.ca.location")
+                && message.contains("certificate verify failed"),
             "{element}: {message}"
         );
     }
