@@ -773,6 +773,14 @@ fn missing_topic_and_bad_settings_are_clear_errors() {
             "start-time",
         ),
         (
+            "topic=x start-from=timestamp start-time=2026-02-31T00:00:00Z".to_string(),
+            "start-time: \"2026-02-31T00:00:00Z\" is neither milliseconds since the epoch nor a valid ISO 8601 date-time",
+        ),
+        (
+            "topic=x stop-at=timestamp stop-time=2026-11-25T13:00:00+0é00".to_string(),
+            "stop-time: \"2026-11-25T13:00:00+0é00\" is neither",
+        ),
+        (
             "topic=x group-id=g partition=0".to_string(),
             "cannot be combined with group-id",
         ),
