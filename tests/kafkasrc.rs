@@ -503,6 +503,7 @@ fn corrupt_records_are_skipped_and_counted() {
     send(b"", &[]);
     send(b"bad-seq", &[("gst-seq", b"abc")]);
     send(b"bad-caps", &[("gst-caps", b"not caps ((")]);
+    send(b"nul-caps", &[("gst-caps", b"image/jpeg\0")]);
     send(b"future", &[("gst-version", b"9")]);
     send(b"good", &[("gst-caps", b"image/jpeg"), ("gst-seq", b"0")]);
     producer.flush(Duration::from_secs(30)).unwrap();
@@ -516,12 +517,12 @@ fn corrupt_records_are_skipped_and_counted() {
         samples.iter().map(value).collect::<Vec<_>>(),
         vec![b"good".to_vec()]
     );
-    assert_eq!(stats.get::<u64>("bad-records").unwrap(), 4);
+    assert_eq!(stats.get::<u64>("bad-records").unwrap(), 5);
     assert!(
         warnings[0].contains(&format!("{topic}/0 offset 0: empty record")),
         "{warnings:?}"
     );
-    assert_eq!(bad_records_reported(&warnings), 4, "{warnings:?}");
+    assert_eq!(bad_records_reported(&warnings), 5, "{warnings:?}");
 }
 
 /// Bad records the warnings account for: one per warning naming a record,

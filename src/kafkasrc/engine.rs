@@ -459,11 +459,15 @@ impl Engine {
     }
 }
 
-/// Whether GStreamer's caps parser can be given `text` without logging a
-/// CRITICAL or WARNING (it does for a structure name that does not start
-/// with a letter and for malformed caps feature names), so that hostile
-/// records cannot flood the log. Quoted strings are skipped.
+/// Whether GStreamer's caps parser can be given `text` without panicking
+/// (gstreamer-rs does on a NUL byte) or logging a CRITICAL or WARNING (GStreamer
+/// does for a structure name that does not start with a letter and for
+/// malformed caps feature names), so that hostile records can neither stop
+/// the element nor flood the log. Quoted strings are skipped.
 fn quietly_parsable(text: &str) -> bool {
+    if text.contains('\0') {
+        return false;
+    }
     let valid_feature = |name: &str| {
         let mut parts = name.trim().split(':');
         let part_ok = |part: Option<&str>| {
