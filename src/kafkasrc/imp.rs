@@ -1057,3 +1057,32 @@ impl PushSrcImpl for KafkaSrc {
         self.next_buffer().map(CreateSuccess::NewBuffer)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_survive_a_poisoned_state_lock() {
+        gst::init().unwrap();
+        crate::plugin_register_static().unwrap();
+        let element = gst::ElementFactory::make("kafkasrc").build().unwrap();
+        let imp = element
+            .downcast_ref::<super::super::KafkaSrc>()
+            .unwrap()
+            .imp();
+        // A panic while the state is locked, as a record once could cause.
+        std::thread::scope(|scope| {
+            let poisoner = scope.spawn(|| {
+                let _state = imp.state.lock();
+                panic!("poisoning the state lock");
+            });
+            assert!(poisoner.join().is_err());
+        });
+        assert!(imp.state.is_poisoned());
+        // A panic here would abort the host: property reads are FFI calls.
+        let stats: gst::Structure = element.property("stats");
+        assert_eq!(stats.get::<u64>("buffers-pushed").unwrap(), 0);
+        assert_eq!(element.property::<Option<String>>("topic"), None);
+    }
+}
