@@ -13,6 +13,8 @@ use std::hash::{BuildHasher, RandomState};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+use gst::glib;
+
 use crate::wireformat::{self, HeaderError, RecordMeta};
 
 /// Most streams (`gst-stream-id`s) tracked at once. Each kafkasink run is
@@ -29,6 +31,17 @@ pub const MAX_TRACKS: usize = 1024;
 /// duplicates. Nine hours of records at 30 fps lost in one go is far
 /// beyond any gap a live stream survives.
 pub const MAX_SEQ_JUMP: u64 = 1 << 20;
+
+/// Longest structure, field or caps feature name accepted in a record's
+/// caps; real ones are a few dozen bytes.
+pub const MAX_CAPS_NAME_LEN: usize = 256;
+
+/// Names GLib had never seen that records' caps may bring in over the life
+/// of one element. GLib keeps every structure and field name it parses for
+/// the life of the process (as a GQuark), so caps with ever-new names would
+/// grow memory without end; a genuine stream brings a few dozen. With
+/// [`MAX_CAPS_NAME_LEN`] this bounds that growth to 1 MiB per element.
+pub const MAX_NEW_CAPS_NAMES: usize = 4096;
 
 /// Bad-record warnings posted at most this often; the others are counted
 /// and reported with the next one.
@@ -92,6 +105,9 @@ pub enum BadRecord {
     Headers(HeaderError),
     /// The caps header, shortened for display.
     Caps(String),
+    /// Caps that would bring this many names GLib never saw, past
+    /// [`MAX_NEW_CAPS_NAMES`].
+    CapsNames(usize),
     /// In `original` mode, a timestamp (ms) that is no time GStreamer can
     /// hold (before 1970 or after 2554): the record cannot be placed on
     /// the timeline.
@@ -104,6 +120,10 @@ impl fmt::Display for BadRecord {
             BadRecord::Empty => write!(f, "empty record"),
             BadRecord::Headers(err) => write!(f, "{err}"),
             BadRecord::Caps(shown) => write!(f, "caps do not parse: {shown:?}"),
+            BadRecord::CapsNames(count) => write!(
+                f,
+                "caps with {count} new field or structure names, over the {MAX_NEW_CAPS_NAMES} this element accepts"
+            ),
             BadRecord::Timestamp(ms) => write!(
                 f,
                 "timestamp {ms} ms since the epoch is before 1970 or after 2554: it cannot be placed on the timeline"
@@ -185,6 +205,8 @@ pub struct Engine {
     uses: u64,
     caps_text: Option<String>,
     caps_set: bool,
+    /// Names GLib had not seen that parsing record caps brought in.
+    new_caps_names: usize,
     /// stop-at=end: per partition, the offset where the topic ended at
     /// start; removed once reached.
     end_offsets: HashMap<i32, i64>,
@@ -217,6 +239,7 @@ impl Engine {
             uses: 0,
             caps_text: None,
             caps_set: false,
+            new_caps_names: 0,
             end_offsets,
             passed_stop: HashSet::new(),
             anchor: None,
@@ -399,17 +422,31 @@ impl Engine {
     /// remember (`None` for the default caps), if they change.
     #[allow(clippy::type_complexity)]
     fn caps_change<'m>(
-        &self,
+        &mut self,
         meta: &RecordMeta<'m>,
     ) -> Result<Option<(Option<&'m str>, gst::Caps)>, BadRecord> {
         match meta.caps {
             Some(text) if self.caps_text.as_deref() != Some(text) => {
-                let parsed = quietly_parsable(text)
-                    .then(|| gst::Caps::from_str(text).ok())
-                    .flatten();
-                match parsed {
-                    Some(caps) if caps.is_fixed() => Ok(Some((Some(text), caps))),
-                    _ => Err(BadRecord::Caps(text.chars().take(80).collect())),
+                let bad = || BadRecord::Caps(text.chars().take(80).collect());
+                let names = caps_names(text).ok_or_else(bad)?;
+                if names.iter().any(|name| name.len() > MAX_CAPS_NAME_LEN) {
+                    return Err(bad());
+                }
+                let mut unknown: Vec<&str> = names
+                    .into_iter()
+                    .filter(|name| glib::Quark::try_from_str(name).is_none())
+                    .collect();
+                unknown.sort_unstable();
+                unknown.dedup();
+                let new_names = self.new_caps_names.saturating_add(unknown.len());
+                if new_names > MAX_NEW_CAPS_NAMES {
+                    return Err(BadRecord::CapsNames(unknown.len()));
+                }
+                // Parsing interns the names whether or not the caps are used.
+                self.new_caps_names = new_names;
+                match gst::Caps::from_str(text) {
+                    Ok(caps) if caps.is_fixed() => Ok(Some((Some(text), caps))),
+                    _ => Err(bad()),
                 }
             }
             Some(_) => Ok(None),
@@ -459,14 +496,15 @@ impl Engine {
     }
 }
 
-/// Whether GStreamer's caps parser can be given `text` without panicking
-/// (gstreamer-rs does on a NUL byte) or logging a CRITICAL or WARNING (GStreamer
-/// does for a structure name that does not start with a letter and for
-/// malformed caps feature names), so that hostile records can neither stop
-/// the element nor flood the log. Quoted strings are skipped.
-fn quietly_parsable(text: &str) -> bool {
+/// The structure, caps feature and field names in caps `text`, or `None`
+/// when GStreamer's parser must not see it: gstreamer-rs panics on a NUL
+/// byte; GStreamer logs a CRITICAL or WARNING for a structure name that
+/// does not start with a letter and for a malformed feature name (hostile
+/// records must not flood the log); and values of nested structure, caps or
+/// tag list types would intern names this scan does not see.
+fn caps_names(text: &str) -> Option<Vec<&str>> {
     if text.contains('\0') {
-        return false;
+        return None;
     }
     let valid_feature = |name: &str| {
         let mut parts = name.trim().split(':');
@@ -478,36 +516,66 @@ fn quietly_parsable(text: &str) -> bool {
         };
         part_ok(parts.next()) && part_ok(parts.next()) && parts.next().is_none()
     };
+    let nested = |cast: &str| {
+        let cast = cast.to_ascii_lowercase();
+        ["structure", "caps", "tag", "sample"]
+            .iter()
+            .any(|kind| cast.contains(kind))
+    };
+    let mut names = Vec::new();
     let mut rest = text;
     loop {
-        // At the start of a structure: its name.
+        // At the start of a structure: its name, then its features.
         rest = rest.trim_start();
         if !rest.starts_with(|c: char| c.is_ascii_alphabetic()) {
-            return false;
+            return None;
         }
         let name_end = rest
             .find(|c: char| matches!(c, ',' | ';' | '(') || c.is_whitespace())
             .unwrap_or(rest.len());
+        names.push(&rest[..name_end]);
         rest = rest[name_end..].trim_start();
         if let Some(features) = rest.strip_prefix('(') {
-            let Some(close) = features.find(')') else {
-                return false;
-            };
-            if !features[..close].split(',').all(valid_feature) {
-                return false;
+            let close = features.find(')')?;
+            for feature in features[..close].split(',') {
+                if !valid_feature(feature) {
+                    return None;
+                }
+                names.push(feature.trim());
             }
             rest = &features[close + 1..];
         }
-        // Up to the next structure, skipping quoted strings.
-        let mut quoted = false;
-        let mut escaped = false;
+        // Its fields, up to the next structure: a name before each `=` that
+        // follows a top-level comma. Quoted strings are skipped.
+        let (mut depth, mut quoted, mut escaped) = (0usize, false, false);
+        let mut field_start = None;
+        let mut cast_start = None;
         let mut next = None;
         for (i, c) in rest.char_indices() {
+            if escaped {
+                escaped = false;
+                continue;
+            }
             match c {
-                _ if escaped => escaped = false,
                 '\\' => escaped = true,
                 '"' => quoted = !quoted,
-                ';' if !quoted => {
+                _ if quoted => (),
+                '(' => cast_start = Some(i + 1),
+                ')' if cast_start
+                    .take()
+                    .is_some_and(|start| nested(&rest[start..i])) =>
+                {
+                    return None;
+                }
+                '{' | '[' | '<' => depth += 1,
+                '}' | ']' | '>' => depth = depth.saturating_sub(1),
+                ',' if depth == 0 => field_start = Some(i + 1),
+                '=' if depth == 0 => {
+                    if let Some(start) = field_start.take() {
+                        names.push(rest[start..i].trim());
+                    }
+                }
+                ';' if depth == 0 => {
                     next = Some(i + 1);
                     break;
                 }
@@ -516,7 +584,7 @@ fn quietly_parsable(text: &str) -> bool {
         }
         match next {
             Some(start) => rest = &rest[start..],
-            None => return true,
+            None => return Some(names),
         }
     }
 }

@@ -350,7 +350,7 @@ fn caps_are_handed_on_when_they_change_and_only_by_pushed_records() {
 }
 
 #[test]
-fn caps_gstreamer_would_complain_about_are_bad_quietly() {
+fn caps_gstreamer_would_complain_about_are_refused_before_parsing() {
     for text in [
         "1",
         " 1",
@@ -365,7 +365,7 @@ fn caps_gstreamer_would_complain_about_are_bad_quietly() {
         "a(",
         "",
     ] {
-        assert!(!quietly_parsable(text), "{text:?}");
+        assert_eq!(caps_names(text), None, "{text:?}");
     }
     for text in [
         "image/jpeg",
@@ -374,8 +374,73 @@ fn caps_gstreamer_would_complain_about_are_bad_quietly() {
         "a, b=(string)\"x;1\"",
         "a, b=(string)\"x\\\";1\"",
     ] {
-        assert!(quietly_parsable(text), "{text:?}");
+        assert!(caps_names(text).is_some(), "{text:?}");
     }
+    assert_eq!(
+        caps_names(
+            "video/x-raw(memory:SystemMemory), format=(string)I420, s=(string)\"a=b, c=d\", l={ 1, 2 }; image/jpeg, w=(int)[ 1, 2 ]"
+        ),
+        Some(vec![
+            "video/x-raw",
+            "memory:SystemMemory",
+            "format",
+            "s",
+            "l",
+            "image/jpeg",
+            "w"
+        ])
+    );
+    for text in [
+        "a, s=(GstStructure)\"b, c=1\"",
+        "a, c=(GstCaps)\"b\"",
+        "a, t=(taglist)\"taglist, title=x\"",
+    ] {
+        assert_eq!(caps_names(text), None, "{text:?}");
+    }
+}
+
+#[test]
+fn caps_cannot_bring_new_names_without_end() {
+    let mut engine = engine(false);
+    let mut seq = 0;
+    let mut caps_record = |engine: &mut Engine, caps: String| {
+        let mut record = Owned::framed("cam", seq, false);
+        seq += 1;
+        record.header("gst-caps", &caps);
+        engine.process(record.view(), T0)
+    };
+    let unique = std::process::id();
+    // Names this process never saw, ten per record.
+    let fresh = |i: usize| {
+        (0..10)
+            .map(|j| format!("f{unique}x{i}x{j}=(int)1"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for i in 0..MAX_NEW_CAPS_NAMES / 10 {
+        pushed(caps_record(
+            &mut engine,
+            format!("image/jpeg, {}", fresh(i)),
+        ));
+    }
+    assert_eq!(
+        caps_record(&mut engine, format!("image/jpeg, {}", fresh(usize::MAX))),
+        Decision::Skip(Skip::Bad(BadRecord::CapsNames(10)))
+    );
+    // Known names still pass, and so do caps already seen.
+    pushed(caps_record(
+        &mut engine,
+        "image/jpeg, width=(int)320".into(),
+    ));
+    pushed(caps_record(
+        &mut engine,
+        format!("image/jpeg, {}", fresh(0)),
+    ));
+    let long = format!("image/jpeg, {}=(int)1", "n".repeat(MAX_CAPS_NAME_LEN + 1));
+    assert!(matches!(
+        caps_record(&mut engine, long),
+        Decision::Skip(Skip::Bad(BadRecord::Caps(_)))
+    ));
 }
 
 #[test]
