@@ -384,9 +384,7 @@ pub fn topic_error(
         ),
         TopicError::Unreachable(_) if tls => gst::error_msg!(
             gst::ResourceError::NotAuthorized,
-            (
-                "TLS to Kafka at {bootstrap} failed: the broker's certificate is not trusted; check ssl.ca.location{detail}"
-            )
+            ("TLS to Kafka at {bootstrap} failed: the broker's certificate is not trusted; check ssl.ca.location{detail}")
         ),
         TopicError::Missing => gst::error_msg!(
             gst::ResourceError::NotFound,
