@@ -65,7 +65,8 @@ mmdebstrap --quiet --variant=minbase --include=git,ca-certificates \
 cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/" 2>/dev/null || true
 chroot "$root" update-ca-certificates >/dev/null
 [ -f /etc/pip.conf ] && cp /etc/pip.conf "$root/etc/pip.conf"
-cp /etc/resolv.conf "$root/etc/resolv.conf"
+# Name resolution as on any machine: a minbase root has no localhost entry.
+cp /etc/resolv.conf /etc/hosts "$root/etc/"
 
 bind /proc /proc
 bind /sys /sys

@@ -16,8 +16,13 @@
 #   KAFKA_PORT             first client port (default 9092; node N uses +N-1);
 #                          remembered in KAFKA_HOME for the other commands
 #   KAFKA_CONTROLLER_PORT  first controller port (default KAFKA_PORT+100)
-#   KAFKA_SASL_PORT        first SASL_PLAINTEXT port (default KAFKA_PORT+200), mechanism
-#                          PLAIN, user alice / password alice-secret (a test listener)
+#   KAFKA_SASL_PORT        first SASL_PLAINTEXT port (default KAFKA_PORT+200), a test
+#                          listener: mechanism PLAIN, user alice / password alice-secret,
+#                          and SCRAM-SHA-512, user bob / password bob-secret (stored
+#                          when a node's data is first formatted: older homes lack it)
+#   KAFKA_SSL_PORT         first SSL port (default KAFKA_PORT+300), a test listener with
+#                          a throwaway CA made once per KAFKA_HOME: its certificate
+#                          is KAFKA_HOME/tls/ca.pem (librdkafka's ssl.ca.location)
 #   KAFKA_CACHE            jar cache (default ~/.cache/gst-kafka/jars)
 #   KAFKA_HEAP             broker heap (default 512M; 256M per node in a cluster)
 #   KAFKA_START_TIMEOUT    seconds to wait for readiness (default 90)
@@ -49,6 +54,7 @@ fi
 KAFKA_PORT=${KAFKA_PORT:-9092}
 KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 100))}
 KAFKA_SASL_PORT=${KAFKA_SASL_PORT:-$((KAFKA_PORT + 200))}
+KAFKA_SSL_PORT=${KAFKA_SSL_PORT:-$((KAFKA_PORT + 300))}
 KAFKA_CACHE=${KAFKA_CACHE:-$CACHE_ROOT/jars}
 KAFKA_START_TIMEOUT=${KAFKA_START_TIMEOUT:-90}
 KAFKA_AUTO_CREATE_TOPICS=${KAFKA_AUTO_CREATE_TOPICS:-true}
@@ -111,6 +117,7 @@ node_count() {
 client_port() { echo $((KAFKA_PORT + $1 - 1)); }
 controller_port() { echo $((KAFKA_CONTROLLER_PORT + $1 - 1)); }
 sasl_port() { echo $((KAFKA_SASL_PORT + $1 - 1)); }
+ssl_port() { echo $((KAFKA_SSL_PORT + $1 - 1)); }
 
 bootstrap() {
     local n i list=""
@@ -139,6 +146,31 @@ node_pid() {
     echo "$pid"
 }
 
+# A throwaway CA and a certificate it signs for 127.0.0.1 (clients check the
+# name), made once per KAFKA_HOME. Kafka reads the unencrypted key and the
+# certificate from one PEM file.
+make_tls() {
+    local dir=$KAFKA_HOME/tls
+    if [ -f "$dir/broker.pem" ]; then
+        return
+    fi
+    command -v openssl >/dev/null || die "openssl is not installed"
+    rm -rf "$dir.tmp"
+    mkdir -p "$dir.tmp"
+    (
+        cd "$dir.tmp"
+        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=gst-kafka test CA" \
+            -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+            -keyout ca.key -out ca.pem
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout broker.key -out broker.csr
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >broker.ext
+        openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
+            -extfile broker.ext -out broker.crt
+        cat broker.key broker.crt >broker.pem
+    ) >/dev/null 2>"$KAFKA_HOME/tls.log" || die "making the test CA failed (see $KAFKA_HOME/tls.log)"
+    mv "$dir.tmp" "$dir"
+}
+
 write_config() {
     local n=$1 id=$2 dir=$KAFKA_HOME/node$2
     local voters="" i replication=$((n < 3 ? n : 3))
@@ -150,13 +182,16 @@ write_config() {
 process.roles=broker,controller
 node.id=$id
 controller.quorum.voters=$voters
-listeners=PLAINTEXT://127.0.0.1:$(client_port "$id"),CONTROLLER://127.0.0.1:$(controller_port "$id"),SASL_PLAINTEXT://127.0.0.1:$(sasl_port "$id")
-advertised.listeners=PLAINTEXT://127.0.0.1:$(client_port "$id"),SASL_PLAINTEXT://127.0.0.1:$(sasl_port "$id")
+listeners=PLAINTEXT://127.0.0.1:$(client_port "$id"),CONTROLLER://127.0.0.1:$(controller_port "$id"),SASL_PLAINTEXT://127.0.0.1:$(sasl_port "$id"),SSL://127.0.0.1:$(ssl_port "$id")
+advertised.listeners=PLAINTEXT://127.0.0.1:$(client_port "$id"),SASL_PLAINTEXT://127.0.0.1:$(sasl_port "$id"),SSL://127.0.0.1:$(ssl_port "$id")
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
-sasl.enabled.mechanisms=PLAIN
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-512
 listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_alice="alice-secret";
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.ssl.ssl.keystore.type=PEM
+listener.name.ssl.ssl.keystore.location=$KAFKA_HOME/tls/broker.pem
 log.dirs=$dir/data
 num.partitions=1
 default.replication.factor=$replication
@@ -225,8 +260,9 @@ start_nodes() {
     fi
     fetch
     mkdir -p "$KAFKA_HOME"
-    printf 'KAFKA_PORT=%s\nKAFKA_CONTROLLER_PORT=%s\nKAFKA_SASL_PORT=%s\n' \
-        "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$KAFKA_SASL_PORT" >"$KAFKA_HOME/ports"
+    printf 'KAFKA_PORT=%s\nKAFKA_CONTROLLER_PORT=%s\nKAFKA_SASL_PORT=%s\nKAFKA_SSL_PORT=%s\n' \
+        "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$KAFKA_SASL_PORT" "$KAFKA_SSL_PORT" >"$KAFKA_HOME/ports"
+    make_tls
     if [ "$existing" != "$n" ]; then
         rm -rf "$KAFKA_HOME"/node*
         echo "$n" >"$KAFKA_HOME/nodes"
@@ -243,8 +279,11 @@ start_nodes() {
             continue
         fi
         write_config "$n" "$i"
+        # SCRAM credentials live in the cluster metadata: KRaft takes them
+        # at format time (the SASL listener's user bob).
         java -Xmx256M -cp "$LIBS/*" kafka.tools.StorageTool format -t "$cluster_id" \
             -c "$KAFKA_HOME/node$i/server.properties" --ignore-formatted \
+            --add-scram 'SCRAM-SHA-512=[name=bob,password=bob-secret]' \
             >>"$KAFKA_HOME/node$i/broker.log" 2>&1 ||
             die "formatting storage of node $i failed (see $KAFKA_HOME/node$i/broker.log)"
         launch_node "$i"
@@ -292,7 +331,7 @@ status() {
     n=$(node_count)
     for ((i = 1; i <= n; i++)); do
         if pid=$(node_pid "$i"); then
-            echo "node $i: running, pid $pid, 127.0.0.1:$(client_port "$i") (SASL_PLAINTEXT: $(sasl_port "$i"))"
+            echo "node $i: running, pid $pid, 127.0.0.1:$(client_port "$i") (SASL_PLAINTEXT: $(sasl_port "$i"), SSL: $(ssl_port "$i"))"
             running=$((running + 1))
         else
             echo "node $i: stopped"
@@ -340,7 +379,7 @@ start-node)
     bootstrap
     ;;
 *)
-    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

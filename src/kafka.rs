@@ -371,11 +371,20 @@ pub fn topic_error(
     let authentication = detail.as_deref().is_some_and(|d| {
         d.contains("SASL authentication error") || d.contains("Authentication failed")
     });
+    // So does a TLS handshake that failed: an untrusted broker certificate,
+    // or TLS spoken to a plaintext listener.
+    let tls = detail.as_deref().is_some_and(|d| {
+        d.contains("certificate verify failed") || d.contains("SSL handshake failed")
+    });
     let detail = detail.map(|d| format!(" ({d})")).unwrap_or_default();
     match err {
         TopicError::Unreachable(_) if authentication => gst::error_msg!(
             gst::ResourceError::NotAuthorized,
             ("Kafka at {bootstrap} refused the credentials: authentication failed{detail}")
+        ),
+        TopicError::Unreachable(_) if tls => gst::error_msg!(
+            gst::ResourceError::NotAuthorized,
+            ("TLS to Kafka at {bootstrap} failed: the broker's certificate is not trusted; check ssl.ca.location{detail}")
         ),
         TopicError::Missing => gst::error_msg!(
             gst::ResourceError::NotFound,

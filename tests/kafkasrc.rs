@@ -503,6 +503,7 @@ fn corrupt_records_are_skipped_and_counted() {
     send(b"", &[]);
     send(b"bad-seq", &[("gst-seq", b"abc")]);
     send(b"bad-caps", &[("gst-caps", b"not caps ((")]);
+    send(b"nul-caps", &[("gst-caps", b"image/jpeg\0")]);
     send(b"future", &[("gst-version", b"9")]);
     send(b"good", &[("gst-caps", b"image/jpeg"), ("gst-seq", b"0")]);
     producer.flush(Duration::from_secs(30)).unwrap();
@@ -516,13 +517,189 @@ fn corrupt_records_are_skipped_and_counted() {
         samples.iter().map(value).collect::<Vec<_>>(),
         vec![b"good".to_vec()]
     );
-    assert_eq!(stats.get::<u64>("bad-records").unwrap(), 4);
-    assert_eq!(warnings.len(), 4, "{warnings:?}");
+    assert_eq!(stats.get::<u64>("bad-records").unwrap(), 5);
     assert!(
         warnings[0].contains(&format!("{topic}/0 offset 0: empty record")),
         "{warnings:?}"
     );
-    assert!(warnings[2].contains("caps do not parse"), "{warnings:?}");
+    assert_eq!(bad_records_reported(&warnings), 5, "{warnings:?}");
+}
+
+/// Bad records the warnings account for: one per warning naming a record,
+/// plus the counts of those held back.
+fn bad_records_reported(warnings: &[String]) -> u64 {
+    warnings
+        .iter()
+        .map(|warning| {
+            let named = u64::from(warning.starts_with("skipped record"));
+            let held_back = warning
+                .split_once(" more bad record(s)")
+                .and_then(|(before, _)| before.rsplit(['(', ' ']).next())
+                .map_or(0, |count| count.parse::<u64>().unwrap());
+            named + held_back
+        })
+        .sum()
+}
+
+/// A record to produce: value, timestamp (ms), headers.
+type Produced = (Vec<u8>, Option<i64>, Vec<(String, Vec<u8>)>);
+
+/// Sends `records` to `topic`.
+fn produce_with_headers(topic: &str, records: &[Produced]) {
+    let producer = producer();
+    for (payload, timestamp, headers) in records {
+        let mut owned = OwnedHeaders::new();
+        for (key, value) in headers {
+            owned = owned.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+        let mut record = BaseRecord::<(), _>::to(topic)
+            .payload(payload)
+            .headers(owned);
+        if let Some(timestamp) = timestamp {
+            record = record.timestamp(*timestamp);
+        }
+        producer.send(record).map_err(|(err, _)| err).unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+}
+
+#[test]
+fn a_topic_of_garbage_gives_a_handful_of_warnings_and_counts_every_record() {
+    let topic = unique_topic("src-garbage");
+    create_topic(&topic, 1, &[]);
+    let garbage: Vec<_> = (0..1000)
+        .map(|i| {
+            let headers = vec![("gst-seq".to_string(), format!("x{i}").into_bytes())];
+            (b"garbage".to_vec(), None, headers)
+        })
+        .collect();
+    produce_with_headers(&topic, &garbage);
+    let (pipeline, appsink) = source(&format!("topic={topic} start-from=earliest stop-at=end"));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let started = Instant::now();
+    let (samples, warnings) = pull_to_eos_with_warnings(&pipeline, &appsink);
+    let seconds = started.elapsed().as_secs();
+    let stats = stats(&pipeline);
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(samples.is_empty());
+    assert_eq!(stats.get::<u64>("bad-records").unwrap(), 1000);
+    // One per second at most, plus the summary at EOS.
+    assert!(
+        !warnings.is_empty() && warnings.len() as u64 <= seconds + 2,
+        "{} warnings in {seconds} s: {warnings:?}",
+        warnings.len()
+    );
+    assert!(
+        warnings[0].contains("gst-seq is not a number"),
+        "{warnings:?}"
+    );
+    assert_eq!(bad_records_reported(&warnings), 1000, "{warnings:?}");
+}
+
+/// 600 years of milliseconds.
+const SIX_CENTURIES_MS: i64 = 600 * 365 * 86_400 * 1000;
+
+#[test]
+fn a_record_six_centuries_ahead_neither_panics_nor_stops_the_source() {
+    let topic = unique_topic("src-far-future");
+    // Kafka 4 refuses CreateTimes over an hour ahead unless told otherwise.
+    create_topic(
+        &topic,
+        1,
+        &[("message.timestamp.after.max.ms", &i64::MAX.to_string())],
+    );
+    let base = unix_now_ms() - 10_000;
+    let timestamps = [base, base + SIX_CENTURIES_MS, base + 2000];
+    produce_timed(&topic, "f", &timestamps);
+    let written: Vec<Option<i64>> = read_topic(&topic).iter().map(|r| r.timestamp_ms).collect();
+    assert_eq!(
+        written,
+        timestamps.map(Some),
+        "the broker kept every timestamp"
+    );
+
+    let (pipeline, appsink) = source(&format!(
+        "topic={topic} start-from=earliest stop-at=end timestamp-mode=original"
+    ));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let (samples, warnings) = pull_to_eos_with_warnings(&pipeline, &appsink);
+    let stats = stats(&pipeline);
+    pipeline.set_state(gst::State::Null).unwrap();
+
+    // The record that no PTS can place is skipped, counted and named.
+    assert_eq!(
+        samples.iter().map(value).collect::<Vec<_>>(),
+        vec![b"f-0".to_vec(), b"f-2".to_vec()]
+    );
+    let pts: Vec<_> = samples.iter().map(|s| s.buffer().unwrap().pts()).collect();
+    assert_eq!(
+        pts,
+        [
+            Some(gst::ClockTime::ZERO),
+            Some(gst::ClockTime::from_seconds(2))
+        ]
+    );
+    assert_eq!(stats.get::<u64>("bad-records").unwrap(), 1);
+    assert_eq!(stats.get::<u64>("buffers-pushed").unwrap(), 2);
+    assert_eq!(stats.get::<u64>("records-received").unwrap(), 3);
+    assert!(
+        warnings[0].contains(&format!("{topic}/0 offset 1: timestamp {}", timestamps[1]))
+            && warnings[0].contains("after 2554"),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn a_forged_sequence_number_does_not_drop_the_genuine_records() {
+    let genuine_topic = unique_topic("src-genuine");
+    let genuine = write_jpeg_frames(&genuine_topic, 10);
+    assert_eq!(genuine.len(), 10);
+    let as_record = |record: &Record, seq: Option<&str>| {
+        let headers = record
+            .headers
+            .iter()
+            .map(|(key, value)| match seq {
+                Some(seq) if key == "gst-seq" => (key.clone(), seq.as_bytes().to_vec()),
+                _ => (key.clone(), value.clone()),
+            })
+            .collect();
+        (record.value.clone(), record.timestamp_ms, headers)
+    };
+    // A copy of the fifth record, with its stream id and seq = u64::MAX.
+    let forged_seq = u64::MAX.to_string();
+    let mut copied: Vec<_> = genuine.iter().map(|r| as_record(r, None)).collect();
+    copied.insert(5, as_record(&genuine[4], Some(&forged_seq)));
+    let topic = unique_topic("src-forged");
+    create_topic(&topic, 1, &[]);
+    produce_with_headers(&topic, &copied);
+
+    let (pipeline, appsink) = source(&format!("topic={topic} start-from=earliest stop-at=end"));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let samples = pull_to_eos(&pipeline, &appsink);
+    let stats = stats(&pipeline);
+    pipeline.set_state(gst::State::Null).unwrap();
+
+    // The forged record reads as a restart of the stream, and so does the
+    // sixth genuine one after it: nothing is taken for a duplicate.
+    let mut expected: Vec<Vec<u8>> = genuine.iter().map(|r| r.value.clone()).collect();
+    expected.insert(5, genuine[4].value.clone());
+    assert!(
+        samples.iter().map(value).eq(expected.iter().cloned()),
+        "{} buffers for 10 genuine records and 1 forged",
+        samples.len()
+    );
+    assert_eq!(stats.get::<u64>("duplicates").unwrap(), 0);
+    assert_eq!(stats.get::<u64>("stream-restarts").unwrap(), 2);
+    assert!(
+        samples[6]
+            .buffer()
+            .unwrap()
+            .flags()
+            .contains(gst::BufferFlags::DISCONT)
+    );
 }
 
 #[test]
@@ -595,6 +772,14 @@ fn missing_topic_and_bad_settings_are_clear_errors() {
         (
             "topic=x start-from=timestamp start-time=yesterday".to_string(),
             "start-time",
+        ),
+        (
+            "topic=x start-from=timestamp start-time=2026-02-31T00:00:00Z".to_string(),
+            "start-time: \"2026-02-31T00:00:00Z\" is neither milliseconds since the epoch nor a valid ISO 8601 date-time",
+        ),
+        (
+            "topic=x stop-at=timestamp stop-time=2026-11-25T13:00:00+0é00".to_string(),
+            "stop-time: \"2026-11-25T13:00:00+0é00\" is neither",
         ),
         (
             "topic=x group-id=g partition=0".to_string(),
@@ -701,4 +886,87 @@ fn consumer_lag_counts_the_records_behind() {
     }
     assert!(wait_until(TIMEOUT, || lag() == 0), "{}", lag());
     pipeline.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn stats_and_stop_do_not_wait_behind_a_frozen_broker() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+
+    // A broker of this test alone (not this binary's shared one): it is frozen.
+    let broker = common::OwnBroker::start();
+    let topic = unique_topic("src-frozen");
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &broker.bootstrap);
+    let admin: AdminClient<DefaultClientContext> = config.create().unwrap();
+    let created = runtime().block_on(admin.create_topics(
+        [&NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
+        &AdminOptions::new(),
+    ));
+    created.unwrap().pop().unwrap().unwrap();
+    let producer: BaseProducer = config.create().unwrap();
+    let now = unix_now_ms();
+    // Three current records, then a minute-old backlog that max-lag-ms
+    // makes the source skip, asking the broker for its end offset.
+    for (i, timestamp) in (0..3)
+        .map(|_| now)
+        .chain((0..50).map(|_| now - 60_000))
+        .enumerate()
+    {
+        let value = format!("r-{i}");
+        producer
+            .send(
+                BaseRecord::<(), _>::to(&topic)
+                    .payload(&value)
+                    .timestamp(timestamp),
+            )
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+
+    let pipeline = launch(&format!(
+        "kafkasrc name=src bootstrap-servers={} topic={topic} start-from=earliest \
+         max-lag-ms=5000 connect-timeout-ms=20000 ! appsink name=out sync=false max-buffers=1",
+        broker.bootstrap
+    ));
+    let appsink = pipeline
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    // The first fetch brought every record; the source waits on the full appsink.
+    assert_eq!(value(&pull(&appsink)), b"r-0");
+    broker.node("pause-node");
+    assert_eq!(value(&pull(&appsink)), b"r-1");
+    assert_eq!(value(&pull(&appsink)), b"r-2");
+    // Next is the backlog: the source asks the frozen broker for offsets.
+    let src = pipeline.by_name("src").unwrap();
+    let watching = Instant::now();
+    while watching.elapsed() < Duration::from_secs(3) {
+        let asked = Instant::now();
+        let stats = src.property::<gst::Structure>("stats");
+        assert!(
+            asked.elapsed() < Duration::from_millis(500),
+            "a stats read took {:?} behind the frozen broker",
+            asked.elapsed()
+        );
+        assert_eq!(stats.get::<u64>("buffers-pushed").unwrap(), 3);
+    }
+    let stopping = Instant::now();
+    pipeline.set_state(gst::State::Null).unwrap();
+    let stop_took = stopping.elapsed();
+    broker.node("resume-node");
+    broker.stop();
+    assert!(
+        stop_took < Duration::from_secs(2),
+        "NULL took {stop_took:?}"
+    );
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }

@@ -620,26 +620,186 @@ impl Drop for SecretLog {
     }
 }
 
+/// What each element says when it fails to start against `address` with the
+/// librdkafka settings `settings` (fields of a `config` structure).
+fn start_errors(address: &str, settings: &str) -> Vec<(&'static str, String)> {
+    let topic = unique_topic("refused");
+    create_topic(&topic, 1, &[]);
+    ["kafkasink", "kafkasrc"]
+        .into_iter()
+        .map(|element| {
+            let description = format!(
+                "{element} topic={topic} bootstrap-servers={address} connect-timeout-ms=5000 \
+                 config=\"config,{settings}\""
+            );
+            let pipeline = if element == "kafkasink" {
+                launch(&format!("videotestsrc num-buffers=1 ! {description}"))
+            } else {
+                launch(&format!("{description} ! fakesink"))
+            };
+            let started = Instant::now();
+            let message = expect_error(run(&pipeline, TIMEOUT));
+            eprintln!("{element}: {message}");
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "{element}: {message}"
+            );
+            (element, message)
+        })
+        .collect()
+}
+
 #[test]
 fn wrong_sasl_credentials_are_a_clear_authentication_error() {
     let _serial = serial();
     let sasl = own_broker().sasl_bootstrap();
-    let topic = unique_topic("sasl-denied");
-    create_topic(&topic, 1, &[]);
-    for element in ["kafkasink", "kafkasrc"] {
-        let description = format!(
-            "{element} topic={topic} bootstrap-servers={sasl} connect-timeout-ms=5000 \
-             config=\"config,security.protocol=SASL_PLAINTEXT,sasl.mechanism=PLAIN,sasl.username=alice,sasl.password=wrong\""
-        );
-        let pipeline = if element == "kafkasink" {
-            launch(&format!("videotestsrc num-buffers=1 ! {description}"))
-        } else {
-            launch(&format!("{description} ! fakesink"))
-        };
-        let started = Instant::now();
-        let message = expect_error(run(&pipeline, TIMEOUT));
-        eprintln!("{element}: {message}");
-        assert!(started.elapsed() < Duration::from_secs(15));
+    for (element, message) in start_errors(
+        &sasl,
+        "security.protocol=SASL_PLAINTEXT,sasl.mechanism=PLAIN,sasl.username=alice,sasl.password=wrong",
+    ) {
         assert!(message.contains("uthentication"), "{element}: {message}");
+    }
+}
+
+/// Five JPEG frames through kafkasink into a new topic at `address`, with
+/// the librdkafka settings `settings` in `config`, and back through kafkasrc
+/// with the same settings in `config-file`: the frames as they entered the
+/// sink and as the source pushed them.
+fn secured_round_trip(address: &str, settings: &str) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    const FRAMES: usize = 5;
+    let topic = unique_topic("secured");
+    let writer = launch(&format!(
+        "videotestsrc num-buffers={FRAMES} pattern=ball ! video/x-raw,width=160,height=120 ! jpegenc \
+         ! identity name=sent ! kafkasink name=sink topic={topic} bootstrap-servers={address} \
+         create-topic=true config=\"config,{settings}\""
+    ));
+    let sent = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let seen = sent.clone();
+    writer
+        .by_name("sent")
+        .unwrap()
+        .connect("handoff", false, move |args| {
+            let buffer = args[1].get::<gst::Buffer>().unwrap();
+            seen.lock()
+                .unwrap()
+                .push(buffer.map_readable().unwrap().to_vec());
+            None
+        });
+    let bus = writer.bus().unwrap();
+    let _ = writer.set_state(gst::State::Playing);
+    let end = wait_end(&bus, TIMEOUT);
+    let acked = stats(&writer, "sink").get::<u64>("records-acked").unwrap();
+    writer.set_state(gst::State::Null).unwrap();
+    assert!(matches!(end, End::Eos), "kafkasink: {end:?}");
+    assert_eq!(acked, FRAMES as u64);
+    // An independent client on the PLAINTEXT listener sees them too.
+    assert_eq!(record_count(&topic), FRAMES as i64);
+
+    let file = std::env::temp_dir().join(format!("{topic}.properties"));
+    std::fs::write(&file, settings.replace(',', "\n")).unwrap();
+    let reader = launch(&format!(
+        "kafkasrc name=src topic={topic} bootstrap-servers={address} config-file={} \
+         start-from=earliest stop-at=end ! appsink name=out sync=false",
+        file.display()
+    ));
+    let appsink = reader
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    let _ = reader.set_state(gst::State::Playing);
+    let mut received = Vec::new();
+    while let Some(sample) = appsink.try_pull_sample(gst::ClockTime::from_seconds(30)) {
+        received.push(sample.buffer().unwrap().map_readable().unwrap().to_vec());
+    }
+    let eos = appsink.is_eos();
+    let pushed = stats(&reader, "src").get::<u64>("buffers-pushed").unwrap();
+    let error = drain(&reader.bus().unwrap(), &[gst::MessageType::Error]);
+    reader.set_state(gst::State::Null).unwrap();
+    std::fs::remove_file(&file).unwrap();
+    assert!(eos, "kafkasrc did not reach EOS: {error:?}");
+    assert_eq!(pushed, FRAMES as u64);
+    let sent = sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), FRAMES);
+    (sent, received)
+}
+
+#[test]
+fn tls_with_the_brokers_ca_round_trips_the_frames() {
+    let _serial = serial();
+    let broker = own_broker();
+    let (sent, received) = secured_round_trip(
+        &broker.ssl_bootstrap(),
+        &format!(
+            "security.protocol=SSL,ssl.ca.location={}",
+            broker.ca().display()
+        ),
+    );
+    assert!(sent == received, "the frames changed on the way");
+}
+
+/// A CA certificate that did not sign the broker's, made in a directory
+/// of `broker`'s home (removed with it).
+fn other_ca(broker: &OwnBroker) -> std::path::PathBuf {
+    let dir = broker.home.join("other-ca");
+    std::fs::create_dir_all(&dir).unwrap();
+    let output = std::process::Command::new("openssl")
+        .args(
+            "req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=other-test-ca -keyout ca.key -out ca.pem"
+                .split(' '),
+        )
+        .current_dir(&dir)
+        .output()
+        .expect("run openssl");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    dir.join("ca.pem")
+}
+
+#[test]
+fn tls_with_another_ca_is_a_clear_certificate_error() {
+    let _serial = serial();
+    let broker = own_broker();
+    let errors = start_errors(
+        &broker.ssl_bootstrap(),
+        &format!(
+            "security.protocol=SSL,ssl.ca.location={}",
+            other_ca(broker).display()
+        ),
+    );
+    for (element, message) in errors {
+        assert!(
+            message.contains("certificate is not trusted; check ssl.ca.location")
+                && message.contains("certificate verify failed"),
+            "{element}: {message}"
+        );
+    }
+}
+
+#[test]
+fn scram_sha_512_through_config_and_config_file() {
+    let _serial = serial();
+    let (sent, received) = secured_round_trip(
+        &own_broker().sasl_bootstrap(),
+        "security.protocol=SASL_PLAINTEXT,sasl.mechanism=SCRAM-SHA-512,sasl.username=bob,sasl.password=bob-secret",
+    );
+    assert!(sent == received, "the frames changed on the way");
+}
+
+#[test]
+fn wrong_scram_password_is_a_clear_authentication_error() {
+    let _serial = serial();
+    let sasl = own_broker().sasl_bootstrap();
+    for (element, message) in start_errors(
+        &sasl,
+        "security.protocol=SASL_PLAINTEXT,sasl.mechanism=SCRAM-SHA-512,sasl.username=bob,sasl.password=wrong",
+    ) {
+        assert!(
+            message.contains("refused the credentials: authentication failed"),
+            "{element}: {message}"
+        );
     }
 }

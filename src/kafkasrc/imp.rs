@@ -27,6 +27,11 @@
  * (records flagged delta-unit before it are skipped and counted), so the
  * decoder never sees undecodable frames.
  *
+ * Records that cannot be used (empty, undecodable headers, caps that do not
+ * parse, or in `original` mode a timestamp before 1970 or after 2554) are
+ * skipped and counted in `bad-records`; a warning names the first of them
+ * and at most one more per second, with the number skipped since.
+ *
  * ## Example launch lines
  * |[
  * gst-launch-1.0 kafkasrc topic=cam1 ! mjpeghttpsink port=8080
@@ -54,7 +59,7 @@
  */
 use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use gst::glib;
@@ -68,13 +73,14 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+use super::engine::{self, Decision, Engine, Record, Skip, Timing, WarningThrottle};
 use super::time::parse_time_ms;
 use super::{StartFrom, StopAt, TimestampMode};
 use crate::capturetime;
 use crate::kafka::{self, ClientSettings, KafkaContext, TopicError, TopicInfo};
-use crate::runtime::{self, Canceller};
+use crate::runtime::{self, Cancelled, Canceller};
 use crate::uri;
-use crate::wireformat::{self, RecordMeta};
+use crate::wireformat;
 
 const DEFAULT_START_FROM: StartFrom = StartFrom::Latest;
 const DEFAULT_STOP_AT: StopAt = StopAt::Never;
@@ -132,67 +138,28 @@ impl Default for Settings {
     }
 }
 
-#[derive(Debug, Default, Clone)]
-struct Counters {
-    records_received: u64,
-    bytes_received: u64,
-    buffers_pushed: u64,
-    skipped_to_keyframe: u64,
-    skipped_lag: u64,
-    filtered_key: u64,
-    sequence_gaps: u64,
-    lost_records: u64,
-    duplicates: u64,
-    bad_records: u64,
-    latency_last_ms: i64,
-    latency_max_ms: i64,
-    last_partition: i32,
-    last_offset: i64,
-}
-
 type Kafka = StreamConsumer<KafkaContext>;
 
-/// Per stream id (one `kafkasink` run): the sequence seen last and whether
-/// a keyframe has been pushed since (re)joining it.
-#[derive(Debug, Default)]
-struct Track {
-    last_seq: Option<u64>,
-    synced: bool,
-}
-
-/// Maps record times to output PTS in `original` mode: the first record
-/// read gets PTS 0, every later one its recorded distance from it.
+/// The topic did not exist at start: since when it is waited for, and the
+/// times opening it needs.
 #[derive(Debug, Clone, Copy)]
-struct Anchor {
-    /// The anchor record's PTS header, if it had one.
-    pts: Option<gst::ClockTime>,
-    /// The anchor record's timestamp in ms since the epoch.
-    wall_ms: i64,
+struct TopicWait {
+    since: Instant,
+    start_time_ms: Option<i64>,
+    stop_time_ms: Option<i64>,
 }
 
 struct Started {
     consumer: Arc<Kafka>,
     settings: Settings,
     topic: String,
-    counters: Counters,
-    tracks: HashMap<String, Track>,
-    caps_text: Option<String>,
-    caps_set: bool,
+    engine: Engine,
     /// Record to commit once the buffer made from it has been pushed.
     pending_store: Option<(i32, i64)>,
-    /// stop-at=end: per partition, the offset where the topic ended at
-    /// start; removed once reached.
-    end_offsets: HashMap<i32, i64>,
-    /// stop-at=timestamp: partitions that passed stop-time.
-    stop_time_ms: Option<i64>,
-    partitions: Vec<i32>,
-    passed_stop: Vec<i32>,
-    anchor: Option<Anchor>,
     pending_seek: Option<gst::ClockTime>,
-    discont: bool,
-    /// The topic did not exist at start: since when it is waited for.
-    waiting_for_topic: Option<Instant>,
-    start_time_ms: Option<i64>,
+    bad_record_warnings: WarningThrottle,
+    /// The topic did not exist at start: what opening it later needs.
+    waiting_for_topic: Option<TopicWait>,
 }
 
 #[derive(Default)]
@@ -216,13 +183,6 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
         Some("Kafka record source"),
     )
 });
-
-/// What became of one record.
-enum Outcome {
-    Push(gst::Buffer),
-    Skip,
-    Eos,
-}
 
 impl KafkaSrc {
     fn settings_error(message: String) -> gst::ErrorMessage {
@@ -455,41 +415,15 @@ impl KafkaSrc {
         Ok(high - 1)
     }
 
-    /// Repositions every partition at the first record at or after `wall_ms`
-    /// (or at the end when there is none).
-    fn reposition(&self, started: &mut Started, wall_ms: Option<i64>) -> Result<(), KafkaError> {
-        let consumer = started.consumer.clone();
-        let timeout = started.settings.client.connect_timeout();
-        let assignment = consumer.assignment()?;
-        let mut query = TopicPartitionList::new();
-        for element in assignment.elements() {
-            let offset = wall_ms.map(Offset::Offset).unwrap_or(Offset::End);
-            query.add_partition_offset(&started.topic, element.partition(), offset)?;
-        }
-        let mut target = match wall_ms {
-            Some(_) => consumer.offsets_for_times(query, timeout)?,
-            None => query,
-        };
-        // Numeric offsets: no record at or after the time means the end.
-        let unresolved: Vec<i32> = target
-            .elements()
-            .iter()
-            .filter(|e| !matches!(e.offset(), Offset::Offset(_)))
-            .map(|e| e.partition())
-            .collect();
-        for partition in unresolved {
-            let (_, high) = consumer.fetch_watermarks(&started.topic, partition, timeout)?;
-            target.set_partition_offset(&started.topic, partition, Offset::Offset(high))?;
-        }
-        if started.settings.group_id.is_some() {
-            consumer.seek_partitions(target, timeout)?;
-        } else {
-            consumer.assign(&target)?;
-        }
-        started.tracks.clear();
-        started.pending_store = None;
-        started.discont = true;
-        Ok(())
+    /// Runs a blocking librdkafka call on the runtime's blocking threads, so
+    /// that no lock is held while it waits for the broker and `unlock()` can
+    /// abandon it (the call itself then ends on its own timeout).
+    fn broker_call<T: Send + 'static>(
+        &self,
+        call: impl FnOnce() -> Result<T, KafkaError> + Send + 'static,
+    ) -> Result<Result<T, KafkaError>, Cancelled> {
+        let task = runtime::RUNTIME.spawn_blocking(call);
+        Ok(runtime::wait(&self.canceller, task)?.unwrap_or(Err(KafkaError::Canceled)))
     }
 
     /// Subscribes (group) or assigns the partitions of an existing topic;
@@ -545,19 +479,19 @@ impl KafkaSrc {
     fn await_topic(&self) -> Result<(), gst::FlowError> {
         let mut warned = false;
         loop {
-            let (consumer, settings, topic, since) = {
-                let state = self.state.lock().unwrap();
+            let (consumer, settings, topic, wait) = {
+                let state = self.lock_state();
                 let State::Started(started) = &*state else {
                     return Err(gst::FlowError::Flushing);
                 };
-                let Some(since) = started.waiting_for_topic else {
+                let Some(wait) = started.waiting_for_topic else {
                     return Ok(());
                 };
                 (
                     started.consumer.clone(),
                     started.settings.clone(),
                     started.topic.clone(),
-                    since,
+                    wait,
                 )
             };
             // A metadata request blocks for up to connect-timeout-ms: off
@@ -582,12 +516,8 @@ impl KafkaSrc {
                 })?;
             match described {
                 Ok(info) => {
-                    let start_time_ms = match &*self.state.lock().unwrap() {
-                        State::Started(started) => started.start_time_ms,
-                        State::Stopped => return Err(gst::FlowError::Flushing),
-                    };
                     let (partitions, end_offsets) = self
-                        .open_topic(&consumer, &settings, &topic, info, start_time_ms, true)
+                        .open_topic(&consumer, &settings, &topic, info, wait.start_time_ms, true)
                         .map_err(|err| {
                             self.post_error_message(err);
                             gst::FlowError::Error
@@ -597,22 +527,25 @@ impl KafkaSrc {
                         imp = self,
                         "topic {topic} exists now ({} partition(s)) after {:?}",
                         info.partitions,
-                        since.elapsed()
+                        wait.since.elapsed()
                     );
-                    let mut state = self.state.lock().unwrap();
-                    let State::Started(started) = &mut *state else {
-                        return Err(gst::FlowError::Flushing);
-                    };
-                    started.partitions = partitions;
-                    started.end_offsets = end_offsets;
-                    started.waiting_for_topic = None;
-                    return Ok(());
+                    // Nothing was read yet: the engine starts over with
+                    // the topic's partitions.
+                    return self.with_started(|started| {
+                        started.engine = record_engine(
+                            &started.settings,
+                            wait.stop_time_ms,
+                            partitions,
+                            end_offsets,
+                        );
+                        started.waiting_for_topic = None;
+                    });
                 }
                 Err(TopicError::Missing) => (),
                 // The broker away for a moment: librdkafka reconnects.
                 Err(err) => gst::debug!(CAT, imp = self, "looking up {topic}: {err:?}"),
             }
-            if !warned && since.elapsed() >= TOPIC_WAIT_WARNING {
+            if !warned && wait.since.elapsed() >= TOPIC_WAIT_WARNING {
                 warned = true;
                 gst::element_imp_warning!(
                     self,
@@ -630,19 +563,21 @@ impl KafkaSrc {
         }
     }
 
-    fn bad_record(&self, started: &mut Started, message: &BorrowedMessage, why: &str) -> Outcome {
-        started.counters.bad_records += 1;
-        gst::element_imp_warning!(
-            self,
-            gst::StreamError::Decode,
-            (
-                "skipped record {}/{} offset {}: {why}",
-                message.topic(),
-                message.partition(),
-                message.offset()
-            )
-        );
-        Outcome::Skip
+    fn lock_state(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere must not turn every later stats read into one.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_settings(&self) -> MutexGuard<'_, Settings> {
+        self.settings.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` on the started state, or says the element is flushing.
+    fn with_started<R>(&self, f: impl FnOnce(&mut Started) -> R) -> Result<R, gst::FlowError> {
+        match &mut *self.lock_state() {
+            State::Started(started) => Ok(f(started)),
+            State::Stopped => Err(gst::FlowError::Flushing),
+        }
     }
 
     fn running_time_now(&self) -> Option<gst::ClockTime> {
@@ -652,233 +587,109 @@ impl KafkaSrc {
         clock.time().checked_sub(base_time)
     }
 
-    /// Turns one record into a buffer, or says why it is skipped.
-    fn process(&self, started: &mut Started, message: &BorrowedMessage) -> Outcome {
-        let partition = message.partition();
-        let offset = message.offset();
-        let record_ms = message.timestamp().to_millis();
-
-        if let Some(end) = started.end_offsets.get(&partition).copied() {
-            if offset + 1 >= end {
-                started.end_offsets.remove(&partition);
-            }
-            if offset >= end {
-                return self.end_check(started);
-            }
-        } else if started.settings.stop_at == StopAt::End {
-            // A partition already at its end: records produced after start.
-            return self.end_check(started);
-        }
-        if let Some(stop_ms) = started.stop_time_ms
-            && record_ms.is_some_and(|ms| ms > stop_ms)
-        {
-            if !started.passed_stop.contains(&partition) {
-                started.passed_stop.push(partition);
-            }
-            return self.end_check(started);
-        }
-
-        started.counters.records_received += 1;
-        started.counters.last_partition = partition;
-        started.counters.last_offset = offset;
-        let payload = message.payload().unwrap_or_default();
-        started.counters.bytes_received += payload.len() as u64;
-
-        if let Some(key) = &started.settings.key
-            && message.key() != Some(key.as_bytes())
-        {
-            started.counters.filtered_key += 1;
-            return Outcome::Skip;
-        }
-        if payload.is_empty() {
-            return self.bad_record(started, message, "empty record");
-        }
-
-        let headers = message.headers();
-        let decoded = wireformat::decode(
-            headers
-                .iter()
-                .flat_map(|headers| headers.iter())
-                .map(|header| (header.key, header.value)),
+    /// Posts a bad-record warning if the throttle lets it through.
+    fn warn_bad_record(
+        &self,
+        message: &BorrowedMessage,
+        why: &engine::BadRecord,
+        admitted: Option<u64>,
+    ) {
+        let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
+        gst::debug!(
+            CAT,
+            imp = self,
+            "skipped record {topic}/{partition} offset {offset}: {why}"
         );
-        let meta = match decoded {
-            Ok(meta) => meta,
-            Err(err) => return self.bad_record(started, message, &err.to_string()),
+        let Some(suppressed) = admitted else {
+            return;
         };
+        let since = if suppressed > 0 {
+            format!(" ({suppressed} more bad record(s) skipped since the last warning)")
+        } else {
+            String::new()
+        };
+        gst::element_imp_warning!(
+            self,
+            gst::StreamError::Decode,
+            ("skipped record {topic}/{partition} offset {offset}: {why}{since}")
+        );
+    }
 
-        // Caps first: a record whose caps do not parse is skipped whole.
-        let mut new_caps = None;
-        match meta.caps {
-            Some(text) if started.caps_text.as_deref() != Some(text) => {
-                match gst::Caps::from_str(text) {
-                    Ok(caps) if caps.is_fixed() => {
-                        started.caps_text = Some(text.to_string());
-                        new_caps = Some(caps);
-                    }
-                    _ => {
-                        let shown: String = text.chars().take(80).collect();
-                        return self.bad_record(
-                            started,
-                            message,
-                            &format!("caps do not parse: {shown:?}"),
-                        );
-                    }
-                }
-            }
-            Some(_) => (),
-            None if !started.caps_set || started.caps_text.is_some() => {
-                started.caps_text = None;
-                new_caps = Some(started.settings.caps.clone());
-            }
-            None => (),
+    /// At EOS: reports the bad records whose warnings were held back.
+    fn warn_suppressed(&self, suppressed: u64) {
+        if suppressed > 0 {
+            gst::element_imp_warning!(
+                self,
+                gst::StreamError::Decode,
+                ("{suppressed} more bad record(s) skipped since the last warning")
+            );
         }
+    }
 
-        if let Some(outcome) = self.check_sequence(started, &meta) {
-            return outcome;
-        }
-
-        if let Some(caps) = new_caps {
+    /// Builds the buffer of a record the engine decided to push.
+    fn buffer(&self, message: &BorrowedMessage, push: engine::Push) -> gst::Buffer {
+        if let Some(caps) = &push.caps {
+            let (partition, offset) = (message.partition(), message.offset());
             gst::debug!(CAT, imp = self, "caps from {partition}/{offset}: {caps}");
-            if self.obj().set_caps(&caps).is_err() {
+            if self.obj().set_caps(caps).is_err() {
                 gst::element_imp_warning!(
                     self,
                     gst::CoreError::Negotiation,
                     ("downstream refused caps {caps} of record {partition}/{offset}")
                 );
             }
-            started.caps_set = true;
         }
-
+        let payload = message.payload().unwrap_or_default();
         let mut buffer = gst::Buffer::from_mut_slice(payload.to_vec());
         {
             let buffer = buffer.get_mut().expect("new buffer is writable");
-            match started.settings.timestamp_mode {
-                TimestampMode::Live => buffer.set_pts(self.running_time_now()),
-                TimestampMode::Original => {
-                    let anchor = *started.anchor.get_or_insert(Anchor {
-                        pts: meta.pts,
-                        wall_ms: record_ms.unwrap_or_else(capturetime::unix_now_ms),
-                    });
-                    let (pts, dts) = original_times(&anchor, &meta, record_ms);
+            match push.timing {
+                Timing::Live => buffer.set_pts(self.running_time_now()),
+                Timing::Original { pts, dts } => {
                     buffer.set_pts(pts);
                     buffer.set_dts(dts);
                 }
             }
-            buffer.set_duration(meta.duration);
-            buffer.set_offset(offset as u64);
+            buffer.set_duration(push.duration);
+            buffer.set_offset(push.offset);
             // The capture time travels on with the buffer (mjpeghttpsink
             // sends it as X-Timestamp; a kafkasink downstream keeps it).
-            if let Some(ms) = record_ms.and_then(|ms| u64::try_from(ms).ok()) {
-                capturetime::set_capture_time(buffer, Duration::from_millis(ms));
+            if let Some(since_epoch) = push.capture_time {
+                capturetime::set_capture_time(buffer, since_epoch);
             }
-            let mut flags = meta.flags & !gst::BufferFlags::DISCONT;
-            if std::mem::take(&mut started.discont)
-                || meta.flags.contains(gst::BufferFlags::DISCONT)
-            {
-                flags |= gst::BufferFlags::DISCONT;
-            }
-            buffer.set_flags(flags);
+            buffer.set_flags(push.flags);
         }
-        if let Some(ms) = record_ms {
-            let latency = capturetime::unix_now_ms() - ms;
-            started.counters.latency_last_ms = latency;
-            started.counters.latency_max_ms = started.counters.latency_max_ms.max(latency);
-        }
-        started.counters.buffers_pushed += 1;
-        started.pending_store = Some((partition, offset));
-        Outcome::Push(buffer)
+        buffer
     }
 
-    /// Sequence and keyframe bookkeeping of a framed record; `Some` when the
-    /// record is not to be pushed.
-    fn check_sequence(&self, started: &mut Started, meta: &RecordMeta) -> Option<Outcome> {
-        let stream = meta.stream_id.unwrap_or_default();
-        let track = match started.tracks.get_mut(stream) {
-            Some(track) => track,
-            None => started.tracks.entry(stream.to_string()).or_default(),
+    /// max-lag-ms: jumps to the newest records when `message` is too old and
+    /// newer ones wait behind it. Returns how many records were skipped.
+    fn catch_up(
+        &self,
+        consumer: &Arc<Kafka>,
+        reader: Reader,
+        message: &BorrowedMessage,
+    ) -> Result<u64, Cancelled> {
+        let (partition, offset) = (message.partition(), message.offset());
+        let watermarks = {
+            let (consumer, reader) = (consumer.clone(), reader.clone());
+            self.broker_call(move || {
+                consumer.fetch_watermarks(&reader.topic, partition, reader.timeout)
+            })?
         };
-        if let Some(seq) = meta.seq {
-            if let Some(last) = track.last_seq {
-                if seq <= last {
-                    started.counters.duplicates += 1;
-                    return Some(Outcome::Skip);
-                }
-                if seq > last + 1 {
-                    started.counters.sequence_gaps += 1;
-                    started.counters.lost_records += seq - last - 1;
-                    started.discont = true;
-                    gst::debug!(
-                        CAT,
-                        imp = self,
-                        "stream {stream}: {} record(s) missing before {seq}",
-                        seq - last - 1
-                    );
-                }
-            }
-            track.last_seq = Some(seq);
-        }
-        if !track.synced {
-            if meta.flags.contains(gst::BufferFlags::DELTA_UNIT) {
-                started.counters.skipped_to_keyframe += 1;
-                return Some(Outcome::Skip);
-            }
-            track.synced = true;
-            started.discont = true;
-        }
-        None
-    }
-
-    fn end_check(&self, started: &Started) -> Outcome {
-        let all_passed = started.stop_time_ms.is_some()
-            && started
-                .partitions
-                .iter()
-                .all(|p| started.passed_stop.contains(p));
-        let at_end = started.settings.stop_at == StopAt::End && started.end_offsets.is_empty();
-        if all_passed || at_end {
-            Outcome::Eos
-        } else {
-            Outcome::Skip
-        }
-    }
-
-    /// max-lag-ms: jump to the newest records when this one is too old and
-    /// newer ones wait behind it.
-    fn catch_up(&self, started: &mut Started, message: &BorrowedMessage) -> bool {
-        let max_lag = started.settings.max_lag_ms as i64;
-        let Some(record_ms) = message.timestamp().to_millis() else {
-            return false;
+        let Ok((_, high)) = watermarks else {
+            return Ok(0);
         };
-        if max_lag == 0 || capturetime::unix_now_ms() - record_ms <= max_lag {
-            return false;
-        }
-        let timeout = started.settings.client.connect_timeout();
-        let Ok((_, high)) =
-            started
-                .consumer
-                .fetch_watermarks(message.topic(), message.partition(), timeout)
-        else {
-            return false;
-        };
-        let behind = high - message.offset() - 1;
+        let behind = high.saturating_sub(offset).saturating_sub(1);
         if behind <= 0 {
-            return false;
+            return Ok(0);
         }
-        match self.reposition(started, None) {
-            Ok(()) => {
-                started.counters.skipped_lag += behind as u64 + 1;
-                gst::info!(
-                    CAT,
-                    imp = self,
-                    "{} ms behind: skipped {} record(s) to catch up",
-                    capturetime::unix_now_ms() - record_ms,
-                    behind + 1
-                );
-                true
-            }
+        let consumer = consumer.clone();
+        match self.broker_call(move || reposition(&consumer, &reader, None))? {
+            Ok(()) => Ok(u64::try_from(behind).unwrap_or(u64::MAX).saturating_add(1)),
             Err(err) => {
                 gst::warning!(CAT, imp = self, "cannot catch up: {err}");
-                false
+                Ok(0)
             }
         }
     }
@@ -886,44 +697,49 @@ impl KafkaSrc {
     fn next_buffer(&self) -> Result<gst::Buffer, gst::FlowError> {
         self.await_topic()?;
         loop {
-            let consumer = {
-                let mut state = self.state.lock().unwrap();
-                let State::Started(started) = &mut *state else {
-                    return Err(gst::FlowError::Flushing);
-                };
-                // The previous buffer has been pushed: its record may be committed.
-                if let Some((partition, offset)) = started.pending_store.take()
-                    && started.settings.group_id.is_some()
-                    && let Err(err) =
-                        started
-                            .consumer
-                            .store_offset(&started.topic, partition, offset)
-                {
-                    gst::debug!(
-                        CAT,
-                        imp = self,
-                        "cannot store offset {partition}/{offset}: {err}"
-                    );
-                }
-                if let Some(position) = started.pending_seek.take() {
-                    let anchor = started.anchor;
-                    if let Some(anchor) = anchor {
-                        let wall_ms = anchor.wall_ms + position.mseconds() as i64;
-                        if let Err(err) = self.reposition(started, Some(wall_ms)) {
-                            gst::element_imp_error!(
-                                self,
-                                gst::ResourceError::Seek,
-                                ("seek failed: {err}")
-                            );
-                            return Err(gst::FlowError::Error);
-                        }
+            let (consumer, seek) = self
+                .with_started(|started| {
+                    // The previous buffer has been pushed: its record may be committed.
+                    if let Some((partition, offset)) = started.pending_store.take()
+                        && started.settings.group_id.is_some()
+                        && let Err(err) =
+                            started
+                                .consumer
+                                .store_offset(&started.topic, partition, offset)
+                    {
+                        gst::debug!(
+                            CAT,
+                            imp = self,
+                            "cannot store offset {partition}/{offset}: {err}"
+                        );
                     }
+                    let seek = started
+                        .pending_seek
+                        .take()
+                        .and_then(|position| started.engine.seek_target_ms(position))
+                        .map(|wall_ms| (wall_ms, started.reader()));
+                    if seek.is_none() && started.engine.at_eos() {
+                        return Err(started.bad_record_warnings.take_suppressed());
+                    }
+                    Ok((started.consumer.clone(), seek))
+                })?
+                .map_err(|suppressed| {
+                    self.warn_suppressed(suppressed);
+                    gst::FlowError::Eos
+                })?;
+            if let Some((wall_ms, reader)) = seek {
+                let repositioned = {
+                    let consumer = consumer.clone();
+                    self.broker_call(move || reposition(&consumer, &reader, Some(wall_ms)))
+                        .map_err(|Cancelled| gst::FlowError::Flushing)?
+                };
+                if let Err(err) = repositioned {
+                    gst::element_imp_error!(self, gst::ResourceError::Seek, ("seek failed: {err}"));
+                    return Err(gst::FlowError::Error);
                 }
-                if matches!(self.end_check(started), Outcome::Eos) {
-                    return Err(gst::FlowError::Eos);
-                }
-                started.consumer.clone()
-            };
+                self.with_started(Started::repositioned)?;
+                continue;
+            }
             let received = runtime::wait(&self.canceller, consumer.recv())
                 .map_err(|_| gst::FlowError::Flushing)?;
             let message = match received {
@@ -933,34 +749,85 @@ impl KafkaSrc {
                     continue;
                 }
             };
-            let mut state = self.state.lock().unwrap();
-            let State::Started(started) = &mut *state else {
-                return Err(gst::FlowError::Flushing);
-            };
-            if self.catch_up(started, &message) {
-                continue;
+            let timestamp_ms = message.timestamp().to_millis();
+            let lagging = self.with_started(|started| {
+                engine::lags(
+                    timestamp_ms,
+                    capturetime::unix_now_ms(),
+                    started.settings.max_lag_ms,
+                )
+                .then(|| started.reader())
+            })?;
+            if let Some(reader) = lagging {
+                let skipped = self
+                    .catch_up(&consumer, reader, &message)
+                    .map_err(|Cancelled| gst::FlowError::Flushing)?;
+                if skipped > 0 {
+                    self.with_started(|started| {
+                        started.repositioned();
+                        started.engine.count_skipped_lag(skipped);
+                    })?;
+                    gst::info!(
+                        CAT,
+                        imp = self,
+                        "{} ms behind: skipped {skipped} record(s) to catch up",
+                        capturetime::unix_now_ms().saturating_sub(timestamp_ms.unwrap_or_default())
+                    );
+                    continue;
+                }
             }
-            match self.process(started, &message) {
-                Outcome::Push(buffer) => return Ok(buffer),
-                Outcome::Skip => continue,
-                Outcome::Eos => return Err(gst::FlowError::Eos),
+            let (decision, admitted) = self.with_started(|started| {
+                let headers = message.headers();
+                let record = Record {
+                    partition: message.partition(),
+                    offset: message.offset(),
+                    timestamp_ms,
+                    key: message.key(),
+                    payload: message.payload().unwrap_or_default(),
+                    headers: headers
+                        .iter()
+                        .flat_map(|headers| headers.iter())
+                        .map(|header| (header.key, header.value)),
+                };
+                let decision = started.engine.process(record, capturetime::unix_now_ms());
+                let admitted = match &decision {
+                    Decision::Push(_) => {
+                        started.pending_store = Some((message.partition(), message.offset()));
+                        None
+                    }
+                    Decision::Skip(Skip::Bad(_)) => {
+                        started.bad_record_warnings.admit(Instant::now())
+                    }
+                    Decision::Skip(_) => None,
+                    Decision::Eos => Some(started.bad_record_warnings.take_suppressed()),
+                };
+                (decision, admitted)
+            })?;
+            match decision {
+                Decision::Push(push) => return Ok(self.buffer(&message, push)),
+                Decision::Skip(Skip::Bad(why)) => self.warn_bad_record(&message, &why, admitted),
+                Decision::Skip(_) => (),
+                Decision::Eos => {
+                    self.warn_suppressed(admitted.unwrap_or_default());
+                    return Err(gst::FlowError::Eos);
+                }
             }
         }
     }
 
     fn stats(&self) -> gst::Structure {
-        let (counters, assigned, lag, waiting) = match &*self.state.lock().unwrap() {
+        let (counters, assigned, lag, waiting) = match &*self.lock_state() {
             State::Started(started) => (
-                started.counters.clone(),
+                started.engine.counters().clone(),
                 started
                     .consumer
                     .assignment()
                     .map(|a| a.count() as u32)
                     .unwrap_or(0),
-                consumer_lag(&started.consumer, &started.topic, &started.counters),
+                consumer_lag(&started.consumer, &started.topic, started.engine.counters()),
                 started.waiting_for_topic.is_some(),
             ),
-            State::Stopped => (Counters::default(), 0, 0, false),
+            State::Stopped => (engine::Counters::default(), 0, 0, false),
         };
         gst::Structure::builder("kafkasrc-stats")
             .field("waiting-for-topic", waiting)
@@ -975,6 +842,7 @@ impl KafkaSrc {
             .field("sequence-gaps", counters.sequence_gaps)
             .field("lost-records", counters.lost_records)
             .field("duplicates", counters.duplicates)
+            .field("stream-restarts", counters.stream_restarts)
             .field("bad-records", counters.bad_records)
             .field("latency-last-ms", counters.latency_last_ms)
             .field("latency-max-ms", counters.latency_max_ms)
@@ -984,9 +852,88 @@ impl KafkaSrc {
     }
 }
 
+/// What a repositioning needs, taken out of the state so that no lock is
+/// held while the broker answers.
+#[derive(Clone)]
+struct Reader {
+    topic: String,
+    grouped: bool,
+    timeout: Duration,
+}
+
+impl Started {
+    fn reader(&self) -> Reader {
+        Reader {
+            topic: self.topic.clone(),
+            grouped: self.settings.group_id.is_some(),
+            timeout: self.settings.client.connect_timeout(),
+        }
+    }
+
+    /// After a seek or catch-up: nothing read before it is to be committed.
+    fn repositioned(&mut self) {
+        self.engine.repositioned();
+        self.pending_store = None;
+    }
+}
+
+/// The record engine for these settings and the partitions being read.
+fn record_engine(
+    settings: &Settings,
+    stop_time_ms: Option<i64>,
+    partitions: Vec<i32>,
+    end_offsets: HashMap<i32, i64>,
+) -> Engine {
+    Engine::new(
+        engine::Config {
+            key: settings.key.clone(),
+            default_caps: settings.caps.clone(),
+            original_timestamps: settings.timestamp_mode == TimestampMode::Original,
+            stop_at_end: settings.stop_at == StopAt::End,
+            stop_time_ms,
+            partitions,
+        },
+        end_offsets,
+    )
+}
+
+/// Repositions every assigned partition at the first record at or after
+/// `wall_ms` (or at the end when there is none). Blocks on the broker: runs
+/// through `broker_call`.
+fn reposition(consumer: &Kafka, reader: &Reader, wall_ms: Option<i64>) -> Result<(), KafkaError> {
+    let topic = &reader.topic;
+    let assignment = consumer.assignment()?;
+    let mut query = TopicPartitionList::new();
+    for element in assignment.elements() {
+        let offset = wall_ms.map(Offset::Offset).unwrap_or(Offset::End);
+        query.add_partition_offset(topic, element.partition(), offset)?;
+    }
+    let mut target = match wall_ms {
+        Some(_) => consumer.offsets_for_times(query, reader.timeout)?,
+        None => query,
+    };
+    // Numeric offsets: no record at or after the time means the end.
+    let unresolved: Vec<i32> = target
+        .elements()
+        .iter()
+        .filter(|e| !matches!(e.offset(), Offset::Offset(_)))
+        .map(|e| e.partition())
+        .collect();
+    for partition in unresolved {
+        let (_, high) = consumer.fetch_watermarks(topic, partition, reader.timeout)?;
+        target.set_partition_offset(topic, partition, Offset::Offset(high))?;
+    }
+    if reader.grouped {
+        consumer.seek_partitions(target, reader.timeout)?;
+    } else {
+        consumer.assign(&target)?;
+    }
+    Ok(())
+}
+
 /// Records behind the newest one in the partition of the last record read,
 /// from the high watermark librdkafka last fetched (no broker round trip).
-fn consumer_lag(consumer: &Kafka, topic: &str, counters: &Counters) -> i64 {
+fn consumer_lag(consumer: &Kafka, topic: &str, counters: &engine::Counters) -> i64 {
     if counters.records_received == 0 {
         return 0;
     }
@@ -1008,28 +955,9 @@ fn consumer_lag(consumer: &Kafka, topic: &str, counters: &Counters) -> i64 {
     if err != rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || high < 0 {
         return 0;
     }
-    (high - counters.last_offset - 1).max(0)
-}
-
-/// PTS and DTS in `original` mode: the recorded spacing from the anchor,
-/// from the PTS/DTS headers of the anchor's stream, otherwise from record
-/// timestamps.
-fn original_times(
-    anchor: &Anchor,
-    meta: &RecordMeta,
-    record_ms: Option<i64>,
-) -> (Option<gst::ClockTime>, Option<gst::ClockTime>) {
-    let shift = |time: gst::ClockTime, base: gst::ClockTime| time.checked_sub(base);
-    match (anchor.pts, meta.pts) {
-        (Some(base), Some(pts)) => (shift(pts, base), meta.dts.and_then(|dts| shift(dts, base))),
-        _ => {
-            let ms = record_ms.unwrap_or_else(capturetime::unix_now_ms) - anchor.wall_ms;
-            (
-                u64::try_from(ms).ok().map(gst::ClockTime::from_mseconds),
-                None,
-            )
-        }
-    }
+    high.saturating_sub(counters.last_offset)
+        .saturating_sub(1)
+        .max(0)
 }
 
 #[glib::object_subclass]
@@ -1116,7 +1044,7 @@ impl ObjectImpl for KafkaSrc {
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("Waiting for the topic, assigned partitions, consumer lag (records behind in the current partition), records and bytes received, skipped to keyframe or by lag, sequence gaps, duplicates, bad records, latency from record timestamp to push")
+                    .blurb("Waiting for the topic, assigned partitions, consumer lag (records behind in the current partition), records and bytes received, skipped to keyframe or by lag, sequence gaps, duplicates, stream restarts (sequence jumps too large to be gaps), bad records, latency from record timestamp to push")
                     .read_only()
                     .build(),
             ]);
@@ -1144,7 +1072,7 @@ impl ObjectImpl for KafkaSrc {
             }
             return;
         }
-        let mut settings = self.settings.lock().unwrap();
+        let mut settings = self.lock_settings();
         if kafka::set_client_property(&mut settings.client, value, pspec) {
             return;
         }
@@ -1187,7 +1115,7 @@ impl ObjectImpl for KafkaSrc {
         if pspec.name() == "uri" {
             return self.uri().to_value();
         }
-        let settings = self.settings.lock().unwrap();
+        let settings = self.lock_settings();
         if let Some(value) = kafka::client_property(&settings.client, pspec) {
             return value;
         }
@@ -1292,7 +1220,11 @@ impl BaseSrcImpl for KafkaSrc {
         let waiting_for_topic = match described {
             Err(TopicError::Missing) if settings.wait_for_topic => {
                 gst::info!(CAT, imp = self, "topic {topic} does not exist yet: waiting");
-                Some(Instant::now())
+                Some(TopicWait {
+                    since: Instant::now(),
+                    start_time_ms,
+                    stop_time_ms,
+                })
             }
             Err(err) => {
                 // librdkafka queues its logs and errors for the consumer's
@@ -1323,30 +1255,21 @@ impl BaseSrcImpl for KafkaSrc {
             "consuming {topic} at {}",
             settings.client.bootstrap_servers
         );
-        *self.state.lock().unwrap() = State::Started(Box::new(Started {
+        *self.lock_state() = State::Started(Box::new(Started {
             consumer: Arc::new(consumer),
+            engine: record_engine(&settings, stop_time_ms, partitions, end_offsets),
             settings,
             topic,
-            counters: Counters::default(),
-            tracks: HashMap::new(),
-            caps_text: None,
-            caps_set: false,
             pending_store: None,
-            end_offsets,
-            stop_time_ms,
-            partitions,
-            passed_stop: Vec::new(),
-            anchor: None,
             pending_seek: None,
-            discont: true,
+            bad_record_warnings: WarningThrottle::default(),
             waiting_for_topic,
-            start_time_ms,
         }));
         Ok(())
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
-        let State::Started(started) = std::mem::take(&mut *self.state.lock().unwrap()) else {
+        let State::Started(started) = std::mem::take(&mut *self.lock_state()) else {
             return Ok(());
         };
         if started.settings.group_id.is_some() {
@@ -1364,25 +1287,25 @@ impl BaseSrcImpl for KafkaSrc {
             CAT,
             imp = self,
             "stopped after {} buffers",
-            started.counters.buffers_pushed
+            started.engine.counters().buffers_pushed
         );
         Ok(())
     }
 
     fn is_seekable(&self) -> bool {
-        self.settings.lock().unwrap().timestamp_mode == TimestampMode::Original
+        self.lock_settings().timestamp_mode == TimestampMode::Original
     }
 
     fn do_seek(&self, segment: &mut gst::Segment) -> bool {
         let Some(segment) = segment.downcast_ref::<gst::ClockTime>() else {
             return false;
         };
-        let mut state = self.state.lock().unwrap();
+        let mut state = self.lock_state();
         let State::Started(started) = &mut *state else {
             return true;
         };
         // The initial seek to 0 before anything was read is where we are.
-        if started.anchor.is_some()
+        if started.engine.is_anchored()
             && let Some(position) = segment.start()
         {
             gst::debug!(CAT, imp = self, "seek to {position}");
@@ -1419,5 +1342,34 @@ impl PushSrcImpl for KafkaSrc {
         _buffer: Option<&mut gst::BufferRef>,
     ) -> Result<CreateSuccess, gst::FlowError> {
         self.next_buffer().map(CreateSuccess::NewBuffer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_survive_a_poisoned_state_lock() {
+        gst::init().unwrap();
+        crate::plugin_register_static().unwrap();
+        let element = gst::ElementFactory::make("kafkasrc").build().unwrap();
+        let imp = element
+            .downcast_ref::<super::super::KafkaSrc>()
+            .unwrap()
+            .imp();
+        // A panic while the state is locked, as a record once could cause.
+        std::thread::scope(|scope| {
+            let poisoner = scope.spawn(|| {
+                let _state = imp.state.lock();
+                panic!("poisoning the state lock");
+            });
+            assert!(poisoner.join().is_err());
+        });
+        assert!(imp.state.is_poisoned());
+        // A panic here would abort the host: property reads are FFI calls.
+        let stats: gst::Structure = element.property("stats");
+        assert_eq!(stats.get::<u64>("buffers-pushed").unwrap(), 0);
+        assert_eq!(element.property::<Option<String>>("topic"), None);
     }
 }

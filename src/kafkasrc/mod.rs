@@ -3,6 +3,7 @@
 use gst::glib;
 use gst::prelude::*;
 
+mod engine;
 mod imp;
 mod time;
 

@@ -123,6 +123,7 @@ impl OwnBroker {
             .env("KAFKA_AUTO_CREATE_TOPICS", auto_create_topics.to_string())
             .env("KAFKA_CONTROLLER_PORT", free_port().to_string())
             .env("KAFKA_SASL_PORT", free_port().to_string())
+            .env("KAFKA_SSL_PORT", free_port().to_string())
             .output()
             .expect("run scripts/kafka.sh");
         assert!(
@@ -149,13 +150,30 @@ impl OwnBroker {
         assert!(status.success(), "scripts/kafka.sh {command} {node} failed");
     }
 
-    /// The SASL_PLAINTEXT listener (PLAIN, alice / alice-secret) of node 1.
+    /// The SASL_PLAINTEXT listener of node 1: PLAIN (alice / alice-secret)
+    /// and SCRAM-SHA-512 (bob / bob-secret).
     pub fn sasl_bootstrap(&self) -> String {
+        self.listener("KAFKA_SASL_PORT")
+    }
+
+    /// The SSL listener of node 1; its certificate is signed by `ca()`.
+    pub fn ssl_bootstrap(&self) -> String {
+        self.listener("KAFKA_SSL_PORT")
+    }
+
+    /// The certificate of the throwaway CA of the SSL listener (PEM).
+    pub fn ca(&self) -> PathBuf {
+        self.home.join("tls/ca.pem")
+    }
+
+    /// 127.0.0.1 and the port `variable` names in KAFKA_HOME/ports.
+    fn listener(&self, variable: &str) -> String {
         let ports = std::fs::read_to_string(self.home.join("ports")).unwrap();
+        let prefix = format!("{variable}=");
         let port = ports
             .lines()
-            .find_map(|l| l.strip_prefix("KAFKA_SASL_PORT="))
-            .expect("a SASL port in KAFKA_HOME/ports");
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("{variable} in KAFKA_HOME/ports"));
         format!("127.0.0.1:{port}")
     }
 
