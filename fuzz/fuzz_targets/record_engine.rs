@@ -62,7 +62,10 @@ enum Value {
     Flags(u8),
     Stream(u8),
     /// `unit` repeated to `len` bytes: long values from short inputs.
-    Stretched { unit: Vec<u8>, len: u32 },
+    Stretched {
+        unit: Vec<u8>,
+        len: u32,
+    },
 }
 
 impl Value {
@@ -130,7 +133,12 @@ fuzz_target!(|input: Input| {
         let headers: Vec<(&str, Option<Vec<u8>>)> = record
             .headers
             .iter()
-            .map(|(key, value)| (KEYS[*key as usize % KEYS.len()], value.as_ref().map(Value::bytes)))
+            .map(|(key, value)| {
+                (
+                    KEYS[*key as usize % KEYS.len()],
+                    value.as_ref().map(Value::bytes),
+                )
+            })
             .collect();
         let view = Record {
             partition: i32::from(record.partition),
@@ -143,7 +151,10 @@ fuzz_target!(|input: Input| {
         match engine.process(view, input.now_ms) {
             Decision::Push(push) => {
                 pushes += 1;
-                assert!(push.capture_time.is_none_or(|d| d.as_nanos() < u128::from(u64::MAX)));
+                assert!(
+                    push.capture_time
+                        .is_none_or(|d| d.as_nanos() < u128::from(u64::MAX))
+                );
             }
             Decision::Skip(_) => (),
             Decision::Eos => assert!(engine.at_eos()),
