@@ -71,6 +71,11 @@ fn clients_receive_identical_frames_in_order_with_part_headers() {
     let property = server.stats();
     assert_eq!(property.get::<u64>("frames-sent").unwrap(), 30);
     assert_eq!(property.get::<u64>("frames-in").unwrap(), 10);
+    let jpeg_bytes: usize = (0..10).map(|i| jpeg(i).len()).sum();
+    assert_eq!(
+        property.get::<u64>("bytes-sent").unwrap(),
+        3 * jpeg_bytes as u64
+    );
     assert_eq!(stream["path"], "/video_feed");
     for (json_name, name) in [
         ("frames_in", "frames-in"),
@@ -632,19 +637,22 @@ fn connections_beyond_max_connections_are_refused_at_once() {
     assert_eq!(connections(&server), 4);
     let started = Instant::now();
     let mut extra = send_request(server.port, "GET /video_feed HTTP/1.1\r\nHost: x\r\n\r\n");
+    // A 503, or a reset when the server closed before reading the request.
     extra
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
-    let mut answer = Vec::new();
-    let outcome = extra.read_to_end(&mut answer);
-    let answer = String::from_utf8_lossy(&answer);
+    let mut answer = [0u8; 12];
+    let outcome = extra.read_exact(&mut answer);
     assert!(
-        answer.starts_with("HTTP/1.1 503")
+        answer.starts_with(b"HTTP/1.1 503")
             || outcome
                 .as_ref()
                 .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
-        "{outcome:?}: {answer:?}"
+        "{outcome:?}: {:?}",
+        String::from_utf8_lossy(&answer)
     );
+    let closed = wait_closed(&mut extra, Duration::from_secs(2));
+    assert!(closed.is_ok(), "{closed:?}");
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "{:?}",
@@ -905,4 +913,46 @@ fn an_invalid_cors_origin_is_an_error_at_start() {
             "{origin:?}: {message}"
         );
     }
+}
+
+#[test]
+fn a_viewer_reading_slower_than_the_stream_is_disconnected() {
+    let server = Server::start("send-timeout-ms=1000 keepalive-ms=100");
+    // 2.5 MB/s of resends against a viewer that reads 640 KB/s: its socket
+    // keeps accepting a little, but never a frame within send-timeout-ms.
+    server.push(&big_jpeg(256 * 1024));
+    assert!(wait_until(Duration::from_secs(10), || server
+        .stats()
+        .get::<u64>("frames-in")
+        .unwrap()
+        == 1));
+    let mut viewer = send_request(server.port, "GET /video_feed HTTP/1.1\r\nHost: x\r\n\r\n");
+    viewer
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = vec![0u8; 64 * 1024];
+    let outcome = loop {
+        match viewer.read(&mut buf) {
+            Ok(0) => break "eof".to_string(),
+            Ok(_) => std::thread::sleep(Duration::from_millis(100)),
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(err) => break err.to_string(),
+        }
+        // The socket fills within a second or two, then send-timeout-ms;
+        // not the header timeout of an idle connection after the response.
+        assert!(
+            started.elapsed() < Duration::from_secs(7),
+            "the slow viewer is still connected"
+        );
+    };
+    eprintln!("slow viewer: {outcome} after {:?}", started.elapsed());
+    assert!(wait_until(Duration::from_secs(10), || server_sockets(
+        server.port
+    ) == 1));
+    assert_eq!(server.stats().get::<u32>("clients").unwrap(), 0);
 }
