@@ -592,7 +592,9 @@ fn never_reading_clients_are_disconnected_and_their_sockets_released() {
         assert!(closed.is_ok(), "viewer {i}: {closed:?}");
     }
     drop(viewers);
-    assert!(wait_until(Duration::from_secs(10), || open_fds() <= fds_before));
+    // Other tests of this binary run meanwhile: a margin for their
+    // descriptors, well under the hundred that would leak.
+    assert!(wait_until(Duration::from_secs(10), || open_fds() <= fds_before + 30));
     eprintln!(
         "{VIEWERS} never-reading viewers: process fds {fds_before} -> {fds_connected} -> {}, \
          server sockets closed {closed_after:?} after all were open",
