@@ -10,8 +10,8 @@
  * Endpoints: the stream at `path` (default `/video_feed`), `/` (a page
  * showing every stream of the server), `/snapshot.jpg` (the newest frame;
  * `?stream=<path>` picks a stream), `/stats` (JSON: clients, frames sent and
- * skipped, input fps). `HEAD` and `OPTIONS` are answered; CORS headers only
- * when `cors-origin` is set.
+ * skipped, input fps, connections). `HEAD` and `OPTIONS` are answered; CORS
+ * headers only when `cors-origin` is set.
  *
  * Every part carries `X-Timestamp` (the capture time in seconds since the
  * Unix epoch, from the buffer's reference timestamp meta as kafkasrc and
@@ -23,8 +23,15 @@
  * stall past `send-timeout-ms` is dropped. When the input is idle the last
  * frame is resent every `keepalive-ms` so browsers paint it.
  *
+ * A connection whose socket accepts nothing for `send-timeout-ms` is
+ * closed (reset), whatever it asked for; at most `max-connections` are open
+ * at once, and more are answered 503 and closed at once.
+ *
  * Several sinks of one process may share an address and port with
- * different paths (a dashboard of cameras on one port).
+ * different paths (a dashboard of cameras on one port). Each stream keeps
+ * its own `auth`, `auth-token` and `cors-origin`; `/` and `/stats` show only
+ * the streams the request's credentials open (401 when none), and
+ * `/snapshot.jpg` without `?stream=` the first of them.
  *
  * The server listens on 127.0.0.1 by default: set `address=0.0.0.0` to
  * expose the camera to the network, preferably with `auth`.
@@ -35,8 +42,13 @@
  * gst-launch-1.0 videotestsrc is-live=true ! jpegenc ! mjpeghttpsink address=0.0.0.0 auth=viewer:secret auth-token=s3cr3t
  * ]|
  *
+ * `auth` and `auth-token` read back as `***` once set, so that property
+ * dumps, pipeline graphs and logs do not show them.
+ *
  * ## Signals
- * `client-added (address, user-agent)` and `client-removed (address)`.
+ * `client-added (address, user-agent)` and `client-removed (address)`,
+ * emitted from a thread of the sink's own (`mjpeghttpsink-signals`), in
+ * order: a slow handler delays later signals, not the server.
  */
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, LazyLock, Mutex};
@@ -49,14 +61,17 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
-use super::server::Server;
-use super::stream::{Frame, Published, Stream, StreamConfig};
+use super::CAT;
+use super::server::{Server, ServerStats};
+use super::signals::SignalEmitter;
+use super::stream::{Frame, Secret, Stream, StreamConfig, StreamStats, parse_cors_origin};
 use crate::capturetime;
 
 const DEFAULT_ADDRESS: &str = "127.0.0.1";
 const DEFAULT_PORT: u32 = 8080;
 const DEFAULT_PATH: &str = "/video_feed";
 const DEFAULT_MAX_CLIENTS: u32 = 0;
+const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
 const DEFAULT_MAX_FPS: u32 = 0;
 const DEFAULT_KEEPALIVE_MS: u32 = 1000;
 const DEFAULT_SEND_TIMEOUT_MS: u32 = 5000;
@@ -67,12 +82,13 @@ struct Settings {
     port: u32,
     path: String,
     max_clients: u32,
+    max_connections: u32,
     max_fps: u32,
     keepalive_ms: u32,
     send_timeout_ms: u32,
     cors_origin: Option<String>,
-    auth: Option<String>,
-    auth_token: Option<String>,
+    auth: Option<Secret>,
+    auth_token: Option<Secret>,
 }
 
 impl Default for Settings {
@@ -82,6 +98,7 @@ impl Default for Settings {
             port: DEFAULT_PORT,
             path: DEFAULT_PATH.into(),
             max_clients: DEFAULT_MAX_CLIENTS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             max_fps: DEFAULT_MAX_FPS,
             keepalive_ms: DEFAULT_KEEPALIVE_MS,
             send_timeout_ms: DEFAULT_SEND_TIMEOUT_MS,
@@ -113,13 +130,8 @@ pub struct MjpegHttpSink {
     state: Mutex<State>,
 }
 
-pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
-    gst::DebugCategory::new(
-        "mjpeghttpsink",
-        gst::DebugColorFlags::empty(),
-        Some("MJPEG over HTTP sink"),
-    )
-});
+/// How a secret property reads back once set.
+const REDACTED: &str = "***";
 
 /// A JPEG starts with SOI and ends with EOI (some encoders pad after it).
 fn looks_like_jpeg(data: &[u8]) -> bool {
@@ -144,7 +156,7 @@ impl MjpegHttpSink {
             return Err(gst::FlowError::Flushing);
         };
         if !looks_like_jpeg(map.as_slice()) {
-            started.stream.input.lock().unwrap().not_jpeg += 1;
+            started.stream.count_not_jpeg();
             let warn = started
                 .last_not_jpeg_warning
                 .is_none_or(|at| at.elapsed() >= Duration::from_secs(1));
@@ -168,39 +180,32 @@ impl MjpegHttpSink {
             .map(|since_epoch| UNIX_EPOCH + since_epoch)
             .unwrap_or_else(SystemTime::now);
         let frame = Frame::new(started.seq, Bytes::from_owner(map), captured);
-        started.stream.input.lock().unwrap().frame_arrived();
-        started
-            .stream
-            .published
-            .send_replace(Published::Frame(Arc::new(frame)));
+        started.stream.publish(frame);
         Ok(gst::FlowSuccess::Ok)
     }
 
     fn stats(&self) -> gst::Structure {
-        let state = self.state.lock().unwrap();
-        let State::Started(started) = &*state else {
-            return gst::Structure::builder("mjpeghttpsink-stats")
-                .field("clients", 0u32)
-                .build();
+        let (stream, server) = match &*self.state.lock().unwrap() {
+            State::Started(started) => (started.stream.stats(), started.server.stats()),
+            State::Stopped => (StreamStats::default(), ServerStats::default()),
         };
-        let input = started.stream.input.lock().unwrap();
-        let clients = started.stream.clients.lock().unwrap();
-        let (mut sent, mut skipped, mut bytes) = (0u64, 0u64, 0u64);
-        for client in clients.values() {
-            sent += client.frames_sent;
-            skipped += client.frames_skipped;
-            bytes += client.bytes;
-        }
-        gst::Structure::builder("mjpeghttpsink-stats")
-            .field("clients", clients.len() as u32)
-            .field("frames-in", input.frames_in)
-            .field("not-jpeg", input.not_jpeg)
-            .field("input-fps", input.fps)
-            .field("frames-sent", sent)
-            .field("frames-skipped", skipped)
-            .field("bytes-sent", bytes)
-            .build()
+        stats_structure(&stream, &server)
     }
+}
+
+/// The `stats` property: the numbers of `/stats` for this sink's stream.
+fn stats_structure(stream: &StreamStats, server: &ServerStats) -> gst::Structure {
+    gst::Structure::builder("mjpeghttpsink-stats")
+        .field("clients", stream.clients.len() as u32)
+        .field("frames-in", stream.frames_in)
+        .field("not-jpeg", stream.not_jpeg)
+        .field("input-fps", stream.input_fps)
+        .field("frames-sent", stream.frames_sent)
+        .field("frames-skipped", stream.frames_skipped)
+        .field("bytes-sent", stream.bytes_sent)
+        .field("connections", server.connections)
+        .field("connections-refused", server.connections_refused)
+        .build()
 }
 
 #[glib::object_subclass]
@@ -245,6 +250,13 @@ impl ObjectImpl for MjpegHttpSink {
                     .default_value(DEFAULT_MAX_CLIENTS)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt::builder("max-connections")
+                    .nick("Maximum connections")
+                    .blurb("TCP connections open at once (streams, snapshots, idle); more are answered 503 and closed at once, counted in stats (sinks sharing a port: the lowest applies)")
+                    .minimum(1)
+                    .default_value(DEFAULT_MAX_CONNECTIONS)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecUInt::builder("max-fps")
                     .nick("Maximum fps")
                     .blurb("Frames per second sent to each client at most (0: every frame)")
@@ -261,29 +273,29 @@ impl ObjectImpl for MjpegHttpSink {
                     .build(),
                 glib::ParamSpecUInt::builder("send-timeout-ms")
                     .nick("Send timeout")
-                    .blurb("Drop a client whose socket accepts nothing for this long")
+                    .blurb("Close a connection whose socket accepts nothing for this long")
                     .minimum(10)
                     .default_value(DEFAULT_SEND_TIMEOUT_MS)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("cors-origin")
                     .nick("CORS origin")
-                    .blurb("Access-Control-Allow-Origin value (unset: no CORS headers)")
+                    .blurb("Origin allowed to read this stream (scheme://host[:port] or *) as Access-Control-Allow-Origin (unset: no CORS headers)")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("auth")
                     .nick("Basic auth")
-                    .blurb("user:password required (HTTP basic auth) on every endpoint")
+                    .blurb("user:password required (HTTP basic auth) on every endpoint; reads back as *** once set")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("auth-token")
                     .nick("Auth token")
-                    .blurb("Token accepted as ?token=… instead of basic auth (an <img> cannot send headers)")
+                    .blurb("Token accepted as ?token=… (percent-encoded) instead of basic auth, since an <img> cannot send headers; reads back as *** once set")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("Clients, frames in, non-JPEG buffers skipped, input fps, frames sent and skipped, bytes sent")
+                    .blurb("Clients, frames in, non-JPEG buffers skipped, input fps, frames sent and skipped, bytes sent, connections open and refused")
                     .read_only()
                     .build(),
             ]
@@ -328,14 +340,27 @@ impl ObjectImpl for MjpegHttpSink {
                     .unwrap_or_else(|| DEFAULT_PATH.into())
             }
             "max-clients" => settings.max_clients = value.get().expect("type checked upstream"),
+            "max-connections" => {
+                settings.max_connections = value.get().expect("type checked upstream")
+            }
             "max-fps" => settings.max_fps = value.get().expect("type checked upstream"),
             "keepalive-ms" => settings.keepalive_ms = value.get().expect("type checked upstream"),
             "send-timeout-ms" => {
                 settings.send_timeout_ms = value.get().expect("type checked upstream")
             }
             "cors-origin" => settings.cors_origin = value.get().expect("type checked upstream"),
-            "auth" => settings.auth = value.get().expect("type checked upstream"),
-            "auth-token" => settings.auth_token = value.get().expect("type checked upstream"),
+            "auth" => {
+                settings.auth = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .map(Secret::new)
+            }
+            "auth-token" => {
+                settings.auth_token = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .map(Secret::new)
+            }
             name => unimplemented!("property {name}"),
         }
     }
@@ -345,7 +370,7 @@ impl ObjectImpl for MjpegHttpSink {
             "stats" => return self.stats().to_value(),
             "bound-port" => {
                 let port = match &*self.state.lock().unwrap() {
-                    State::Started(started) => started.server.local_addr.port() as u32,
+                    State::Started(started) => started.server.local_addr().port() as u32,
                     State::Stopped => 0,
                 };
                 return port.to_value();
@@ -358,12 +383,13 @@ impl ObjectImpl for MjpegHttpSink {
             "port" => settings.port.to_value(),
             "path" => settings.path.to_value(),
             "max-clients" => settings.max_clients.to_value(),
+            "max-connections" => settings.max_connections.to_value(),
             "max-fps" => settings.max_fps.to_value(),
             "keepalive-ms" => settings.keepalive_ms.to_value(),
             "send-timeout-ms" => settings.send_timeout_ms.to_value(),
             "cors-origin" => settings.cors_origin.to_value(),
-            "auth" => settings.auth.to_value(),
-            "auth-token" => settings.auth_token.to_value(),
+            "auth" => settings.auth.as_ref().map(|_| REDACTED).to_value(),
+            "auth-token" => settings.auth_token.as_ref().map(|_| REDACTED).to_value(),
             name => unimplemented!("property {name}"),
         }
     }
@@ -422,33 +448,46 @@ impl BaseSinkImpl for MjpegHttpSink {
         }
         if settings
             .auth
-            .as_deref()
-            .is_some_and(|auth| !auth.contains(':'))
+            .as_ref()
+            .is_some_and(|auth| !auth.as_str().contains(':'))
         {
             return Err(gst::error_msg!(
                 gst::LibraryError::Settings,
                 ("auth must be user:password")
             ));
         }
+        let cors_origin = settings
+            .cors_origin
+            .as_deref()
+            .map(parse_cors_origin)
+            .transpose()
+            .map_err(|reason| gst::error_msg!(gst::LibraryError::Settings, ("{reason}")))?;
         let requested = SocketAddr::new(ip, settings.port as u16);
         let config = StreamConfig {
             path: settings.path.clone(),
             max_clients: settings.max_clients,
+            max_connections: settings.max_connections,
             max_fps: settings.max_fps,
             keepalive: Duration::from_millis(settings.keepalive_ms.into()),
             send_timeout: Duration::from_millis(settings.send_timeout_ms.into()),
-            cors_origin: settings.cors_origin.clone(),
-            auth: settings.auth.clone(),
-            auth_token: settings.auth_token.clone(),
+            cors_origin,
+            auth: settings.auth,
+            auth_token: settings.auth_token,
         };
-        let stream = Arc::new(Stream::new(config, self.obj().upcast_ref()));
+        let signals = SignalEmitter::spawn(self.obj().upcast_ref()).map_err(|err| {
+            gst::error_msg!(
+                gst::ResourceError::Failed,
+                ("cannot start the thread that emits client signals: {err}")
+            )
+        })?;
+        let stream = Arc::new(Stream::new(config, self.obj().upcast_ref(), signals));
         let server = Server::attach(requested, stream.clone())
             .map_err(|reason| gst::error_msg!(gst::ResourceError::OpenWrite, ("{reason}")))?;
         gst::info!(
             CAT,
             imp = self,
             "serving http://{}{} ",
-            server.local_addr,
+            server.local_addr(),
             settings.path
         );
         *self.state.lock().unwrap() = State::Started(Box::new(Started {
@@ -463,7 +502,7 @@ impl BaseSinkImpl for MjpegHttpSink {
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         if let State::Started(started) = std::mem::take(&mut *self.state.lock().unwrap()) {
-            started.stream.published.send_replace(Published::Stopped);
+            started.stream.stop();
             started.server.detach(&started.stream, started.requested);
         }
         Ok(())
@@ -477,8 +516,7 @@ impl BaseSinkImpl for MjpegHttpSink {
         if let gst::EventView::Eos(_) = event.view()
             && let State::Started(started) = &*self.state.lock().unwrap()
         {
-            let last = started.stream.latest_frame();
-            started.stream.published.send_replace(Published::Eos(last));
+            started.stream.end_of_stream();
         }
         self.parent_event(event)
     }

@@ -18,6 +18,13 @@ use tokio::net::TcpStream;
 
 pub struct NoSigPipe(pub TcpStream);
 
+impl NoSigPipe {
+    /// Makes closing the socket send a reset and drop unsent data.
+    pub fn reset_on_close(&self) {
+        let _ = SockRef::from(&self.0).set_linger(Some(std::time::Duration::ZERO));
+    }
+}
+
 impl AsyncRead for NoSigPipe {
     fn poll_read(
         mut self: Pin<&mut Self>,

@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: MPL-2.0
 
 //! The HTTP server inside `mjpeghttpsink`: one per address and port, shared
-//! by every sink of the process that serves there under its own path.
+//! by every sink of the process that serves there under its own path. Each
+//! request is authorized, and given CORS headers, by the streams it is
+//! about, never by whichever sink started the server.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
@@ -15,10 +18,16 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, percent_encode};
+use serde::Serialize;
 use tokio::task::JoinHandle;
 
+use super::CAT;
+use super::conn::{Abort, ClientSocket};
 use super::nosigpipe::NoSigPipe;
-use super::stream::{BOUNDARY, ResponseBody, Stream, full_body, spawn_feed};
+use super::stream::{
+    Credentials, ResponseBody, STREAM_CONTENT_TYPE, Stream, StreamStats, full_body,
+};
 use crate::runtime::RUNTIME;
 
 /// A client must send its request headers within this time (slowloris).
@@ -27,10 +36,51 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
 /// Request heads larger than this are refused.
 const MAX_REQUEST_HEAD: usize = 16 * 1024;
+/// What a connection beyond `max-connections` gets before it is closed.
+const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\n\
+    Content-Type: text/plain\r\nContent-Length: 17\r\nConnection: close\r\n\r\ntoo many clients\n";
+/// Characters of a token kept as they are when it is put back into a URL.
+const TOKEN_KEEP: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Connection counts of one server, shared by its sinks.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ServerStats {
+    /// TCP connections open now.
+    pub connections: u64,
+    /// Connections closed at once because `max-connections` were open.
+    pub connections_refused: u64,
+}
+
+#[derive(Debug, Default)]
+struct Connections {
+    open: AtomicUsize,
+    refused: AtomicU64,
+}
+
+/// Counts a connection as open until dropped, with its task.
+struct OpenConnection(Arc<Connections>);
+
+impl OpenConnection {
+    fn new(connections: &Arc<Connections>) -> OpenConnection {
+        connections.open.fetch_add(1, Ordering::AcqRel);
+        OpenConnection(connections.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 pub struct Server {
-    pub local_addr: SocketAddr,
+    local_addr: SocketAddr,
     streams: Mutex<Vec<Arc<Stream>>>,
+    connections: Arc<Connections>,
     tasks: Mutex<HashMap<u64, JoinHandle<()>>>,
     accept: Mutex<Option<JoinHandle<()>>>,
 }
@@ -57,10 +107,10 @@ impl Server {
             }
         };
         let mut streams = server.streams.lock().unwrap();
-        if streams.iter().any(|s| s.config.path == stream.config.path) {
+        if streams.iter().any(|s| s.path() == stream.path()) {
             return Err(format!(
                 "path {} is already served on {addr} by another mjpeghttpsink",
-                stream.config.path
+                stream.path()
             ));
         }
         streams.push(stream);
@@ -102,6 +152,17 @@ impl Server {
         }
     }
 
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn stats(&self) -> ServerStats {
+        ServerStats {
+            connections: self.connections.open.load(Ordering::Acquire) as u64,
+            connections_refused: self.connections.refused.load(Ordering::Acquire),
+        }
+    }
+
     fn bind(addr: SocketAddr) -> Result<Arc<Server>, String> {
         let listener = std::net::TcpListener::bind(addr)
             .map_err(|err| format!("cannot listen on {addr}: {err}"))?;
@@ -112,6 +173,7 @@ impl Server {
         let server = Arc::new(Server {
             local_addr,
             streams: Mutex::new(Vec::new()),
+            connections: Arc::default(),
             tasks: Mutex::new(HashMap::new()),
             accept: Mutex::new(None),
         });
@@ -125,59 +187,110 @@ impl Server {
         Ok(server)
     }
 
-    fn stream_for(&self, path: &str) -> Option<Arc<Stream>> {
-        self.streams
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|s| s.config.path == path)
-            .cloned()
+    fn streams(&self) -> Vec<Arc<Stream>> {
+        self.streams.lock().unwrap().clone()
     }
 
-    fn all_streams(&self) -> Vec<Arc<Stream>> {
-        self.streams.lock().unwrap().clone()
+    /// The lowest `max-connections` of the sinks sharing the server, and
+    /// the highest `send-timeout-ms` (no sink's clients are cut off sooner
+    /// than it asks; each stream enforces its own on its clients).
+    fn limits(&self) -> (usize, Duration) {
+        let streams = self.streams.lock().unwrap();
+        let max_connections = streams
+            .iter()
+            .map(|s| s.max_connections() as usize)
+            .min()
+            .unwrap_or(0);
+        let write_timeout = streams
+            .iter()
+            .map(|s| s.send_timeout())
+            .max()
+            .unwrap_or_default();
+        (max_connections, write_timeout)
+    }
+
+    /// Logs on every sink of the server, since all of them are affected.
+    fn log_each(&self, level: gst::DebugLevel, message: std::fmt::Arguments) {
+        for stream in self.streams() {
+            if let Some(element) = stream.element() {
+                gst::log_with_level!(CAT, level, obj = element, "{message}");
+            }
+        }
     }
 }
 
 async fn accept_loop(listener: tokio::net::TcpListener, server: Weak<Server>) {
     let mut next_task = 0u64;
     loop {
-        let (socket, peer) = match listener.accept().await {
+        let accepted = listener.accept().await;
+        let Some(owner) = server.upgrade() else {
+            return;
+        };
+        let (socket, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(err) => {
                 // Out of file descriptors and the like: back off, keep serving.
-                gst::warning!(super::imp::CAT, "accept failed: {err}");
+                owner.log_each(
+                    gst::DebugLevel::Warning,
+                    format_args!("accept failed: {err}"),
+                );
+                drop(owner);
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
+        let (max_connections, write_timeout) = owner.limits();
+        if owner.connections.open.load(Ordering::Acquire) >= max_connections {
+            owner.connections.refused.fetch_add(1, Ordering::AcqRel);
+            owner.log_each(
+                gst::DebugLevel::Debug,
+                format_args!("refused {peer}: {max_connections} connections open"),
+            );
+            // Best effort and without waiting: a full server spends no task
+            // on a connection it refuses.
+            let _ = socket.try_write(REFUSED);
+            continue;
+        }
         let _ = socket.set_nodelay(true);
-        let Some(owner) = server.upgrade() else {
-            return;
-        };
+        let open = OpenConnection::new(&owner.connections);
         let id = next_task;
         next_task += 1;
-        let weak = server.clone();
-        let task = tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let server = weak.upgrade();
-                async move {
-                    Ok::<_, std::convert::Infallible>(match server {
-                        Some(server) => route(&server, request, peer),
-                        None => plain(StatusCode::SERVICE_UNAVAILABLE, "stopping\n"),
-                    })
-                }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .max_buf_size(MAX_REQUEST_HEAD.max(8192))
-                .serve_connection(TokioIo::new(NoSigPipe(socket)), service)
-                .await;
-        });
+        let task = tokio::spawn(serve(socket, peer, server.clone(), write_timeout, open));
         let mut tasks = owner.tasks.lock().unwrap();
         tasks.retain(|_, handle| !handle.is_finished());
         tasks.insert(id, task);
+    }
+}
+
+async fn serve(
+    socket: tokio::net::TcpStream,
+    peer: SocketAddr,
+    server: Weak<Server>,
+    write_timeout: Duration,
+    _open: OpenConnection,
+) {
+    let abort = Arc::new(Abort::default());
+    let socket = ClientSocket::new(NoSigPipe(socket), write_timeout, abort.clone());
+    let for_requests = abort.clone();
+    let service = hyper::service::service_fn(move |request| {
+        let server = server.upgrade();
+        let abort = for_requests.clone();
+        async move {
+            Ok::<_, std::convert::Infallible>(match server {
+                Some(server) => route(&server, request, peer, abort),
+                None => plain(StatusCode::SERVICE_UNAVAILABLE, "stopping\n"),
+            })
+        }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_REQUEST_HEAD.max(8192))
+        .serve_connection(TokioIo::new(socket), service);
+    // Dropping the connection closes the socket (with a reset once aborted).
+    tokio::select! {
+        _ = connection => (),
+        _ = abort.requested() => (),
     }
 }
 
@@ -204,44 +317,33 @@ fn no_store(response: &mut Response<ResponseBody>) {
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
 }
 
-fn query_param<'a>(request: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
+/// A query parameter, percent-decoded.
+fn query_param(request: &Request<Incoming>, name: &str) -> Option<Vec<u8>> {
     request
         .uri()
         .query()?
         .split('&')
         .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+        .map(|value| percent_decode_str(value).collect())
 }
 
-/// Whether `request` carries credentials `stream` accepts (basic auth, or
-/// the token as a query parameter, for `<img>` tags).
-fn authorized(stream: &Stream, request: &Request<Incoming>) -> bool {
-    let config = &stream.config;
-    if config.auth.is_none() && config.auth_token.is_none() {
-        return true;
-    }
-    if let (Some(token), Some(given)) = (&config.auth_token, query_param(request, "token"))
-        && constant_time_eq(token.as_bytes(), given.as_bytes())
-    {
-        return true;
-    }
-    let Some(expected) = &config.auth else {
-        return false;
-    };
-    request
+fn credentials(request: &Request<Incoming>) -> Credentials {
+    let basic = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Basic "))
-        .and_then(|encoded| {
+        .and_then(|value| value.trim().split_once(' '))
+        // The scheme is case-insensitive (RFC 9110, 11.1).
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+        .and_then(|(_, encoded)| {
             base64::engine::general_purpose::STANDARD
                 .decode(encoded.trim())
                 .ok()
-        })
-        .is_some_and(|decoded| constant_time_eq(&decoded, expected.as_bytes()))
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        });
+    Credentials {
+        basic,
+        token: query_param(request, "token"),
+    }
 }
 
 fn unauthorized() -> Response<ResponseBody> {
@@ -253,13 +355,28 @@ fn unauthorized() -> Response<ResponseBody> {
     response
 }
 
+/// Adds CORS headers allowing the request's `Origin` when one of `streams`
+/// allows it. Without an `Origin` (not a browser), and when `single` and
+/// the streams allow just one origin, that origin is named.
 fn with_cors(
     mut response: Response<ResponseBody>,
+    request_origin: Option<&HeaderValue>,
     streams: &[Arc<Stream>],
+    single: bool,
 ) -> Response<ResponseBody> {
-    let origin = streams.iter().find_map(|s| s.config.cors_origin.clone());
-    if let Some(origin) = origin.and_then(|o| HeaderValue::from_str(&o).ok()) {
-        let headers = response.headers_mut();
+    let mut allowed: Vec<&HeaderValue> = streams.iter().filter_map(|s| s.cors_origin()).collect();
+    allowed.dedup();
+    let origin = match request_origin {
+        Some(origin) if allowed.contains(&origin) => Some(origin.clone()),
+        Some(_) if allowed.iter().any(|o| *o == "*") => Some(HeaderValue::from_static("*")),
+        None if single && allowed.len() == 1 => Some(allowed[0].clone()),
+        _ => None,
+    };
+    let headers = response.headers_mut();
+    if !allowed.is_empty() {
+        headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    if let Some(origin) = origin {
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
         headers.insert(
             header::ACCESS_CONTROL_ALLOW_METHODS,
@@ -273,104 +390,112 @@ fn with_cors(
     response
 }
 
-fn route(server: &Server, request: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
+fn allow_methods(mut response: Response<ResponseBody>) -> Response<ResponseBody> {
+    response.headers_mut().insert(
+        header::ALLOW,
+        HeaderValue::from_static("GET, HEAD, OPTIONS"),
+    );
+    response
+}
+
+fn route(
+    server: &Server,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    abort: Arc<Abort>,
+) -> Response<ResponseBody> {
     let path = request.uri().path().to_string();
-    let streams = server.all_streams();
-    // The stream this request is about; server-wide pages need the
-    // credentials of one of the streams.
-    let target = match path.as_str() {
-        "/" | "/stats" => None,
+    let request_origin = request.headers().get(header::ORIGIN).cloned();
+    let all = server.streams();
+    // The streams this request is about.
+    let server_wide = matches!(path.as_str(), "/" | "/stats");
+    let targets: Vec<Arc<Stream>> = match path.as_str() {
+        "/" | "/stats" => all.clone(),
         "/snapshot.jpg" => match query_param(&request, "stream") {
-            Some(wanted) => server.stream_for(wanted),
-            None => streams.first().cloned(),
+            Some(wanted) => all
+                .iter()
+                .filter(|s| s.path().as_bytes() == wanted)
+                .cloned()
+                .collect(),
+            None => all.clone(),
         },
-        other => server.stream_for(other),
+        other => all.iter().filter(|s| s.path() == other).cloned().collect(),
     };
-    let known = matches!(path.as_str(), "/" | "/stats" | "/snapshot.jpg") || target.is_some();
-    if !known {
+    if targets.is_empty() {
+        return plain(StatusCode::NOT_FOUND, "no such stream or page\n");
+    }
+    let method = request.method().clone();
+    if method == Method::OPTIONS {
+        // A preflight carries no credentials: allow only an origin some
+        // stream allows, naming none.
+        let mut response = allow_methods(plain(StatusCode::NO_CONTENT, ""));
+        *response.body_mut() = full_body(Bytes::new());
+        return with_cors(response, request_origin.as_ref(), &targets, false);
+    }
+    if method != Method::GET && method != Method::HEAD {
+        let response = allow_methods(plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only GET, HEAD and OPTIONS\n",
+        ));
+        return with_cors(response, request_origin.as_ref(), &targets, false);
+    }
+    let credentials = credentials(&request);
+    let visible: Vec<Arc<Stream>> = targets
+        .iter()
+        .filter(|s| s.authorizes(&credentials))
+        .cloned()
+        .collect();
+    if visible.is_empty() {
+        // Only a single stream's own origin may read its 401.
         return with_cors(
-            plain(StatusCode::NOT_FOUND, "no such stream or page\n"),
-            &streams,
+            unauthorized(),
+            request_origin.as_ref(),
+            &targets,
+            !server_wide,
         );
     }
-    let allowed = match &target {
-        Some(stream) => authorized(stream, &request),
-        None => {
-            streams
-                .iter()
-                .all(|s| s.config.auth.is_none() && s.config.auth_token.is_none())
-                || streams.iter().any(|s| authorized(s, &request))
-        }
+    let head = method == Method::HEAD;
+    let mut response = match path.as_str() {
+        "/" => index(&visible, credentials.token.as_deref()),
+        "/stats" => stats_json(server, &visible),
+        "/snapshot.jpg" => snapshot(&visible[0]),
+        _ => open_stream(&visible[0], &request, peer, head, abort),
     };
-    let response = match *request.method() {
-        Method::OPTIONS => {
-            let mut response = plain(StatusCode::NO_CONTENT, "");
-            response.headers_mut().insert(
-                header::ALLOW,
-                HeaderValue::from_static("GET, HEAD, OPTIONS"),
-            );
-            *response.body_mut() = full_body(Bytes::new());
-            response
-        }
-        Method::GET | Method::HEAD if !allowed => unauthorized(),
-        Method::GET | Method::HEAD => {
-            let head = request.method() == Method::HEAD;
-            let mut response = match (path.as_str(), target) {
-                ("/", _) => index(&streams, query_param(&request, "token")),
-                ("/stats", _) => stats_json(&streams),
-                ("/snapshot.jpg", Some(stream)) => snapshot(&stream),
-                ("/snapshot.jpg", None) => plain(StatusCode::NOT_FOUND, "no such stream\n"),
-                (_, Some(stream)) => open_stream(stream, &request, peer, head),
-                (_, None) => plain(StatusCode::NOT_FOUND, "no such stream\n"),
-            };
-            if head {
-                *response.body_mut() = full_body(Bytes::new());
-            }
-            response
-        }
-        _ => {
-            let mut response = plain(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "only GET, HEAD and OPTIONS\n",
-            );
-            response.headers_mut().insert(
-                header::ALLOW,
-                HeaderValue::from_static("GET, HEAD, OPTIONS"),
-            );
-            response
-        }
-    };
-    with_cors(response, &streams)
+    if head {
+        *response.body_mut() = full_body(Bytes::new());
+    }
+    let scope = if server_wide { &visible } else { &visible[..1] };
+    with_cors(response, request_origin.as_ref(), scope, true)
 }
 
 fn open_stream(
-    stream: Arc<Stream>,
+    stream: &Arc<Stream>,
     request: &Request<Incoming>,
     peer: SocketAddr,
     head: bool,
+    abort: Arc<Abort>,
 ) -> Response<ResponseBody> {
     let user_agent = request
         .headers()
         .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .unwrap_or_default();
     let body = if head {
         full_body(Bytes::new())
     } else {
-        let Some(id) = stream.add_client(peer, user_agent) else {
+        let Some(body) = stream.open_client(peer, &user_agent, abort) else {
             let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, "too many clients\n");
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             return response;
         };
-        spawn_feed(stream, id)
+        body
     };
     let mut response = Response::new(body);
-    let content_type = format!("multipart/x-mixed-replace;boundary={BOUNDARY}");
     response.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_str(&content_type).expect("valid header value"),
+        HeaderValue::from_static(STREAM_CONTENT_TYPE),
     );
     no_store(&mut response);
     response
@@ -384,7 +509,7 @@ fn snapshot(stream: &Stream) -> Response<ResponseBody> {
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return response;
     };
-    let mut response = Response::new(full_body(frame.jpeg.clone()));
+    let mut response = Response::new(full_body(frame.jpeg().clone()));
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
@@ -392,13 +517,12 @@ fn snapshot(stream: &Stream) -> Response<ResponseBody> {
     response
 }
 
-fn json_string(text: &str) -> String {
-    serde_json::Value::String(text.to_string()).to_string()
-}
-
-fn index(streams: &[Arc<Stream>], token: Option<&str>) -> Response<ResponseBody> {
+fn index(streams: &[Arc<Stream>], token: Option<&[u8]>) -> Response<ResponseBody> {
     let suffix = token
-        .map(|t| format!("?token={}", html_escape(t)))
+        .map(|t| {
+            let encoded: String = percent_encode(t, TOKEN_KEEP).collect();
+            format!("?token={encoded}")
+        })
         .unwrap_or_default();
     let mut html = String::from(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>gst-kafka MJPEG</title>\
@@ -406,7 +530,7 @@ fn index(streams: &[Arc<Stream>], token: Option<&str>) -> Response<ResponseBody>
          </head><body>\n",
     );
     for stream in streams {
-        let path = html_escape(&stream.config.path);
+        let path = html_escape(stream.path());
         let _ = writeln!(
             html,
             "<h2>{path}</h2>\n<img src=\"{path}{suffix}\" alt=\"{path}\">"
@@ -429,38 +553,22 @@ fn html_escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn stats_json(streams: &[Arc<Stream>]) -> Response<ResponseBody> {
-    let mut json = String::from("{\"streams\":[");
-    for (i, stream) in streams.iter().enumerate() {
-        let input = stream.input.lock().unwrap();
-        let (frames_in, not_jpeg, fps) = (input.frames_in, input.not_jpeg, input.fps);
-        drop(input);
-        let clients: Vec<String> = stream
-            .clients
-            .lock()
-            .unwrap()
-            .values()
-            .map(|c| {
-                format!(
-                    "{{\"address\":{},\"user_agent\":{},\"frames_sent\":{},\"frames_skipped\":{},\"bytes\":{}}}",
-                    json_string(&c.address),
-                    json_string(&c.user_agent),
-                    c.frames_sent,
-                    c.frames_skipped,
-                    c.bytes
-                )
-            })
-            .collect();
-        let _ = write!(
-            json,
-            "{}{{\"path\":{},\"input_fps\":{:.2},\"frames_in\":{frames_in},\"not_jpeg\":{not_jpeg},\"clients\":[{}]}}",
-            if i > 0 { "," } else { "" },
-            json_string(&stream.config.path),
-            fps,
-            clients.join(",")
-        );
-    }
-    json.push_str("]}\n");
+/// The JSON of `/stats`: the server's connection counts and the streams the
+/// request may see.
+#[derive(Serialize)]
+struct StatsJson {
+    #[serde(flatten)]
+    server: ServerStats,
+    streams: Vec<StreamStats>,
+}
+
+fn stats_json(server: &Server, streams: &[Arc<Stream>]) -> Response<ResponseBody> {
+    let stats = StatsJson {
+        server: server.stats(),
+        streams: streams.iter().map(|s| s.stats()).collect(),
+    };
+    let mut json = serde_json::to_vec(&stats).unwrap_or_default();
+    json.push(b'\n');
     let mut response = Response::new(full_body(json));
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -265,3 +265,78 @@ pub fn header<'a>(part: &'a Part, name: &str) -> &'a str {
         .map(|(_, v)| v.as_str())
         .unwrap()
 }
+
+/// A fake JPEG of `len` bytes.
+pub fn big_jpeg(len: usize) -> Vec<u8> {
+    let mut data = vec![0x55; len.max(4)];
+    data[..2].copy_from_slice(&[0xff, 0xd8]);
+    let end = data.len();
+    data[end - 2..].copy_from_slice(&[0xff, 0xd9]);
+    data
+}
+
+/// Connects and sends `head`, reading nothing.
+pub fn send_request(port: u16, head: &str) -> TcpStream {
+    let mut socket = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    socket.write_all(head.as_bytes()).unwrap();
+    socket
+}
+
+/// File descriptors of this process that are TCP sockets bound to local
+/// port `port`: the listener and the server's end of each connection (the
+/// clients' ends have other local ports).
+pub fn server_sockets(port: u16) -> usize {
+    let mut inodes = std::collections::HashSet::new();
+    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port = fields[1]
+                .rsplit(':')
+                .next()
+                .and_then(|hex| u16::from_str_radix(hex, 16).ok());
+            if local_port == Some(port) && fields[9] != "0" {
+                inodes.insert(format!("socket:[{}]", fields[9]));
+            }
+        }
+    }
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter(|target| inodes.contains(target.to_string_lossy().as_ref()))
+        .count()
+}
+
+/// Every file descriptor of this process.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Reads `socket` until the peer closes it (end of stream, `Ok("eof")`) or
+/// resets it (`Ok` with the error); bytes still queued are read and dropped.
+/// A socket that stays open past `within` is an `Err`: a read timeout is no
+/// proof of a close.
+pub fn wait_closed(socket: &mut TcpStream, within: Duration) -> Result<String, String> {
+    let deadline = std::time::Instant::now() + within;
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buf = vec![0; 256 * 1024];
+    loop {
+        match socket.read(&mut buf) {
+            Ok(0) => return Ok("eof".into()),
+            Ok(_) => (),
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(err) => return Ok(err.to_string()),
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("still open after {within:?}"));
+        }
+    }
+}
