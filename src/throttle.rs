@@ -55,6 +55,13 @@ impl Throttle {
         self.allow_at(Instant::now())
     }
 
+    /// The events held back and not yet reported, reported from now on
+    /// (for a last summary, e.g. at EOS).
+    pub fn take_held_back(&self) -> u64 {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut state.suppressed)
+    }
+
     fn allow_at(&self, now: Instant) -> Option<u64> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if state
@@ -89,5 +96,8 @@ mod tests {
         assert_eq!(throttle.allow_at(start + Duration::from_secs(1)), Some(2));
         assert_eq!(throttle.allow_at(start + Duration::from_millis(1500)), None);
         assert_eq!(throttle.allow_at(start + Duration::from_secs(3)), Some(1));
+        assert_eq!(throttle.allow_at(start + Duration::from_secs(3)), None);
+        assert_eq!(throttle.take_held_back(), 1);
+        assert_eq!(throttle.take_held_back(), 0);
     }
 }

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
 use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gst::glib;
 
@@ -42,10 +42,6 @@ pub const MAX_CAPS_NAME_LEN: usize = 256;
 /// grow memory without end; a genuine stream brings a few dozen. With
 /// [`MAX_CAPS_NAME_LEN`] this bounds that growth to 1 MiB per element.
 pub const MAX_NEW_CAPS_NAMES: usize = 4096;
-
-/// Bad-record warnings posted at most this often; the others are counted
-/// and reported with the next one.
-pub const WARNING_INTERVAL: Duration = Duration::from_secs(1);
 
 /// One record as read from Kafka, borrowed: nothing is copied to look at it.
 #[derive(Debug, Clone)]
@@ -623,35 +619,6 @@ fn original_times(
             let pts = wall_ms.checked_sub(anchor.wall_ms).and_then(clock_time_ms);
             (pts, None)
         }
-    }
-}
-
-/// Lets one warning through per [`WARNING_INTERVAL`] and counts the others.
-#[derive(Debug, Default)]
-pub struct WarningThrottle {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl WarningThrottle {
-    /// `Some(n)` when a warning may be posted now, `n` being how many were
-    /// held back since the last one; `None` when this one is held back.
-    pub fn admit(&mut self, now: Instant) -> Option<u64> {
-        let due = self
-            .last
-            .is_none_or(|last| now.saturating_duration_since(last) >= WARNING_INTERVAL);
-        if due {
-            self.last = Some(now);
-            Some(std::mem::take(&mut self.suppressed))
-        } else {
-            self.suppressed = self.suppressed.saturating_add(1);
-            None
-        }
-    }
-
-    /// Warnings held back and not yet reported; reported from now on.
-    pub fn take_suppressed(&mut self) -> u64 {
-        std::mem::take(&mut self.suppressed)
     }
 }
 

@@ -73,12 +73,13 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use super::engine::{self, Decision, Engine, Record, Skip, Timing, WarningThrottle};
+use super::engine::{self, Decision, Engine, Record, Skip, Timing};
 use super::time::parse_time_ms;
 use super::{StartFrom, StopAt, TimestampMode};
 use crate::capturetime;
 use crate::kafka::{self, ClientSettings, KafkaContext, TopicError, TopicInfo};
 use crate::runtime::{self, Cancelled, Canceller};
+use crate::throttle::Throttle;
 use crate::uri;
 use crate::wireformat;
 
@@ -157,7 +158,7 @@ struct Started {
     /// Record to commit once the buffer made from it has been pushed.
     pending_store: Option<(i32, i64)>,
     pending_seek: Option<gst::ClockTime>,
-    bad_record_warnings: WarningThrottle,
+    bad_record_warnings: Throttle,
     /// The topic did not exist at start: what opening it later needs.
     waiting_for_topic: Option<TopicWait>,
 }
@@ -719,7 +720,7 @@ impl KafkaSrc {
                         .and_then(|position| started.engine.seek_target_ms(position))
                         .map(|wall_ms| (wall_ms, started.reader()));
                     if seek.is_none() && started.engine.at_eos() {
-                        return Err(started.bad_record_warnings.take_suppressed());
+                        return Err(started.bad_record_warnings.take_held_back());
                     }
                     Ok((started.consumer.clone(), seek))
                 })?
@@ -795,11 +796,9 @@ impl KafkaSrc {
                         started.pending_store = Some((message.partition(), message.offset()));
                         None
                     }
-                    Decision::Skip(Skip::Bad(_)) => {
-                        started.bad_record_warnings.admit(Instant::now())
-                    }
+                    Decision::Skip(Skip::Bad(_)) => started.bad_record_warnings.allow(),
                     Decision::Skip(_) => None,
-                    Decision::Eos => Some(started.bad_record_warnings.take_suppressed()),
+                    Decision::Eos => Some(started.bad_record_warnings.take_held_back()),
                 };
                 (decision, admitted)
             })?;
@@ -1262,7 +1261,7 @@ impl BaseSrcImpl for KafkaSrc {
             topic,
             pending_store: None,
             pending_seek: None,
-            bad_record_warnings: WarningThrottle::default(),
+            bad_record_warnings: Throttle::default(),
             waiting_for_topic,
         }));
         Ok(())

@@ -66,6 +66,7 @@ use super::server::{Server, ServerStats};
 use super::signals::SignalEmitter;
 use super::stream::{Frame, Secret, Stream, StreamConfig, StreamStats, parse_cors_origin};
 use crate::capturetime;
+use crate::throttle::Throttle;
 
 const DEFAULT_ADDRESS: &str = "127.0.0.1";
 const DEFAULT_PORT: u32 = 8080;
@@ -114,7 +115,7 @@ struct Started {
     stream: Arc<Stream>,
     requested: SocketAddr,
     seq: u64,
-    last_not_jpeg_warning: Option<std::time::Instant>,
+    not_jpeg_warnings: Throttle,
 }
 
 #[derive(Default)]
@@ -157,17 +158,13 @@ impl MjpegHttpSink {
         };
         if !looks_like_jpeg(map.as_slice()) {
             started.stream.count_not_jpeg();
-            let warn = started
-                .last_not_jpeg_warning
-                .is_none_or(|at| at.elapsed() >= Duration::from_secs(1));
-            if warn {
-                started.last_not_jpeg_warning = Some(std::time::Instant::now());
+            if let Some(held_back) = started.not_jpeg_warnings.allow() {
                 drop(state);
                 gst::element_imp_warning!(
                     self,
                     gst::StreamError::Format,
                     (
-                        "skipped a buffer of {} bytes that is not a JPEG (no SOI/EOI markers)",
+                        "skipped a buffer of {} bytes that is not a JPEG (no SOI/EOI markers); {held_back} more since the last warning",
                         map.len()
                     )
                 );
@@ -495,7 +492,7 @@ impl BaseSinkImpl for MjpegHttpSink {
             stream,
             requested,
             seq: 0,
-            last_not_jpeg_warning: None,
+            not_jpeg_warnings: Throttle::default(),
         }));
         Ok(())
     }

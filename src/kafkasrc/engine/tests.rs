@@ -536,21 +536,6 @@ fn lag_arithmetic_saturates() {
     assert!(!lags(None, T0, 1));
 }
 
-#[test]
-fn one_warning_per_interval_with_the_count_held_back() {
-    let mut throttle = WarningThrottle::default();
-    let start = Instant::now();
-    assert_eq!(throttle.admit(start), Some(0));
-    for i in 1..1000 {
-        let at = start + WARNING_INTERVAL * i / 1000;
-        assert_eq!(throttle.admit(at), None);
-    }
-    assert_eq!(throttle.admit(start + WARNING_INTERVAL), Some(999));
-    assert_eq!(throttle.admit(start + WARNING_INTERVAL), None);
-    assert_eq!(throttle.take_suppressed(), 1);
-    assert_eq!(throttle.take_suppressed(), 0);
-}
-
 /// What a hostile or careless producer can put in a record's headers.
 fn arb_headers() -> impl Strategy<Value = Vec<(String, Option<Vec<u8>>)>> {
     let key = prop_oneof![
