@@ -6,8 +6,8 @@
 #
 # The root is `mmdebstrap --variant=minbase` with git and ca-certificates.
 # From this machine it gets only what every machine of its kind has: the
-# Rust toolchain (bind-mounted read-only), the trust roots, the apt and pip
-# settings. Everything else (Debian packages, crates, Kafka jars, Python
+# Rust toolchain (bind-mounted read-only, with rustup's proxies and nothing
+# installed with cargo since), the trust roots, the apt and pip settings. Everything else (Debian packages, crates, Kafka jars, Python
 # packages) the project's own scripts must install. The root shares this
 # machine's network, so it uses the ports the tests use (9092 for the
 # tutorial's scripts): run it while no local broker or demo is running.
@@ -74,7 +74,13 @@ bind /dev /dev
 bind /dev/pts /dev/pts
 mkdir -p "$root/dev/shm" && mount -t tmpfs tmpfs "$root/dev/shm" && mounts+=("$root/dev/shm")
 bind "$rust_home" /root/.rustup ro
-bind "$cargo_bin" /root/.cargo/bin ro
+# rustup and its proxies (cargo, rustc, …), not the tools that were
+# installed with cargo since (cargo-fuzz): the project installs those.
+mkdir -p "$root/root/.cargo/bin"
+cp "$cargo_bin/rustup" "$root/root/.cargo/bin/"
+for tool in "$cargo_bin"/*; do
+    [ "$(readlink "$tool")" = rustup ] && ln -s rustup "$root/root/.cargo/bin/$(basename "$tool")"
+done
 [ -n "${PIP_FIND_LINKS:-}" ] && [ -d "$PIP_FIND_LINKS" ] && bind "$PIP_FIND_LINKS" "$PIP_FIND_LINKS" ro
 
 # A clean clone of the commit, with shared/ beside it, as CI lays them out.

@@ -924,44 +924,62 @@ fn stats_and_stop_do_not_wait_behind_a_frozen_broker() {
     }
     producer.flush(Duration::from_secs(30)).unwrap();
 
-    let pipeline = launch(&format!(
-        "kafkasrc name=src bootstrap-servers={} topic={topic} start-from=earliest \
-         max-lag-ms=5000 connect-timeout-ms=20000 ! appsink name=out sync=false max-buffers=1",
-        broker.bootstrap
-    ));
-    let appsink = pipeline
-        .by_name("out")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    // The first fetch brought every record; the source waits on the full appsink.
-    assert_eq!(value(&pull(&appsink)), b"r-0");
-    broker.node("pause-node");
-    assert_eq!(value(&pull(&appsink)), b"r-1");
-    assert_eq!(value(&pull(&appsink)), b"r-2");
-    // Next is the backlog: the source asks the frozen broker for offsets.
-    let src = pipeline.by_name("src").unwrap();
-    let watching = Instant::now();
-    while watching.elapsed() < Duration::from_secs(3) {
-        let asked = Instant::now();
-        let stats = src.property::<gst::Structure>("stats");
+    // Twice: once resumed, to show the source was waiting on the broker for
+    // the backlog's end offset; once stopped while still waiting.
+    for resume_first in [true, false] {
+        let pipeline = launch(&format!(
+            "kafkasrc name=src bootstrap-servers={} topic={topic} start-from=earliest \
+             max-lag-ms=5000 connect-timeout-ms=20000 ! appsink name=out sync=false max-buffers=1",
+            broker.bootstrap
+        ));
+        let appsink = pipeline
+            .by_name("out")
+            .unwrap()
+            .downcast::<gst_app::AppSink>()
+            .unwrap();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        // The first fetch brought every record; the source waits on the full appsink.
+        assert_eq!(value(&pull(&appsink)), b"r-0");
+        broker.node("pause-node");
+        assert_eq!(value(&pull(&appsink)), b"r-1");
+        assert_eq!(value(&pull(&appsink)), b"r-2");
+        // Next is the backlog: the source asks the frozen broker for offsets.
+        let src = pipeline.by_name("src").unwrap();
+        let watching = Instant::now();
+        while watching.elapsed() < Duration::from_secs(3) {
+            let asked = Instant::now();
+            let stats = src.property::<gst::Structure>("stats");
+            assert!(
+                asked.elapsed() < Duration::from_millis(500),
+                "a stats read took {:?} behind the frozen broker",
+                asked.elapsed()
+            );
+            assert_eq!(stats.get::<u64>("buffers-pushed").unwrap(), 3);
+            assert_eq!(stats.get::<u64>("skipped-lag").unwrap(), 0);
+        }
+        if resume_first {
+            broker.node("resume-node");
+            assert!(
+                wait_until(TIMEOUT, || src
+                    .property::<gst::Structure>("stats")
+                    .get::<u64>("skipped-lag")
+                    .unwrap()
+                    == 50),
+                "the backlog was not skipped once the broker was back"
+            );
+            pipeline.set_state(gst::State::Null).unwrap();
+            continue;
+        }
+        let stopping = Instant::now();
+        pipeline.set_state(gst::State::Null).unwrap();
+        let stop_took = stopping.elapsed();
+        broker.node("resume-node");
         assert!(
-            asked.elapsed() < Duration::from_millis(500),
-            "a stats read took {:?} behind the frozen broker",
-            asked.elapsed()
+            stop_took < Duration::from_secs(2),
+            "NULL took {stop_took:?}"
         );
-        assert_eq!(stats.get::<u64>("buffers-pushed").unwrap(), 3);
     }
-    let stopping = Instant::now();
-    pipeline.set_state(gst::State::Null).unwrap();
-    let stop_took = stopping.elapsed();
-    broker.node("resume-node");
     broker.stop();
-    assert!(
-        stop_took < Duration::from_secs(2),
-        "NULL took {stop_took:?}"
-    );
 }
 
 fn runtime() -> tokio::runtime::Runtime {

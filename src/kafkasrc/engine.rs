@@ -32,6 +32,14 @@ pub const MAX_TRACKS: usize = 1024;
 /// beyond any gap a live stream survives.
 pub const MAX_SEQ_JUMP: u64 = 1 << 20;
 
+/// How far behind the newest sequence number of its stream a record still
+/// counts as a duplicate (a redelivery after a rebalance or restart: about
+/// a second of records). Further behind, it is a stream that started over.
+/// This also bounds what one forged record with a high sequence number can
+/// cost: at most this many genuine records dropped as duplicates, instead
+/// of every record until the stream catches up with the forged number.
+pub const DUPLICATE_WINDOW: u64 = 1024;
+
 /// Longest structure, field or caps feature name accepted in a record's
 /// caps; real ones are a few dozen bytes.
 pub const MAX_CAPS_NAME_LEN: usize = 256;
@@ -463,7 +471,10 @@ impl Engine {
         let mut discont = false;
         if let Some(seq) = meta.seq {
             if let Some(last) = track.last_seq {
-                let restart = seq.abs_diff(last) > MAX_SEQ_JUMP;
+                let restart = seq.abs_diff(last) > MAX_SEQ_JUMP
+                    || last
+                        .checked_sub(seq)
+                        .is_some_and(|behind| behind >= DUPLICATE_WINDOW);
                 if restart {
                     counters.stream_restarts = counters.stream_restarts.saturating_add(1);
                     discont = true;

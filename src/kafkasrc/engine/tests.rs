@@ -273,6 +273,31 @@ fn jumps_up_to_the_threshold_are_gaps_beyond_it_restarts() {
 }
 
 #[test]
+fn a_forged_high_sequence_number_costs_at_most_the_duplicate_window() {
+    // A forged copy just inside the jump threshold: a gap, not a restart.
+    let mut engine = engine(false);
+    for seq in 2000..2005 {
+        pushed(engine.process(Owned::framed("cam", seq, false).view(), T0));
+    }
+    pushed(engine.process(Owned::framed("cam", 2004 + MAX_SEQ_JUMP, false).view(), T0));
+    // Every genuine record after it still comes out, in order: far behind
+    // the forged number, the first one is a restart of the stream.
+    for seq in 2005..2050 {
+        pushed(engine.process(Owned::framed("cam", seq, false).view(), T0));
+    }
+    assert_eq!(engine.counters().duplicates, 0);
+    assert_eq!(engine.counters().stream_restarts, 1);
+    // A redelivery within the window is still a duplicate.
+    assert!(matches!(
+        engine.process(
+            Owned::framed("cam", 2049 - DUPLICATE_WINDOW + 1, false).view(),
+            T0
+        ),
+        Decision::Skip(Skip::Duplicate)
+    ));
+}
+
+#[test]
 fn tracked_streams_are_bounded_and_the_busy_ones_kept() {
     let mut engine = engine(false);
     let mut seq = 0;
@@ -626,8 +651,8 @@ enum Garbage {
     Arbitrary(Owned),
     /// A copy of a genuine record already read, sent again.
     Replay(usize),
-    /// A copy of a genuine record with a forged sequence number far from
-    /// anything the genuine stream reaches.
+    /// A copy of a genuine record with a forged sequence number beyond the
+    /// duplicate window of anything the genuine stream reaches.
     Forged(usize, u64),
 }
 
@@ -635,7 +660,7 @@ fn arb_garbage() -> impl Strategy<Value = Garbage> {
     prop_oneof![
         arb_record().prop_map(Garbage::Arbitrary),
         any::<usize>().prop_map(Garbage::Replay),
-        (any::<usize>(), MAX_SEQ_JUMP + 1000..=u64::MAX)
+        (any::<usize>(), DUPLICATE_WINDOW + 10_000..=u64::MAX)
             .prop_map(|(i, seq)| Garbage::Forged(i, seq)),
     ]
 }
