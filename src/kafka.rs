@@ -119,6 +119,20 @@ impl ClientSettings {
                 config.set(key.as_str(), value);
             }
         }
+        // What the client is created with; rust-rdkafka sanitizes the
+        // values it knows to be secret, redact() the ones we do.
+        let shown: Vec<String> = config
+            .config_map()
+            .into_iter()
+            .map(|(key, value)| {
+                let value = if is_secret_key(key) { REDACTED } else { value };
+                format!("{key}={value}")
+            })
+            .collect();
+        gst::debug!(RDKAFKA_CAT, "librdkafka settings: {}", shown.join(", "));
+        if let Some(structure) = &self.config {
+            gst::debug!(RDKAFKA_CAT, "config property: {}", redact(structure));
+        }
         Ok(config)
     }
 }
