@@ -141,11 +141,14 @@ echo "demo: frames are arriving in topic $TOPIC"
 
 start_stage viewer gst-launch-1.0 kafkasrc topic="$TOPIC" bootstrap-servers="$BROKERS" max-lag-ms=1000 \
     ! mjpeghttpsink address="$HTTP_ADDRESS" port="$HTTP_PORT"
-await 60 curl -sf -o /dev/null "http://127.0.0.1:$HTTP_PORT/snapshot.jpg" ||
-    fail viewer "no frame served at http://127.0.0.1:$HTTP_PORT/snapshot.jpg within 60 s"
+# The viewer listens on HTTP_ADDRESS; 0.0.0.0 includes loopback.
+viewer_host=$HTTP_ADDRESS
+[ "$viewer_host" != 0.0.0.0 ] || viewer_host=127.0.0.1
+await 60 curl -sf -o /dev/null "http://$viewer_host:$HTTP_PORT/snapshot.jpg" ||
+    fail viewer "no frame served at http://$viewer_host:$HTTP_PORT/snapshot.jpg within 60 s"
 
 echo
-echo "demo: open http://127.0.0.1:$HTTP_PORT/  (stream: /video_feed, snapshot: /snapshot.jpg, stats: /stats)"
+echo "demo: open http://$viewer_host:$HTTP_PORT/  (stream: /video_feed, snapshot: /snapshot.jpg, stats: /stats)"
 echo "demo: Ctrl-C stops the camera, both pipelines${started_broker:+ and the broker}"
 end=$((SECONDS + ${DEMO_SECONDS:-0}))
 while [ -z "${DEMO_SECONDS:-}" ] || ((SECONDS < end)); do

@@ -21,7 +21,11 @@ done
 if ((${#missing[@]})); then
     echo "setup: installing ${missing[*]}" >&2
     sudo=""
-    [ "$(id -u)" = 0 ] || sudo=sudo
+    if [ "$(id -u)" != 0 ]; then
+        command -v sudo >/dev/null ||
+            { echo "setup: installing packages needs root: run as root, or install sudo" >&2; exit 1; }
+        sudo=sudo
+    fi
     $sudo apt-get update -q
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi

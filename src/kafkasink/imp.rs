@@ -232,9 +232,10 @@ impl KafkaSink {
         });
         match (obj.clock(), obj.base_time(), running_time) {
             (Some(clock), Some(base_time), Some(running_time)) => {
-                let buffer_clock = (base_time + running_time).nseconds() as i128;
+                // i128: a PTS from upstream may be anything up to u64::MAX.
+                let buffer_clock = base_time.nseconds() as i128 + running_time.nseconds() as i128;
                 let age_ns = clock.time().nseconds() as i128 - buffer_clock;
-                now - (age_ns / 1_000_000) as i64
+                i64::try_from(i128::from(now) - age_ns / 1_000_000).unwrap_or(now)
             }
             _ => now,
         }

@@ -382,7 +382,7 @@ impl KafkaSrc {
                 if message.partition() != partition || message.offset() < from {
                     continue;
                 }
-                next = message.offset() + 1;
+                next = message.offset().saturating_add(1);
                 let headers = message.headers();
                 let decoded = wireformat::decode(
                     headers
@@ -1185,7 +1185,7 @@ impl URIHandlerImpl for KafkaSrc {
 
 impl BaseSrcImpl for KafkaSrc {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        let settings = self.settings.lock().unwrap().clone();
+        let settings = self.lock_settings().clone();
         Self::validate(&settings)?;
         let topic = settings.topic.clone().unwrap_or_default();
         let start_time_ms = match settings.start_from {
