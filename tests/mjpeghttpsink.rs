@@ -672,6 +672,46 @@ fn connections_beyond_max_connections_are_refused_at_once() {
 }
 
 #[test]
+fn a_stuck_signal_handler_cannot_grow_the_signal_queue_without_end() {
+    let server = Server::start("max-clients=2000");
+    server.push(&jpeg(1));
+    assert!(wait_until(Duration::from_secs(10), || server
+        .stats()
+        .get::<u64>("frames-in")
+        .unwrap()
+        == 1));
+    // The first handler call blocks until the test ends: every later event
+    // waits in the queue.
+    let (release, stuck) = std::sync::mpsc::channel::<()>();
+    let stuck = Mutex::new(stuck);
+    server.sink.connect("client-added", false, move |_| {
+        let _ = stuck.lock().unwrap().recv();
+        None
+    });
+    // 600 viewers come and go: 1200 events, more than the queue holds.
+    for _ in 0..600 {
+        let mut client = PartReader::open(get(server.port, "/video_feed", ""));
+        assert_eq!(client.next().body, jpeg(1));
+    }
+    let bus = server.pipeline.bus().unwrap();
+    let warning = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(10),
+            &[gst::MessageType::Warning],
+        )
+        .expect("a warning about dropped signals");
+    let gst::MessageView::Warning(warning) = warning.view() else {
+        unreachable!()
+    };
+    let text = warning.error().message().to_string();
+    assert!(
+        text.contains("dropped") && text.contains("client-added/client-removed"),
+        "{text}"
+    );
+    drop(release);
+}
+
+#[test]
 fn a_slow_signal_handler_delays_no_client() {
     let server = Server::start("");
     server.push(&jpeg(1));
