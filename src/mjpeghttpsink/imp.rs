@@ -48,7 +48,8 @@
  * ## Signals
  * `client-added (address, user-agent)` and `client-removed (address)`,
  * emitted from a thread of the sink's own (`mjpeghttpsink-signals`), in
- * order: a slow handler delays later signals, not the server.
+ * order: a slow handler delays later signals, not the server (at most 1024
+ * wait; beyond, signals are dropped with a warning).
  */
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, LazyLock, Mutex};
