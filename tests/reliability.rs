@@ -170,20 +170,18 @@ fn broker_gone_longer_than_message_timeout_is_an_error_with_a_count() {
         }
     };
     let elapsed = killed.elapsed();
+    // The records still queued run out of time too.
+    let in_flight = || stats(&pipeline, "sink").get::<u64>("in-flight").unwrap();
+    assert!(
+        wait_until(Duration::from_secs(60), || in_flight() == 0),
+        "{} record(s) still in flight",
+        in_flight()
+    );
     let sent = stats(&pipeline, "sink");
-    // READY stops the sink; its warning is read before NULL flushes the bus.
-    pipeline.set_state(gst::State::Ready).unwrap();
-    let after_stop: Vec<String> = drain(&bus, &[gst::MessageType::Warning])
-        .iter()
-        .filter_map(|m| match m.view() {
-            gst::MessageView::Warning(w) => Some(w.error().message().to_string()),
-            _ => None,
-        })
-        .collect();
     pipeline.set_state(gst::State::Null).unwrap();
     broker.node("start-node");
     let message = expect_error(end);
-    eprintln!("after {elapsed:?}: {message}; at stop: {after_stop:?}");
+    eprintln!("after {elapsed:?}: {message}");
 
     // The error comes once message-timeout-ms has run out, not before.
     assert!(
@@ -212,20 +210,12 @@ fn broker_gone_longer_than_message_timeout_is_an_error_with_a_count() {
     assert!((5.0..60.0).contains(&silent), "{queue_full}");
 
     // Nothing silent: every record handed to librdkafka is in the topic
-    // (acknowledged) or counted in the error and the warning at stop.
-    let at_stop: u64 = after_stop
-        .iter()
-        .find_map(|w| w.strip_prefix("stopped with "))
-        .map_or(0, |rest| rest.split(' ').next().unwrap().parse().unwrap());
+    // (acknowledged) or counted as not delivered.
     let records_sent = sent.get::<u64>("records-sent").unwrap();
     let acked = sent.get::<u64>("records-acked").unwrap();
     let errors = sent.get::<u64>("delivery-errors").unwrap();
-    assert_eq!(
-        acked + errors + sent.get::<u64>("in-flight").unwrap(),
-        records_sent
-    );
+    assert_eq!(acked + errors, records_sent, "{sent}");
     assert!(failed <= errors, "{failed} > {errors}");
-    assert_eq!(failed + at_stop, records_sent - acked, "{sent}");
     assert_eq!(record_count(&topic), acked as i64);
 }
 
