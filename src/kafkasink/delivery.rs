@@ -6,7 +6,7 @@
 //! from the streaming thread and from librdkafka's delivery callback.
 
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Message};
@@ -46,6 +46,10 @@ pub struct Counters {
     pub latency_total_us: u64,
     first_error: Option<String>,
     reported_errors: u64,
+    /// When a record was last acknowledged, or else first handed over:
+    /// how long the brokers have been away.
+    last_ack_at: Option<Instant>,
+    first_sent_at: Option<Instant>,
 }
 
 impl Counters {
@@ -101,6 +105,7 @@ impl Delivery {
         let mut counters = self.counters_mut();
         counters.records_sent += 1;
         counters.bytes_sent += bytes as u64;
+        counters.first_sent_at.get_or_insert_with(Instant::now);
         self.epoch.elapsed().as_micros() as usize
     }
 
@@ -120,6 +125,16 @@ impl Delivery {
         let mut counters = self.counters_mut();
         counters.dropped += 1;
         counters.dropped
+    }
+
+    /// How long no record has been acknowledged at `now`: since the last
+    /// acknowledgement, or since the first record was handed over.
+    pub fn unacknowledged_for(&self, now: Instant) -> Duration {
+        let counters = self.counters_mut();
+        counters
+            .last_ack_at
+            .or(counters.first_sent_at)
+            .map_or(Duration::ZERO, |since| now.saturating_duration_since(since))
     }
 
     /// A delivery failure not yet raised as an element error: how many
@@ -149,6 +164,7 @@ impl Delivery {
                 counters.latency_last_us = latency_us;
                 counters.latency_max_us = counters.latency_max_us.max(latency_us);
                 counters.latency_total_us += latency_us;
+                counters.last_ack_at = Some(Instant::now());
             }
             Err((error, message)) => {
                 counters.delivery_errors += 1;
@@ -208,5 +224,20 @@ mod tests {
         assert_eq!(counters.queue_full_waits, 1);
         assert_eq!(counters.latency_avg_us(), 0);
         assert_eq!(delivery.unreported_failure(), None);
+    }
+
+    #[test]
+    fn silence_is_counted_from_the_first_record_until_an_acknowledgement() {
+        let delivery = Delivery::default();
+        let start = Instant::now();
+        assert_eq!(delivery.unacknowledged_for(start), Duration::ZERO);
+        delivery.sending(10);
+        let later = Instant::now() + Duration::from_secs(7);
+        assert!(delivery.unacknowledged_for(later) >= Duration::from_secs(7));
+        delivery.counters_mut().last_ack_at = Some(later);
+        assert_eq!(
+            delivery.unacknowledged_for(later + Duration::from_secs(2)),
+            Duration::from_secs(2)
+        );
     }
 }

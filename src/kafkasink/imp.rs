@@ -71,15 +71,28 @@ const DEFAULT_ACKS: Acks = Acks::All;
 const DEFAULT_ENABLE_IDEMPOTENCE: bool = true;
 const DEFAULT_COMPRESSION: Compression = Compression::None;
 const DEFAULT_LINGER_MS: u32 = 1;
-const DEFAULT_MESSAGE_TIMEOUT_MS: u32 = 30_000;
+/// librdkafka's own default: a broker restart, a leader election or a
+/// network cut of a few minutes costs no record (docs/design.md).
+const DEFAULT_MESSAGE_TIMEOUT_MS: u32 = 300_000;
 const DEFAULT_QUEUE_FULL: QueueFull = QueueFull::Block;
 const DEFAULT_CREATE_TOPIC: bool = false;
 const DEFAULT_PARTITIONS: i32 = 1;
 const DEFAULT_REPLICATION_FACTOR: i32 = -1;
 const DEFAULT_RETENTION_MS: i64 = -1;
-const DEFAULT_FLUSH_TIMEOUT_MS: u32 = 30_000;
+/// EOS waits as long as librdkafka may still deliver a record.
+const DEFAULT_FLUSH_TIMEOUT_MS: u32 = DEFAULT_MESSAGE_TIMEOUT_MS;
 const DEFAULT_WRITE_HEADERS: bool = true;
 const DEFAULT_PARTITION: i32 = -1;
+
+/// The producer queue (librdkafka's defaults, set explicitly so that the
+/// bound stated in the README does not move with librdkafka): 1 GiB holds
+/// about 100 s of 1080p 30 fps JPEG (~338 KB frames) while the brokers are
+/// away.
+const QUEUE_MAX_KBYTES: u32 = 1_048_576;
+const QUEUE_MAX_MESSAGES: u32 = 100_000;
+/// How often a sink blocked on a full queue says so, with how long the
+/// brokers have acknowledged nothing.
+const QUEUE_FULL_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
 /// How often a thread waiting for deliveries re-checks, in case a wake-up
 /// was missed.
@@ -149,6 +162,11 @@ impl Settings {
             ("compression.codec", compression.into()),
             ("linger.ms", self.linger_ms.to_string()),
             ("message.timeout.ms", self.message_timeout_ms.to_string()),
+            ("queue.buffering.max.kbytes", QUEUE_MAX_KBYTES.to_string()),
+            (
+                "queue.buffering.max.messages",
+                QUEUE_MAX_MESSAGES.to_string(),
+            ),
             ("message.max.bytes", self.max_message_bytes.to_string()),
             // The same key lands in the same partition as with Java clients.
             ("partitioner", "murmur2_random".into()),
@@ -177,6 +195,7 @@ struct Target {
     record_limit: RecordLimit,
     flush_timeout: Duration,
     drop_warnings: Throttle,
+    block_warnings: Throttle,
 }
 
 impl Target {
@@ -584,6 +603,17 @@ impl KafkaSink {
                         waited = true;
                         delivery.queue_full_wait();
                     }
+                    if target.block_warnings.allow().is_some() {
+                        gst::element_imp_warning!(
+                            self,
+                            gst::ResourceError::Write,
+                            (
+                                "Kafka producer queue full: {}; holding the stream back until \
+                                 the brokers take records again (queue-full=block)",
+                                self.outage(&target)
+                            )
+                        );
+                    }
                     gst::trace!(CAT, imp = self, "queue full, waiting for deliveries");
                     runtime::wait(&self.canceller, async {
                         let _ = tokio::time::timeout(DELIVERY_POLL, delivery.progress()).await;
@@ -601,10 +631,30 @@ impl KafkaSink {
             gst::element_imp_warning!(
                 self,
                 gst::ResourceError::Write,
-                ("Kafka producer queue full: dropped {dropped} buffer(s) so far, \
-                     {held_back} since the last warning (queue-full=drop)")
+                (
+                    "Kafka producer queue full: {}; dropped {dropped} buffer(s) so far, \
+                     {held_back} since the last warning (queue-full=drop)",
+                    self.outage(target)
+                )
             );
         }
+    }
+
+    /// Why the queue is full, for its warnings: how long the brokers have
+    /// acknowledged nothing and the client's latest error.
+    fn outage(&self, target: &Target) -> String {
+        let silent = target.delivery().unacknowledged_for(Instant::now());
+        let in_flight = target.delivery().counters().in_flight();
+        let reason = target
+            .producer
+            .context()
+            .last_error()
+            .map(|e| format!(" (last client error: {e})"))
+            .unwrap_or_default();
+        format!(
+            "{in_flight} record(s) held, no record acknowledged by Kafka for {:.1} s{reason}",
+            silent.as_secs_f64()
+        )
     }
 }
 
@@ -928,6 +978,7 @@ impl BaseSinkImpl for KafkaSink {
             record_limit,
             flush_timeout: Duration::from_millis(settings.flush_timeout_ms.into()),
             drop_warnings: Throttle::default(),
+            block_warnings: Throttle::new(QUEUE_FULL_WARNING_INTERVAL),
         };
         *self.state.lock().unwrap() = State::Started(Box::new(Started {
             target: Arc::new(target),

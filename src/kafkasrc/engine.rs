@@ -273,6 +273,19 @@ impl Engine {
         self.discont = true;
     }
 
+    /// Takes `last_seq` as the sequence number pushed last of stream
+    /// `stream_id` (by a consumer group predecessor): records of that
+    /// stream at or below it are duplicates from now on. A track that is
+    /// already further keeps its own.
+    pub fn seed_stream(&mut self, stream_id: &str, last_seq: u64) {
+        let id = self.hasher.hash_one(stream_id);
+        self.uses = self.uses.wrapping_add(1);
+        let track = track(&mut self.tracks, id, self.uses);
+        if track.last_seq.is_none_or(|seq| seq < last_seq) {
+            track.last_seq = Some(last_seq);
+        }
+    }
+
     /// The record time (ms since the epoch) of stream position `position`
     /// in `original` mode, once a record has anchored the timeline.
     pub fn seek_target_ms(&self, position: gst::ClockTime) -> Option<i64> {

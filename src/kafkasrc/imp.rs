@@ -10,9 +10,12 @@
  *
  * Without `group-id` every element has its own position and sees every
  * record, and nothing is committed. With `group-id` it joins a consumer
- * group: partitions are shared between members and offsets are committed
- * after each buffer was pushed (at-least-once); duplicates after a restart
- * are recognised by their sequence numbers and dropped.
+ * group: partitions are shared between members, and the offset of each
+ * buffer is committed once it was pushed, with its stream id and sequence
+ * number as the commit's metadata. A member that takes a partition over
+ * (after a restart, a crash or a rebalance) resumes right after the last
+ * buffer its predecessor pushed and drops records of that stream at or
+ * below its sequence number.
  *
  * Each buffer carries the record timestamp (the capture time) as a
  * `timestamp/x-unix` reference timestamp meta.
@@ -74,6 +77,7 @@ use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::engine::{self, Decision, Engine, Record, Skip, Timing};
+use super::group::{self, Rebalances, SrcContext};
 use super::time::parse_time_ms;
 use super::{StartFrom, StopAt, TimestampMode};
 use crate::capturetime;
@@ -139,7 +143,7 @@ impl Default for Settings {
     }
 }
 
-type Kafka = StreamConsumer<KafkaContext>;
+type Kafka = StreamConsumer<SrcContext>;
 
 /// The topic did not exist at start: since when it is waited for, and the
 /// times opening it needs.
@@ -156,11 +160,19 @@ struct Started {
     topic: String,
     engine: Engine,
     /// Record to commit once the buffer made from it has been pushed.
-    pending_store: Option<(i32, i64)>,
+    pending_store: Option<PendingCommit>,
     pending_seek: Option<gst::ClockTime>,
     bad_record_warnings: Throttle,
     /// The topic did not exist at start: what opening it later needs.
     waiting_for_topic: Option<TopicWait>,
+}
+
+/// A pushed record to commit: partition, offset and the commit metadata
+/// naming its stream and sequence number.
+struct PendingCommit {
+    partition: i32,
+    offset: i64,
+    metadata: Option<String>,
 }
 
 #[derive(Default)]
@@ -237,8 +249,10 @@ impl KafkaSrc {
         match &settings.group_id {
             Some(group) => defaults.extend([
                 ("group.id", group.clone()),
+                // Committed by hand once a buffer was pushed, with its
+                // sequence number (the auto-commit also covers what a
+                // failed commit left behind).
                 ("enable.auto.commit", "true".into()),
-                // Stored by hand once a buffer was pushed: at-least-once.
                 ("enable.auto.offset.store", "false".into()),
                 ("auto.commit.interval.ms", "1000".into()),
                 (
@@ -700,19 +714,13 @@ impl KafkaSrc {
         loop {
             let (consumer, seek) = self
                 .with_started(|started| {
-                    // The previous buffer has been pushed: its record may be committed.
-                    if let Some((partition, offset)) = started.pending_store.take()
-                        && started.settings.group_id.is_some()
-                        && let Err(err) =
-                            started
-                                .consumer
-                                .store_offset(&started.topic, partition, offset)
+                    // The previous buffer has been pushed: its record is
+                    // committed now, so that a successor does not push it
+                    // again (asynchronous: nothing waits for the broker).
+                    if let Some(pending) = started.pending_store.take()
+                        && let Err(err) = started.commit(pending, CommitMode::Async)
                     {
-                        gst::debug!(
-                            CAT,
-                            imp = self,
-                            "cannot store offset {partition}/{offset}: {err}"
-                        );
+                        gst::debug!(CAT, imp = self, "cannot commit: {err}");
                     }
                     let seek = started
                         .pending_seek
@@ -750,6 +758,9 @@ impl KafkaSrc {
                     continue;
                 }
             };
+            if consumer.context().extra.take_assigned() {
+                self.seed_from_commits(&consumer)?;
+            }
             let timestamp_ms = message.timestamp().to_millis();
             let lagging = self.with_started(|started| {
                 engine::lags(
@@ -793,7 +804,13 @@ impl KafkaSrc {
                 let decision = started.engine.process(record, capturetime::unix_now_ms());
                 let admitted = match &decision {
                     Decision::Push(_) => {
-                        started.pending_store = Some((message.partition(), message.offset()));
+                        if started.settings.group_id.is_some() {
+                            started.pending_store = Some(PendingCommit {
+                                partition: message.partition(),
+                                offset: message.offset(),
+                                metadata: pushed_stream_metadata(&message),
+                            });
+                        }
                         None
                     }
                     Decision::Skip(Skip::Bad(_)) => started.bad_record_warnings.allow(),
@@ -812,6 +829,39 @@ impl KafkaSrc {
                 }
             }
         }
+    }
+
+    /// Partitions were assigned: the streams and sequence numbers their
+    /// previous owners pushed last (commit metadata) are what the engine
+    /// takes as already pushed.
+    fn seed_from_commits(&self, consumer: &Arc<Kafka>) -> Result<(), gst::FlowError> {
+        let timeout = self.lock_settings().client.connect_timeout();
+        let committed = {
+            let consumer = consumer.clone();
+            self.broker_call(move || consumer.committed(timeout))
+                .map_err(|Cancelled| gst::FlowError::Flushing)?
+        };
+        let streams = match committed {
+            Ok(committed) => group::committed_streams(&committed),
+            Err(err) => {
+                gst::warning!(
+                    CAT,
+                    imp = self,
+                    "cannot read the committed offsets of the new assignment: {err}"
+                );
+                return Ok(());
+            }
+        };
+        self.with_started(|started| {
+            for (stream_id, seq) in &streams {
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "stream {stream_id}: pushed up to sequence number {seq} before this assignment"
+                );
+                started.engine.seed_stream(stream_id, *seq);
+            }
+        })
     }
 
     fn stats(&self) -> gst::Structure {
@@ -869,11 +919,37 @@ impl Started {
         }
     }
 
+    /// Commits `pending` with its metadata (storing it first, so that the
+    /// auto-commit and a commit at stop carry it too).
+    fn commit(&self, pending: PendingCommit, mode: CommitMode) -> Result<(), KafkaError> {
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(
+            &self.topic,
+            pending.partition,
+            Offset::Offset(pending.offset.saturating_add(1)),
+        )?;
+        if let Some(metadata) = &pending.metadata {
+            for mut element in list.elements() {
+                element.set_metadata(metadata);
+            }
+        }
+        self.consumer.store_offsets(&list)?;
+        self.consumer.commit(&list, mode)
+    }
+
     /// After a seek or catch-up: nothing read before it is to be committed.
     fn repositioned(&mut self) {
         self.engine.repositioned();
         self.pending_store = None;
     }
+}
+
+/// The commit metadata for a pushed record: its stream id and sequence
+/// number, when it has both.
+fn pushed_stream_metadata(message: &BorrowedMessage) -> Option<String> {
+    let headers = message.headers()?;
+    let meta = wireformat::decode(headers.iter().map(|h| (h.key, h.value))).ok()?;
+    group::metadata(meta.stream_id?, meta.seq?)
 }
 
 /// The record engine for these settings and the partitions being read.
@@ -1206,7 +1282,7 @@ impl BaseSrcImpl for KafkaSrc {
             .client
             .client_config(&Self::librdkafka_defaults(&settings))?;
         let element = self.obj().upcast_ref::<gst::Element>().clone();
-        let context = KafkaContext::new(&element);
+        let context = KafkaContext::with(&element, Rebalances::default());
         // The stream consumer wakes its futures through the runtime.
         let consumer: Kafka = {
             let _guard = runtime::RUNTIME.enter();
@@ -1268,17 +1344,16 @@ impl BaseSrcImpl for KafkaSrc {
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
-        let State::Started(started) = std::mem::take(&mut *self.lock_state()) else {
+        let State::Started(mut started) = std::mem::take(&mut *self.lock_state()) else {
             return Ok(());
         };
         if started.settings.group_id.is_some() {
-            if let Some((partition, offset)) = started.pending_store {
-                let _ = started
-                    .consumer
-                    .store_offset(&started.topic, partition, offset);
-            }
             // Commit what was pushed so that a restart resumes right after it.
-            if let Err(err) = started.consumer.commit_consumer_state(CommitMode::Sync) {
+            let result = match started.pending_store.take() {
+                Some(pending) => started.commit(pending, CommitMode::Sync),
+                None => started.consumer.commit_consumer_state(CommitMode::Sync),
+            };
+            if let Err(err) = result {
                 gst::debug!(CAT, imp = self, "final commit: {err}");
             }
         }

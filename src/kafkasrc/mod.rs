@@ -4,6 +4,7 @@ use gst::glib;
 use gst::prelude::*;
 
 mod engine;
+mod group;
 mod imp;
 mod time;
 

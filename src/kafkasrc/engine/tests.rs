@@ -747,3 +747,31 @@ proptest! {
         prop_assert_eq!(out, (0..frames).collect::<Vec<_>>());
     }
 }
+
+#[test]
+fn a_seeded_stream_drops_what_the_predecessor_pushed() {
+    let mut engine = engine(false);
+    engine.seed_stream("cam", 7);
+    // A lower seed (an older commit) does not move the track back.
+    engine.seed_stream("cam", 3);
+    for seq in [5, 6, 7] {
+        assert_eq!(
+            engine.process(Owned::framed("cam", seq, false).view(), T0),
+            Decision::Skip(Skip::Duplicate),
+            "{seq}"
+        );
+    }
+    let first = pushed(engine.process(Owned::framed("cam", 8, false).view(), T0));
+    assert!(first.flags.contains(gst::BufferFlags::DISCONT));
+    // Other streams are not affected.
+    pushed(engine.process(Owned::framed("other", 0, false).view(), T0));
+    let counters = engine.counters();
+    assert_eq!(
+        (
+            counters.duplicates,
+            counters.sequence_gaps,
+            counters.buffers_pushed
+        ),
+        (3, 0, 2)
+    );
+}
