@@ -982,6 +982,59 @@ fn stats_and_stop_do_not_wait_behind_a_frozen_broker() {
     broker.stop();
 }
 
+#[test]
+fn null_with_a_group_returns_behind_a_frozen_broker() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+
+    // A broker of this test alone: it is frozen.
+    let broker = common::OwnBroker::start();
+    let topic = unique_topic("src-frozen-group");
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &broker.bootstrap);
+    let admin: AdminClient<DefaultClientContext> = config.create().unwrap();
+    let created = runtime().block_on(admin.create_topics(
+        [&NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
+        &AdminOptions::new(),
+    ));
+    created.unwrap().pop().unwrap().unwrap();
+    let producer: BaseProducer = config.create().unwrap();
+    for i in 0..3 {
+        let value = format!("g-{i}");
+        producer
+            .send(BaseRecord::<(), _>::to(&topic).payload(&value))
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+
+    let pipeline = launch(&format!(
+        "kafkasrc name=src bootstrap-servers={} topic={topic} group-id={topic} start-from=earliest \
+         ! appsink name=out sync=false",
+        broker.bootstrap
+    ));
+    let appsink = pipeline
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    for i in 0..3 {
+        assert_eq!(value(&pull(&appsink)), format!("g-{i}").into_bytes());
+    }
+    // The final commit and leaving the group wait for a broker that does
+    // not answer: NULL must not.
+    broker.node("pause-node");
+    let stopping = Instant::now();
+    pipeline.set_state(gst::State::Null).unwrap();
+    let stop_took = stopping.elapsed();
+    broker.node("resume-node");
+    broker.stop();
+    assert!(
+        stop_took < Duration::from_secs(8),
+        "NULL took {stop_took:?}"
+    );
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -98,6 +98,8 @@ const DEFAULT_WAIT_FOR_TOPIC: bool = true;
 /// wait for it is reported on the bus.
 const TOPIC_POLL_INTERVAL: Duration = Duration::from_millis(500);
 const TOPIC_WAIT_WARNING: Duration = Duration::from_secs(5);
+/// How long stop() waits for the final commit and the consumer's close.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// start-from=last looks this many records back at most for a keyframe
 /// (a GOP of 10 s at 60 fps is 600).
 const LAST_LOOKBACK: i64 = 4096;
@@ -1344,25 +1346,42 @@ impl BaseSrcImpl for KafkaSrc {
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
-        let State::Started(mut started) = std::mem::take(&mut *self.lock_state()) else {
+        let State::Started(started) = std::mem::take(&mut *self.lock_state()) else {
             return Ok(());
         };
-        if started.settings.group_id.is_some() {
-            // Commit what was pushed so that a restart resumes right after it.
-            let result = match started.pending_store.take() {
-                Some(pending) => started.commit(pending, CommitMode::Sync),
-                None => started.consumer.commit_consumer_state(CommitMode::Sync),
-            };
-            if let Err(err) = result {
-                gst::debug!(CAT, imp = self, "final commit: {err}");
-            }
-        }
         gst::info!(
             CAT,
             imp = self,
             "stopped after {} buffers",
             started.engine.counters().buffers_pushed
         );
+        let group = started.settings.group_id.is_some();
+        // The final commit and closing the consumer (leaving the group) wait
+        // for the broker: off this thread, so that NULL returns in bounded
+        // time whatever the network does; a commit still under way then
+        // finishes in the background.
+        let close = runtime::RUNTIME.spawn_blocking(move || {
+            let mut started = started;
+            if group {
+                // Commit what was pushed so that a restart resumes right after it.
+                let result = match started.pending_store.take() {
+                    Some(pending) => started.commit(pending, CommitMode::Sync),
+                    None => started.consumer.commit_consumer_state(CommitMode::Sync),
+                };
+                if let Err(err) = result {
+                    gst::debug!(CAT, "final commit: {err}");
+                }
+            }
+        });
+        let closed =
+            runtime::RUNTIME.block_on(async { tokio::time::timeout(STOP_TIMEOUT, close).await });
+        if closed.is_err() {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "the final commit did not finish within {STOP_TIMEOUT:?}: left to finish in the background"
+            );
+        }
         Ok(())
     }
 
