@@ -888,14 +888,15 @@ fn consumer_lag_counts_the_records_behind() {
     pipeline.set_state(gst::State::Null).unwrap();
 }
 
-#[test]
-fn stats_and_stop_do_not_wait_behind_a_frozen_broker() {
+/// A broker of one test alone (not this binary's shared one: the test
+/// freezes it) with a one-partition topic holding `records`: values, each
+/// with its age in ms when written.
+fn own_broker_with_records(name: &str, records: &[(String, i64)]) -> (common::OwnBroker, String) {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
 
-    // A broker of this test alone (not this binary's shared one): it is frozen.
     let broker = common::OwnBroker::start();
-    let topic = unique_topic("src-frozen");
+    let topic = unique_topic(name);
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", &broker.bootstrap);
     let admin: AdminClient<DefaultClientContext> = config.create().unwrap();
@@ -906,23 +907,30 @@ fn stats_and_stop_do_not_wait_behind_a_frozen_broker() {
     created.unwrap().pop().unwrap().unwrap();
     let producer: BaseProducer = config.create().unwrap();
     let now = unix_now_ms();
-    // Three current records, then a minute-old backlog that max-lag-ms
-    // makes the source skip, asking the broker for its end offset.
-    for (i, timestamp) in (0..3)
-        .map(|_| now)
-        .chain((0..50).map(|_| now - 60_000))
-        .enumerate()
-    {
-        let value = format!("r-{i}");
+    for (value, age_ms) in records {
         producer
             .send(
                 BaseRecord::<(), _>::to(&topic)
-                    .payload(&value)
-                    .timestamp(timestamp),
+                    .payload(value)
+                    .timestamp(now - age_ms),
             )
             .unwrap();
     }
     producer.flush(Duration::from_secs(30)).unwrap();
+    (broker, topic)
+}
+
+#[test]
+fn stats_and_stop_do_not_wait_behind_a_frozen_broker() {
+    // Three current records, then a minute-old backlog that max-lag-ms
+    // makes the source skip, asking the broker for its end offset.
+    let records: Vec<(String, i64)> = (0..3)
+        .map(|_| 0)
+        .chain((0..50).map(|_| 60_000))
+        .enumerate()
+        .map(|(i, timestamp)| (format!("r-{i}"), timestamp))
+        .collect();
+    let (broker, topic) = own_broker_with_records("src-frozen", &records);
 
     // Twice: once resumed, to show the source was waiting on the broker for
     // the backlog's end offset; once stopped while still waiting.
@@ -984,29 +992,8 @@ fn stats_and_stop_do_not_wait_behind_a_frozen_broker() {
 
 #[test]
 fn null_with_a_group_returns_behind_a_frozen_broker() {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    use rdkafka::client::DefaultClientContext;
-
-    // A broker of this test alone: it is frozen.
-    let broker = common::OwnBroker::start();
-    let topic = unique_topic("src-frozen-group");
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", &broker.bootstrap);
-    let admin: AdminClient<DefaultClientContext> = config.create().unwrap();
-    let created = runtime().block_on(admin.create_topics(
-        [&NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
-        &AdminOptions::new(),
-    ));
-    created.unwrap().pop().unwrap().unwrap();
-    let producer: BaseProducer = config.create().unwrap();
-    for i in 0..3 {
-        let value = format!("g-{i}");
-        producer
-            .send(BaseRecord::<(), _>::to(&topic).payload(&value))
-            .unwrap();
-    }
-    producer.flush(Duration::from_secs(30)).unwrap();
-
+    let records: Vec<(String, i64)> = (0..3).map(|i| (format!("g-{i}"), 0)).collect();
+    let (broker, topic) = own_broker_with_records("src-frozen-group", &records);
     let pipeline = launch(&format!(
         "kafkasrc name=src bootstrap-servers={} topic={topic} group-id={topic} start-from=earliest \
          ! appsink name=out sync=false",
