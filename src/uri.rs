@@ -167,6 +167,27 @@ fn uri_error(message: String) -> glib::Error {
     glib::Error::new(gst::URIError::BadUri, &message)
 }
 
+/// The `uri` property's setter of both elements: applies `value` (unset:
+/// nothing) with `defaults` as [`apply`] does. A property setter cannot
+/// fail, so a bad URI is logged to `cat` and as a GLib warning.
+pub fn set_property(
+    element: &gst::Element,
+    cat: gst::DebugCategory,
+    value: &glib::Value,
+    defaults: &[(&str, &str)],
+) {
+    let Some(text) = value
+        .get::<Option<String>>()
+        .expect("type checked upstream")
+    else {
+        return;
+    };
+    if let Err(err) = apply(element, &text, defaults) {
+        gst::error!(cat, obj = element, "{err}");
+        glib::g_warning!(cat.name(), "uri: {err}");
+    }
+}
+
 /// Sets `element`'s properties from `uri`: bootstrap-servers, topic, each
 /// query parameter, and `defaults` (URI defaults that differ from the
 /// element's) unless the query names them. Nothing is set unless every

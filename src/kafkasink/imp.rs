@@ -797,13 +797,7 @@ impl ObjectImpl for KafkaSink {
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         // Sets the other properties: before taking the settings lock.
         if pspec.name() == "uri" {
-            let text = value
-                .get::<Option<String>>()
-                .expect("type checked upstream");
-            if let Err(err) = text.map_or(Ok(()), |text| self.set_uri(&text)) {
-                gst::error!(CAT, imp = self, "{err}");
-                glib::g_warning!("kafkasink", "uri: {err}");
-            }
+            uri::set_property(self.obj().upcast_ref(), *CAT, value, &[]);
             return;
         }
         let mut settings = self.settings.lock().unwrap();

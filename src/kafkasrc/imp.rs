@@ -1140,13 +1140,7 @@ impl ObjectImpl for KafkaSrc {
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         // Sets the other properties: before taking the settings lock.
         if pspec.name() == "uri" {
-            let text = value
-                .get::<Option<String>>()
-                .expect("type checked upstream");
-            if let Err(err) = text.map_or(Ok(()), |text| self.set_uri(&text)) {
-                gst::error!(CAT, imp = self, "{err}");
-                glib::g_warning!("kafkasrc", "uri: {err}");
-            }
+            uri::set_property(self.obj().upcast_ref(), *CAT, value, &URI_DEFAULTS);
             return;
         }
         let mut settings = self.lock_settings();
