@@ -98,11 +98,7 @@ fn clients_receive_identical_frames_in_order_with_part_headers() {
 fn newest_frame_is_sent_on_connect_and_resent_when_idle() {
     let server = Server::start("keepalive-ms=100");
     server.push(&jpeg(1));
-    assert!(wait_until(Duration::from_secs(10), || server
-        .stats()
-        .get::<u64>("frames-in")
-        .unwrap()
-        == 1));
+    server.wait_frames_in(1);
     let mut client = PartReader::open(get(server.port, "/video_feed", ""));
     assert_eq!(client.next().body, jpeg(1));
     let mut arrivals = vec![Instant::now()];
@@ -233,11 +229,7 @@ fn snapshot_before_and_after_the_first_frame() {
 fn auth_guards_every_endpoint() {
     let server = Server::start("auth=viewer:secret auth-token=tok3n");
     server.push(&jpeg(1));
-    assert!(wait_until(Duration::from_secs(10), || server
-        .stats()
-        .get::<u64>("frames-in")
-        .unwrap()
-        == 1));
+    server.wait_frames_in(1);
     // viewer:secret in base64.
     let basic = "Authorization: Basic dmlld2VyOnNlY3JldA==\r\n";
     let wrong = "Authorization: Basic dmlld2VyOndyb25n\r\n";
@@ -442,11 +434,7 @@ fn buffers_that_are_not_jpeg_are_skipped_with_a_warning() {
         "{}",
         warning.error().message()
     );
-    assert!(wait_until(Duration::from_secs(10), || server
-        .stats()
-        .get::<u64>("frames-in")
-        .unwrap()
-        == 1));
+    server.wait_frames_in(1);
     assert_eq!(server.stats().get::<u64>("not-jpeg").unwrap(), 1);
     let mut snapshot = get(server.port, "/snapshot.jpg", "");
     let mut body = Vec::new();
@@ -557,11 +545,7 @@ fn never_reading_clients_are_disconnected_and_their_sockets_released() {
     let server = Server::start("send-timeout-ms=1000 keepalive-ms=100");
     // Resent every 100 ms, so that the viewers' sockets fill up.
     server.push(&big_jpeg(256 * 1024));
-    assert!(wait_until(Duration::from_secs(10), || server
-        .stats()
-        .get::<u64>("frames-in")
-        .unwrap()
-        == 1));
+    server.wait_frames_in(1);
     let baseline = server_sockets(server.port);
     assert_eq!(baseline, 1, "the listener");
     let fds_before = open_fds();
@@ -607,11 +591,7 @@ fn a_never_reading_snapshot_client_is_disconnected() {
     let server = Server::start("send-timeout-ms=1000");
     // Far more than the socket buffers hold.
     server.push(&big_jpeg(32 * 1024 * 1024));
-    assert!(wait_until(Duration::from_secs(10), || server
-        .stats()
-        .get::<u64>("frames-in")
-        .unwrap()
-        == 1));
+    server.wait_frames_in(1);
     let mut viewer = send_request(server.port, "GET /snapshot.jpg HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(wait_until(Duration::from_secs(10), || server_sockets(
         server.port
@@ -675,11 +655,7 @@ fn connections_beyond_max_connections_are_refused_at_once() {
 fn a_stuck_signal_handler_cannot_grow_the_signal_queue_without_end() {
     let server = Server::start("max-clients=2000");
     server.push(&jpeg(1));
-    assert!(wait_until(Duration::from_secs(10), || server
-        .stats()
-        .get::<u64>("frames-in")
-        .unwrap()
-        == 1));
+    server.wait_frames_in(1);
     // The first handler call blocks until the test ends: every later event
     // waits in the queue.
     let (release, stuck) = std::sync::mpsc::channel::<()>();
@@ -715,11 +691,7 @@ fn a_stuck_signal_handler_cannot_grow_the_signal_queue_without_end() {
 fn a_slow_signal_handler_delays_no_client() {
     let server = Server::start("");
     server.push(&jpeg(1));
-    assert!(wait_until(Duration::from_secs(10), || server
-        .stats()
-        .get::<u64>("frames-in")
-        .unwrap()
-        == 1));
+    server.wait_frames_in(1);
     let handled_on: Arc<Mutex<Vec<String>>> = Arc::default();
     let threads = handled_on.clone();
     server.sink.connect("client-added", false, move |_| {
@@ -963,11 +935,7 @@ fn a_viewer_reading_slower_than_the_stream_is_disconnected() {
     // 2.5 MB/s of resends against a viewer that reads 640 KB/s: its socket
     // keeps accepting a little, but never a frame within send-timeout-ms.
     server.push(&big_jpeg(256 * 1024));
-    assert!(wait_until(Duration::from_secs(10), || server
-        .stats()
-        .get::<u64>("frames-in")
-        .unwrap()
-        == 1));
+    server.wait_frames_in(1);
     let mut viewer = send_request(server.port, "GET /video_feed HTTP/1.1\r\nHost: x\r\n\r\n");
     viewer
         .set_read_timeout(Some(Duration::from_millis(100)))

@@ -327,11 +327,7 @@ fn a_thousand_connections_are_served_then_released() {
     let before = open_fds();
     let server = Server::start("");
     server.push(&jpeg(1));
-    assert!(wait_until(Duration::from_secs(10), || server
-        .stats()
-        .get::<u64>("frames-in")
-        .unwrap()
-        == 1));
+    server.wait_frames_in(1);
     let mut sockets: Vec<TcpStream> = (0..1000)
         .map(|_| {
             let mut socket = TcpStream::connect(("127.0.0.1", server.port)).unwrap();

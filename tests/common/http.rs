@@ -56,6 +56,15 @@ impl Server {
     pub fn stats(&self) -> gst::Structure {
         self.sink.property("stats")
     }
+
+    /// Waits up to 10 s for the sink to have taken `frames` frames.
+    pub fn wait_frames_in(&self, frames: u64) {
+        assert!(super::wait_until(Duration::from_secs(10), || self
+            .stats()
+            .get::<u64>("frames-in")
+            .unwrap()
+            == frames));
+    }
 }
 
 impl Drop for Server {
