@@ -26,12 +26,17 @@ fn source_into(properties: &str, between: &str) -> (gst::Pipeline, gst_app::AppS
         "kafkasrc name=src bootstrap-servers={} {properties} ! {between} appsink name=out sync=false",
         bootstrap()
     ));
-    let appsink = pipeline
+    let appsink = appsink_of(&pipeline);
+    (pipeline, appsink)
+}
+
+/// The appsink called `out` of `pipeline`.
+fn appsink_of(pipeline: &gst::Pipeline) -> gst_app::AppSink {
+    pipeline
         .by_name("out")
         .unwrap()
         .downcast::<gst_app::AppSink>()
-        .unwrap();
-    (pipeline, appsink)
+        .unwrap()
 }
 
 fn pull(appsink: &gst_app::AppSink) -> gst::Sample {
@@ -69,6 +74,17 @@ fn pull_to_eos_with_warnings(
             None => (),
         }
     }
+}
+
+/// Runs a source with `properties` to EOS: its buffers, warnings and final
+/// stats.
+fn read_to_eos(properties: &str) -> (Vec<gst::Sample>, Vec<String>, gst::Structure) {
+    let (pipeline, appsink) = source(properties);
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let (samples, warnings) = pull_to_eos_with_warnings(&pipeline, &appsink);
+    let stats = stats(&pipeline);
+    pipeline.set_state(gst::State::Null).unwrap();
+    (samples, warnings, stats)
 }
 
 fn value(sample: &gst::Sample) -> Vec<u8> {
@@ -508,11 +524,8 @@ fn corrupt_records_are_skipped_and_counted() {
     send(b"good", &[("gst-caps", b"image/jpeg"), ("gst-seq", b"0")]);
     producer.flush(Duration::from_secs(30)).unwrap();
 
-    let (pipeline, appsink) = source(&format!("topic={topic} start-from=earliest stop-at=end"));
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let (samples, warnings) = pull_to_eos_with_warnings(&pipeline, &appsink);
-    let stats = stats(&pipeline);
-    pipeline.set_state(gst::State::Null).unwrap();
+    let (samples, warnings, stats) =
+        read_to_eos(&format!("topic={topic} start-from=earliest stop-at=end"));
     assert_eq!(
         samples.iter().map(value).collect::<Vec<_>>(),
         vec![b"good".to_vec()]
@@ -621,13 +634,9 @@ fn a_record_six_centuries_ahead_neither_panics_nor_stops_the_source() {
         "the broker kept every timestamp"
     );
 
-    let (pipeline, appsink) = source(&format!(
+    let (samples, warnings, stats) = read_to_eos(&format!(
         "topic={topic} start-from=earliest stop-at=end timestamp-mode=original"
     ));
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let (samples, warnings) = pull_to_eos_with_warnings(&pipeline, &appsink);
-    let stats = stats(&pipeline);
-    pipeline.set_state(gst::State::Null).unwrap();
 
     // The record that no PTS can place is skipped, counted and named.
     assert_eq!(
@@ -940,11 +949,7 @@ fn stats_and_stop_do_not_wait_behind_a_frozen_broker() {
              max-lag-ms=5000 connect-timeout-ms=20000 ! appsink name=out sync=false max-buffers=1",
             broker.bootstrap
         ));
-        let appsink = pipeline
-            .by_name("out")
-            .unwrap()
-            .downcast::<gst_app::AppSink>()
-            .unwrap();
+        let appsink = appsink_of(&pipeline);
         pipeline.set_state(gst::State::Playing).unwrap();
         // The first fetch brought every record; the source waits on the full appsink.
         assert_eq!(value(&pull(&appsink)), b"r-0");
@@ -999,11 +1004,7 @@ fn null_with_a_group_returns_behind_a_frozen_broker() {
          ! appsink name=out sync=false",
         broker.bootstrap
     ));
-    let appsink = pipeline
-        .by_name("out")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    let appsink = appsink_of(&pipeline);
     pipeline.set_state(gst::State::Playing).unwrap();
     for i in 0..3 {
         assert_eq!(value(&pull(&appsink)), format!("g-{i}").into_bytes());
