@@ -217,7 +217,9 @@ fn chunk(
         return Err(HeaderError::BadChunk("no gst-stream-id or gst-seq"));
     }
     if index >= count {
-        return Err(HeaderError::BadChunk("gst-chunk-index not below gst-chunk-count"));
+        return Err(HeaderError::BadChunk(
+            "gst-chunk-index not below gst-chunk-count",
+        ));
     }
     if frame_size < count {
         return Err(HeaderError::BadChunk("fewer frame bytes than chunks"));
