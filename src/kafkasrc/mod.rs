@@ -6,6 +6,7 @@ use gst::prelude::*;
 mod engine;
 mod group;
 mod imp;
+mod reassembly;
 mod time;
 
 glib::wrapper! {
