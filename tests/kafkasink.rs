@@ -382,19 +382,6 @@ fn record_over_the_topic_limit_names_the_topic_setting() {
     assert_eq!(record_count(&topic), 0);
 }
 
-/// `len` bytes no compressor or run-length trick could shrink.
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
-}
-
 #[test]
 fn frames_over_a_1_mb_topic_limit_are_chunked_on_one_partition() {
     const LIMIT: usize = 1_048_576;

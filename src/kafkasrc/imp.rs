@@ -185,6 +185,13 @@ struct Started {
     waiting_for_topic: Option<TopicWait>,
 }
 
+/// Chunked frames dropped incomplete, to warn about: each with what the
+/// warning throttle said, and how many warnings it held back.
+struct IncompleteFrames {
+    frames: Vec<(Dropped, Option<u64>)>,
+    held_back: u64,
+}
+
 /// A pushed record to commit: partition, offset and the commit metadata
 /// naming its stream and sequence number.
 struct PendingCommit {
@@ -652,9 +659,9 @@ impl KafkaSrc {
     }
 
     /// Warns about chunked frames dropped incomplete, as the throttle lets
-    /// through.
-    fn warn_incomplete(&self, dropped: Vec<(Dropped, Option<u64>)>) {
-        for (frame, admitted) in dropped {
+    /// through, and at EOS about those whose warnings were held back.
+    fn warn_incomplete(&self, report: IncompleteFrames) {
+        for (frame, admitted) in report.frames {
             gst::debug!(CAT, imp = self, "{frame}");
             let Some(suppressed) = admitted else {
                 continue;
@@ -668,6 +675,16 @@ impl KafkaSrc {
                 self,
                 gst::StreamError::Decode,
                 ("incomplete chunked {frame}{since}")
+            );
+        }
+        if report.held_back > 0 {
+            gst::element_imp_warning!(
+                self,
+                gst::StreamError::Decode,
+                (
+                    "{} more incomplete chunked frame(s) dropped since the last warning",
+                    report.held_back
+                )
             );
         }
     }
@@ -776,7 +793,7 @@ impl KafkaSrc {
                         started.engine.finish();
                         return Err((
                             started.bad_record_warnings.take_held_back(),
-                            started.take_incomplete(),
+                            started.take_incomplete(true),
                         ));
                     }
                     Ok((started.consumer.clone(), seek))
@@ -870,7 +887,8 @@ impl KafkaSrc {
                         Some(started.bad_record_warnings.take_held_back())
                     }
                 };
-                (decision, admitted, started.take_incomplete())
+                let at_eos = matches!(decision, Decision::Eos);
+                (decision, admitted, started.take_incomplete(at_eos))
             })?;
             self.warn_incomplete(incomplete);
             match decision {
@@ -998,13 +1016,21 @@ impl Started {
     }
 
     /// Chunked frames dropped incomplete since the last call, each with
-    /// what the warning throttle says.
-    fn take_incomplete(&mut self) -> Vec<(Dropped, Option<u64>)> {
-        self.engine
+    /// what the warning throttle says; at EOS, also how many warnings it
+    /// held back.
+    fn take_incomplete(&mut self, at_eos: bool) -> IncompleteFrames {
+        let frames = self
+            .engine
             .take_dropped()
             .into_iter()
             .map(|frame| (frame, self.incomplete_frame_warnings.allow()))
-            .collect()
+            .collect();
+        let held_back = if at_eos {
+            self.incomplete_frame_warnings.take_held_back()
+        } else {
+            0
+        };
+        IncompleteFrames { frames, held_back }
     }
 
     /// After a seek or catch-up: nothing read before it is to be committed.

@@ -161,6 +161,9 @@ struct Stream<T> {
     partial: Option<Partial<T>>,
     /// A frame whose remaining chunks are skipped without a word.
     skipping: Option<u64>,
+    /// The frame the reader joined in the middle of: its chunks are skipped
+    /// as such.
+    joined: Option<u64>,
     /// The sequence number of the last frame put together.
     last_completed: Option<u64>,
     last_used: u64,
@@ -312,19 +315,20 @@ impl<T> Reassembly<T> {
             }
         }
         if index > 0 {
-            let stream = self.streams.get_mut(&key);
-            let already_skipping = stream
-                .as_ref()
-                .is_some_and(|stream| stream.skipping == Some(seq));
-            if let Some(stream) = stream {
-                stream.skipping = Some(seq);
+            let Some(stream) = self.streams.get_mut(&key) else {
+                return Outcome::Ignored;
+            };
+            if stream.joined == Some(seq) {
+                return Outcome::JoinedMidFrame;
             }
-            if already_skipping {
+            if stream.skipping == Some(seq) {
                 return Outcome::Ignored;
             }
             if !seen {
+                stream.joined = Some(seq);
                 return Outcome::JoinedMidFrame;
             }
+            stream.skipping = Some(seq);
             self.report(Dropped {
                 partition: chunk.partition,
                 stream_id: chunk.stream_id.to_string(),
@@ -452,6 +456,7 @@ impl<T> Reassembly<T> {
                 stream_id: stream_id.to_string(),
                 partial: None,
                 skipping: None,
+                joined: None,
                 last_completed: None,
                 last_used: self.uses,
             },

@@ -418,6 +418,19 @@ pub fn produce_plain(topic: &str, values: &[Vec<u8>]) {
     producer.flush(Duration::from_secs(30)).unwrap();
 }
 
+/// `len` bytes no compressor or run-length trick could shrink.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
 /// How a pipeline run ended.
 #[derive(Debug)]
 pub enum End {

@@ -183,11 +183,12 @@ fn joining_mid_frame_skips_to_the_next_frame_without_a_loss() {
     records.remove(0);
     records.extend(chunks(1, 1, 2000, 1000));
     let records = numbered(records);
-    assert_eq!(
-        reassembly.add(records[0].view(), 0, || 0),
-        Outcome::JoinedMidFrame
-    );
-    assert_eq!(reassembly.add(records[1].view(), 0, || 0), Outcome::Ignored);
+    for record in &records[..2] {
+        assert_eq!(
+            reassembly.add(record.view(), 0, || 0),
+            Outcome::JoinedMidFrame
+        );
+    }
     let frames = feed(&mut reassembly, &records[2..]);
     assert_eq!(frames.len(), 1);
     assert_eq!(reassembly.drops(), 0);
