@@ -595,6 +595,142 @@ fn header<'a>(key: &'a str, value: &'a str) -> rdkafka::message::Header<'a, &'a 
 }
 
 #[test]
+fn group_member_killed_mid_frame_resumes_on_the_frame_boundary() {
+    let _serial = serial();
+    own_broker();
+    let topic = unique_topic("group-kill-chunked");
+    let group = unique_topic("g");
+    create_topic(&topic, 1, &[]);
+    // Two writers on one partition: cam-a's frames of three 4 KiB chunks,
+    // cam-b's whole 4 KiB frames in between. Per cycle i, at offsets 5i..:
+    // a_i chunk 0, b_2i, a_i chunk 1, b_2i+1, a_i chunk 2.
+    const CYCLES: u64 = 40;
+    let frame = |stream: char, seq: u64, len: usize| {
+        let mut value = format!("{stream}{seq:07}").into_bytes();
+        value.resize(len, b'.');
+        value
+    };
+    let producer: rdkafka::producer::BaseProducer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .unwrap();
+    let send = |value: &[u8], headers: rdkafka::message::OwnedHeaders| {
+        producer
+            .send(
+                rdkafka::producer::BaseRecord::<(), _>::to(&topic)
+                    .payload(value)
+                    .headers(headers),
+            )
+            .unwrap();
+    };
+    let whole = |stream: &str, seq: u64| {
+        rdkafka::message::OwnedHeaders::new()
+            .insert(header("gst-version", "1"))
+            .insert(header("gst-stream-id", stream))
+            .insert(header("gst-seq", &seq.to_string()))
+    };
+    let chunk = |seq: u64, index: u64| {
+        rdkafka::message::OwnedHeaders::new()
+            .insert(header("gst-version", "2"))
+            .insert(header("gst-stream-id", "cam-a"))
+            .insert(header("gst-seq", &seq.to_string()))
+            .insert(header("gst-chunk-index", &index.to_string()))
+            .insert(header("gst-chunk-count", "3"))
+            .insert(header("gst-frame-size", "12288"))
+    };
+    for i in 0..CYCLES {
+        let a = frame('A', i, 3 * 4096);
+        send(&a[..4096], chunk(i, 0));
+        send(&frame('B', 2 * i, 4096), whole("cam-b", 2 * i));
+        send(&a[4096..8192], chunk(i, 1));
+        send(&frame('B', 2 * i + 1, 4096), whole("cam-b", 2 * i + 1));
+        send(&a[8192..], chunk(i, 2));
+    }
+    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(30)).unwrap();
+
+    // The victim writes the frames it pushes into a pipe of 256 KiB: 12
+    // cycles of 20 KiB, then b_24 and b_25; it blocks writing a_12, whose
+    // chunk 0 is at offset 60. It committed what it pushed, but never past
+    // that chunk 0: 60, not 64 (after b_25).
+    let (mut pipe, stdout) = small_pipe();
+    let fast = "config=config,session.timeout.ms=6000,heartbeat.interval.ms=500";
+    let mut victim = Launched::spawn_with(
+        &format!(
+            "-q kafkasrc topic={topic} bootstrap-servers={} group-id={group} start-from=earliest {fast} \
+             ! fdsink fd=1",
+            bootstrap()
+        ),
+        stdout,
+    );
+    assert!(
+        wait_until(TIMEOUT, || pipe_bytes(&pipe) == PIPE_BYTES
+            && source_blocked_writing(victim.0.id())),
+        "the victim wrote {} bytes",
+        pipe_bytes(&pipe)
+    );
+    assert!(
+        wait_until(TIMEOUT, || committed_offset(&group, &topic) == Some(60)),
+        "committed: {:?}",
+        committed_offset(&group, &topic)
+    );
+    // SIGKILL, as a crash would: no commit at stop.
+    victim.kill();
+    let mut written = Vec::new();
+    std::io::Read::read_to_end(&mut pipe, &mut written).unwrap();
+    let mut expected_before = Vec::new();
+    for i in 0..12 {
+        expected_before.extend(frame('B', 2 * i, 4096));
+        expected_before.extend(frame('B', 2 * i + 1, 4096));
+        expected_before.extend(frame('A', i, 3 * 4096));
+    }
+    expected_before.extend(frame('B', 24, 4096));
+    expected_before.extend(frame('B', 25, 4096));
+    // The rest of the pipe: the part of a_12 written before it blocked.
+    assert!(written.starts_with(&expected_before));
+    assert_eq!(written.len(), PIPE_BYTES);
+
+    let successor = launch(&format!(
+        "kafkasrc name=src topic={topic} bootstrap-servers={} group-id={group} {fast} ! appsink name=out sync=false",
+        bootstrap()
+    ));
+    let appsink = successor
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    successor.set_state(gst::State::Playing).unwrap();
+    let last = frame('A', CYCLES - 1, 3 * 4096);
+    let mut after = Vec::new();
+    while after.last() != Some(&last) {
+        let sample = appsink
+            .try_pull_sample(gst::ClockTime::from_seconds(30))
+            .expect("the rest of the topic");
+        after.push(sample.buffer().unwrap().map_readable().unwrap().to_vec());
+    }
+    let src = stats(&successor, "src");
+    successor.set_state(gst::State::Null).unwrap();
+    // a_12 whole, from its chunk 0; b_24 and b_25 again from the log, but
+    // dropped as pushed already (the commit's metadata names b_25).
+    let mut expected_after = vec![frame('A', 12, 3 * 4096)];
+    for i in 13..CYCLES {
+        expected_after.push(frame('B', 2 * i, 4096));
+        expected_after.push(frame('B', 2 * i + 1, 4096));
+        expected_after.push(frame('A', i, 3 * 4096));
+    }
+    assert!(
+        after == expected_after,
+        "the successor pushed {:?}",
+        after
+            .iter()
+            .map(|f| String::from_utf8_lossy(&f[..8]).to_string())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(src.get::<u64>("duplicates").unwrap(), 2, "{src}");
+    assert_eq!(src.get::<u64>("incomplete-frames").unwrap(), 0, "{src}");
+    assert_eq!(src.get::<u64>("chunks-skipped").unwrap(), 0, "{src}");
+}
+
+#[test]
 fn group_survivor_takes_over_the_partitions_of_a_killed_member() {
     let _serial = serial();
     own_broker();
