@@ -385,6 +385,7 @@ fn record_over_the_topic_limit_names_the_topic_setting() {
 #[test]
 fn frames_over_a_1_mb_topic_limit_are_chunked_on_one_partition() {
     const LIMIT: usize = 1_048_576;
+    init();
     let topic = unique_topic("sink-chunked");
     create_topic(&topic, 3, &[("max.message.bytes", &LIMIT.to_string())]);
     let frames: Vec<Vec<u8>> = [1000, 3_000_000, 700_000, 2_500_000]
