@@ -546,33 +546,42 @@ impl KafkaSink {
         timeout: Duration,
     ) -> BrokerLimits {
         let options = AdminOptions::new().request_timeout(Some(timeout));
+        // One request per resource: a broker describes only its own
+        // configs, so each broker's request goes to that broker.
         let resources: Vec<ResourceSpecifier> = std::iter::once(ResourceSpecifier::Topic(topic))
             .chain(brokers.iter().map(|&id| ResourceSpecifier::Broker(id)))
             .collect();
-        let result = runtime::wait(&self.canceller, async {
-            tokio::time::timeout(timeout, admin.describe_configs(&resources, &options)).await
-        });
-        let mut limits = BrokerLimits::default();
-        if let Ok(Ok(Ok(described))) = result {
-            for resource in described.into_iter().flatten() {
-                let (name, is_topic) = match resource.specifier {
-                    OwnedResourceSpecifier::Topic(_) => ("max.message.bytes", true),
-                    OwnedResourceSpecifier::Broker(_) => ("message.max.bytes", false),
-                    _ => continue,
-                };
-                let Some(bytes) = resource
-                    .get(name)
-                    .and_then(|entry| entry.value.as_deref()?.parse::<usize>().ok())
-                else {
-                    continue;
-                };
-                let slot = if is_topic {
-                    &mut limits.topic
-                } else {
-                    &mut limits.broker
-                };
-                *slot = Some(slot.map_or(bytes, |known| known.min(bytes)));
+        let deadline = tokio::time::Instant::now() + timeout;
+        let described = runtime::wait(&self.canceller, async {
+            let mut described = Vec::new();
+            for resource in &resources {
+                let request = admin.describe_configs([resource], &options);
+                if let Ok(Ok(results)) = tokio::time::timeout_at(deadline, request).await {
+                    described.extend(results.into_iter().flatten());
+                }
             }
+            described
+        })
+        .unwrap_or_default();
+        let mut limits = BrokerLimits::default();
+        for resource in described {
+            let (name, is_topic) = match resource.specifier {
+                OwnedResourceSpecifier::Topic(_) => ("max.message.bytes", true),
+                OwnedResourceSpecifier::Broker(_) => ("message.max.bytes", false),
+                _ => continue,
+            };
+            let Some(bytes) = resource
+                .get(name)
+                .and_then(|entry| entry.value.as_deref()?.parse::<usize>().ok())
+            else {
+                continue;
+            };
+            let slot = if is_topic {
+                &mut limits.topic
+            } else {
+                &mut limits.broker
+            };
+            *slot = Some(slot.map_or(bytes, |known| known.min(bytes)));
         }
         gst::debug!(
             CAT,
