@@ -235,25 +235,26 @@ class Bench:
     # Case 6: frames over the record limit
 
     def broker_limit(self, limit):
-        """Sets the brokers' message.max.bytes (a dynamic cluster-wide
-        default), as a stock broker (1 MB) or a raised one has it."""
+        """Sets every broker's message.max.bytes (a dynamic per-broker
+        setting), as a stock broker (1 MB) or a raised one has it."""
         from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
                                            ResourceType)
         admin = AdminClient({"bootstrap.servers": self.bootstrap})
         entry = ConfigEntry("message.max.bytes", str(limit), incremental_operation=AlterConfigOpType.SET)
-        resource = ConfigResource(ResourceType.BROKER, "", incremental_configs=[entry])
-        for future in admin.incremental_alter_configs([resource]).values():
-            future.result()
-        # The brokers apply it asynchronously: wait until one describes it.
-        metadata = admin.list_topics(timeout=10)
-        broker = ConfigResource(ResourceType.BROKER, str(next(iter(metadata.brokers))))
+        brokers = [ConfigResource(ResourceType.BROKER, str(b), incremental_configs=[entry])
+                   for b in admin.list_topics(timeout=10).brokers]
+        for broker in brokers:
+            for future in admin.incremental_alter_configs([broker]).values():
+                future.result()
+        # The brokers apply it asynchronously: wait until each describes it.
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            described = next(iter(admin.describe_configs([broker]).values())).result()
-            if described["message.max.bytes"].value == str(limit):
-                return
-            time.sleep(0.1)
-        raise RuntimeError(f"the broker does not take message.max.bytes={limit}")
+        for broker in brokers:
+            described = ConfigResource(ResourceType.BROKER, broker.name)
+            while next(iter(admin.describe_configs([described]).values())).result()[
+                    "message.max.bytes"].value != str(limit):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"broker {broker.name} does not take message.max.bytes={limit}")
+                time.sleep(0.1)
 
     def chunked(self):
         frames = sorted(str(p) for p in Path(self.args.frames_4k_dir).glob("f-*.jpg"))
@@ -291,8 +292,10 @@ class Bench:
                 # The first round warms the broker and the page cache up.
                 if round_ > 0:
                     runs.setdefault(name, []).append((records, wall_in, cpu_in, wall_out, cpu_out))
+        latency = {name: self.paced_4k(frames, *modes[name]) for name in modes}
         self.broker_limit(RAISED_LIMIT)
         self.results["chunked"] = {
+            "latency": latency,
             "frames": n,
             "frame_mb_mean": frame_bytes / n / 1e6,
             "frame_mb_min": min(sizes) / 1e6,
@@ -310,6 +313,43 @@ class Bench:
                 for name, rs in runs.items()
             },
         }
+
+    def paced_4k(self, frames, limit, extra):
+        """A 30 fps stream of the 4K frames (imagesequencesrc, paced by the
+        clock) through kafkasink, the broker, kafkasrc and mjpeghttpsink to
+        one HTTP client: frames/s and latency from the record timestamp
+        (the time the frame was published) to the whole frame at the
+        client."""
+        seconds = self.args.latency_seconds
+        sequence = Path(self.args.work_dir) / f"seq-4k-{limit}"
+        sequence.mkdir(exist_ok=True)
+        count = 30 * (seconds + 8)
+        for i in range(count):
+            link = sequence / f"f-{i:05d}.jpg"
+            if not link.exists():
+                link.symlink_to(frames[i % len(frames)])
+        self.broker_limit(limit)
+        topic = self.topic("4k-paced", max_message_bytes=limit)
+        port = free_port()
+        server = self.viewer("kafkasrc ! mjpeghttpsink", topic, port)
+        producer = None
+        try:
+            wait_port(port, server)
+            producer = subprocess.Popen(
+                ["gst-launch-1.0", "-q", "imagesequencesrc", f"location={sequence}/f-%05d.jpg", "start-index=0",
+                 f"stop-index={count - 1}", "framerate=30/1", "!", "identity", "sync=true", "!", "kafkasink",
+                 f"topic={topic}", f"bootstrap-servers={self.bootstrap}"] + extra,
+                env=self.env, stderr=subprocess.DEVNULL)
+            path = str(Path(self.args.work_dir) / f"latency-4k-{limit}.txt")
+            result = self.clients(port, 1, seconds, latencies=path)
+        finally:
+            if producer:
+                stop(producer, signal.SIGINT)
+            stop(server)
+            self.delete_topic(topic)
+        log(f"4K paced, limit {limit}: {result['fps_median']:.1f} fps, p50 {result['latency_ms_p50']:.1f} ms, "
+            f"p99 {result['latency_ms_p99']:.1f} ms")
+        return result
 
     # Case 3: fan-out
 
@@ -579,6 +619,16 @@ def report(bench, commit, command, elapsed):
                          f"{spread(m['ingest_frames_per_s'])} | {spread(m['ingest_mb_per_s'])} | "
                          f"{spread(m['ingest_cpu_s_per_1000'])} | {spread(m['consume_frames_per_s'])} | "
                          f"{spread(m['consume_mb_per_s'])} | {spread(m['consume_cpu_s_per_1000'])} |")
+        lines += ["", f"The same frames as a 30 fps stream (imagesequencesrc paced by the clock) for "
+                  f"{bench.args.latency_seconds} s after a 2 s warm-up, through kafkasink, the broker, kafkasrc "
+                  "and mjpeghttpsink to one HTTP client (examples/mjpeg-clients.rs): frames/s at the client and "
+                  "latency from the record timestamp (when the frame was published) to the whole frame at the "
+                  "client.", "",
+                  "| limits | frames/s at the client | p50 ms | p99 ms | max ms | frames |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for name, m in c["latency"].items():
+            lines.append(f"| {name} | {m['fps_median']:.1f} | {m['latency_ms_p50']:.1f} | "
+                         f"{m['latency_ms_p99']:.1f} | {m['latency_ms_max']:.1f} | {m['frames']} |")
         chunked, whole = c["modes"]["1 MB limits, chunked"], c["modes"]["16 MiB limits, chunking=off"]
         for step in ["ingest", "consume"]:
             ratio = statistics.median(chunked[f"{step}_frames_per_s"]) / statistics.median(
