@@ -594,6 +594,105 @@ fn header<'a>(key: &'a str, value: &'a str) -> rdkafka::message::Header<'a, &'a 
     }
 }
 
+/// Sets the `message.max.bytes` of every broker (a dynamic setting) and
+/// waits until they describe it.
+fn set_broker_record_limit(bytes: usize) {
+    use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+        rdkafka::config::ClientConfig::new()
+            .set("bootstrap.servers", bootstrap())
+            .create()
+            .unwrap();
+    let brokers: Vec<i32> = admin
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(10))
+        .unwrap()
+        .brokers()
+        .iter()
+        .map(|b| b.id())
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let value = bytes.to_string();
+    for id in brokers {
+        let change =
+            AlterConfig::new(ResourceSpecifier::Broker(id)).set("message.max.bytes", &value);
+        for result in runtime
+            .block_on(admin.alter_configs([&change], &AdminOptions::new()))
+            .unwrap()
+        {
+            result.expect("broker config altered");
+        }
+        let described = || {
+            let resource = ResourceSpecifier::Broker(id);
+            runtime
+                .block_on(admin.describe_configs([&resource], &AdminOptions::new()))
+                .ok()
+                .and_then(|results| results.into_iter().next()?.ok())
+                .and_then(|config| config.get("message.max.bytes")?.value.clone())
+        };
+        assert!(
+            wait_until(TIMEOUT, || described().as_deref() == Some(value.as_str())),
+            "broker {id} keeps message.max.bytes {:?}",
+            described()
+        );
+    }
+}
+
+#[test]
+fn a_broker_with_kafkas_stock_1_mb_limit_gets_chunks_even_if_the_topic_allows_more() {
+    let _serial = serial();
+    own_broker();
+    // The topic allows 16 MiB (its own setting), the broker Kafka's default.
+    let topic = unique_topic("broker-limit");
+    create_topic(&topic, 1, &[]);
+    set_broker_record_limit(1_048_588);
+    let frames: Vec<Vec<u8>> = (0..3).map(|i| random_bytes(3_000_000, 70 + i)).collect();
+    let writer = launch(&format!(
+        "appsrc name=src format=time caps=application/octet-stream \
+         ! kafkasink topic={topic} bootstrap-servers={}",
+        bootstrap()
+    ));
+    let appsrc = writer
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    writer.set_state(gst::State::Playing).unwrap();
+    for frame in &frames {
+        appsrc
+            .push_buffer(gst::Buffer::from_mut_slice(frame.clone()))
+            .unwrap();
+    }
+    appsrc.end_of_stream().unwrap();
+    let end = wait_end(&writer.bus().unwrap(), TIMEOUT);
+    writer.set_state(gst::State::Null).unwrap();
+    set_broker_record_limit(16_777_216);
+    assert!(matches!(end, End::Eos), "{end:?}");
+    let records = read_topic(&topic);
+    assert_eq!(records.len(), 9, "3 MB frames in 1 MB chunks");
+    assert!(records.iter().all(|r| r.value.len() < 1_048_588));
+
+    let reader = launch(&format!(
+        "kafkasrc topic={topic} bootstrap-servers={} start-from=earliest stop-at=end ! appsink name=out sync=false",
+        bootstrap()
+    ));
+    let appsink = reader
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    reader.set_state(gst::State::Playing).unwrap();
+    let mut read = Vec::new();
+    while let Some(sample) = appsink.try_pull_sample(gst::ClockTime::from_seconds(30)) {
+        read.push(sample.buffer().unwrap().map_readable().unwrap().to_vec());
+    }
+    reader.set_state(gst::State::Null).unwrap();
+    assert!(read == frames, "{} frames read back", read.len());
+}
+
 #[test]
 fn group_member_killed_mid_frame_resumes_on_the_frame_boundary() {
     let _serial = serial();
