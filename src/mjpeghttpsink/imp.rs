@@ -10,8 +10,11 @@
  * Endpoints: the stream at `path` (default `/video_feed`), `/` (a page
  * showing every stream of the server), `/snapshot.jpg` (the newest frame;
  * `?stream=<path>` picks a stream), `/stats` (JSON: clients, frames sent and
- * skipped, input fps, connections). `HEAD` and `OPTIONS` are answered; CORS
- * headers only when `cors-origin` is set.
+ * skipped, input fps, connections) and `/metrics` (the same numbers, with
+ * the age of the last frame, in Prometheus' text format, one sample per
+ * stream labelled `stream="<path>"`; counters count every client since the
+ * start). `HEAD` and `OPTIONS` are answered; CORS headers only when
+ * `cors-origin` is set. Paths are matched percent-decoded.
  *
  * Every part carries `X-Timestamp` (the capture time in seconds since the
  * Unix epoch, from the buffer's reference timestamp meta as kafkasrc and
@@ -29,7 +32,7 @@
  *
  * Several sinks of one process may share an address and port with
  * different paths (a dashboard of cameras on one port). Each stream keeps
- * its own `auth`, `auth-token` and `cors-origin`; `/` and `/stats` show only
+ * its own `auth`, `auth-token` and `cors-origin`; `/`, `/stats` and `/metrics` show only
  * the streams the request's credentials open (401 when none), and
  * `/snapshot.jpg` without `?stream=` the first of them.
  *
@@ -434,12 +437,15 @@ impl BaseSinkImpl for MjpegHttpSink {
             )
         })?;
         if !settings.path.starts_with('/')
-            || matches!(settings.path.as_str(), "/" | "/stats" | "/snapshot.jpg")
+            || matches!(
+                settings.path.as_str(),
+                "/" | "/stats" | "/metrics" | "/snapshot.jpg"
+            )
         {
             return Err(gst::error_msg!(
                 gst::LibraryError::Settings,
                 (
-                    "path {:?} must start with / and not be /, /stats or /snapshot.jpg",
+                    "path {:?} must start with / and not be /, /stats, /metrics or /snapshot.jpg",
                     settings.path
                 )
             ));

@@ -7,6 +7,7 @@ use gst::prelude::*;
 
 mod conn;
 mod imp;
+mod metrics;
 mod nosigpipe;
 mod server;
 mod signals;

@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 
 use super::CAT;
 use super::conn::{Abort, ClientSocket};
+use super::metrics;
 use super::nosigpipe::NoSigPipe;
 use super::stream::{
     Credentials, ResponseBody, STREAM_CONTENT_TYPE, Stream, StreamStats, full_body,
@@ -45,6 +46,8 @@ const TOKEN_KEEP: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'.')
     .remove(b'~');
+/// Characters of a stream's path kept as they are in the page's links.
+const PATH_KEEP: &AsciiSet = &TOKEN_KEEP.remove(b'/');
 
 /// Connection counts of one server, shared by its sinks.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -404,13 +407,18 @@ fn route(
     peer: SocketAddr,
     abort: Arc<Abort>,
 ) -> Response<ResponseBody> {
-    let path = request.uri().path().to_string();
+    // Paths are compared decoded: a stream's path may hold characters a
+    // URL must escape (a camera's key).
+    let Ok(path) = percent_decode_str(request.uri().path()).decode_utf8() else {
+        return plain(StatusCode::NOT_FOUND, "no such stream or page\n");
+    };
+    let path = path.into_owned();
     let request_origin = request.headers().get(header::ORIGIN).cloned();
     let all = server.streams();
     // The streams this request is about.
-    let server_wide = matches!(path.as_str(), "/" | "/stats");
+    let server_wide = matches!(path.as_str(), "/" | "/stats" | "/metrics");
     let targets: Vec<Arc<Stream>> = match path.as_str() {
-        "/" | "/stats" => all.clone(),
+        "/" | "/stats" | "/metrics" => all.clone(),
         "/snapshot.jpg" => match query_param(&request, "stream") {
             Some(wanted) => all
                 .iter()
@@ -458,6 +466,7 @@ fn route(
     let mut response = match path.as_str() {
         "/" => index(&visible, credentials.token.as_deref()),
         "/stats" => stats_json(server, &visible),
+        "/metrics" => metrics_text(server, &visible),
         "/snapshot.jpg" => snapshot(&visible[0]),
         _ => open_stream(&visible[0], &request, peer, head, abort),
     };
@@ -530,10 +539,11 @@ fn index(streams: &[Arc<Stream>], token: Option<&[u8]>) -> Response<ResponseBody
          </head><body>\n",
     );
     for stream in streams {
-        let path = html_escape(stream.path());
+        let name = html_escape(stream.path());
+        let url: String = percent_encode(stream.path().as_bytes(), PATH_KEEP).collect();
         let _ = writeln!(
             html,
-            "<h2>{path}</h2>\n<img src=\"{path}{suffix}\" alt=\"{path}\">"
+            "<h2>{name}</h2>\n<img src=\"{url}{suffix}\" alt=\"{name}\">"
         );
     }
     html.push_str("</body></html>\n");
@@ -573,6 +583,17 @@ fn stats_json(server: &Server, streams: &[Arc<Stream>]) -> Response<ResponseBody
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
+    );
+    no_store(&mut response);
+    response
+}
+
+fn metrics_text(server: &Server, streams: &[Arc<Stream>]) -> Response<ResponseBody> {
+    let stats: Vec<StreamStats> = streams.iter().map(|s| s.stats()).collect();
+    let mut response = Response::new(full_body(metrics::render(&server.stats(), &stats)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(metrics::CONTENT_TYPE),
     );
     no_store(&mut response);
     response

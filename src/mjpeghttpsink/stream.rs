@@ -182,8 +182,10 @@ pub struct ClientStats {
     pub bytes: u64,
 }
 
-/// A stream's statistics: the `stats` property and `/stats` are both made
-/// from this. Sent and skipped counts are those of the connected clients.
+/// A stream's statistics: the `stats` property, `/stats` and `/metrics` are
+/// all made from this. `frames_sent`, `frames_skipped` and `bytes_sent` are
+/// those of the connected clients; the `_total` ones count every client
+/// since the sink started, so that they never go down.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StreamStats {
     pub path: String,
@@ -193,6 +195,12 @@ pub struct StreamStats {
     pub frames_sent: u64,
     pub frames_skipped: u64,
     pub bytes_sent: u64,
+    pub clients_total: u64,
+    pub frames_sent_total: u64,
+    pub frames_skipped_total: u64,
+    pub bytes_sent_total: u64,
+    /// Seconds since the last frame arrived; none before the first.
+    pub last_frame_age: Option<f64>,
     pub clients: Vec<ClientStats>,
 }
 
@@ -203,6 +211,10 @@ struct Counters {
     not_jpeg: u64,
     fps: f64,
     last_arrival: Option<Instant>,
+    clients_total: u64,
+    frames_sent_total: u64,
+    frames_skipped_total: u64,
+    bytes_sent_total: u64,
 }
 
 impl Counters {
@@ -332,6 +344,13 @@ impl Stream {
             frames_sent: clients.iter().map(|c| c.frames_sent).sum(),
             frames_skipped: clients.iter().map(|c| c.frames_skipped).sum(),
             bytes_sent: clients.iter().map(|c| c.bytes).sum(),
+            clients_total: counters.clients_total,
+            frames_sent_total: counters.frames_sent_total,
+            frames_skipped_total: counters.frames_skipped_total,
+            bytes_sent_total: counters.bytes_sent_total,
+            last_frame_age: counters
+                .last_arrival
+                .map(|at| (at.elapsed().as_secs_f64() * 1000.0).round() / 1000.0),
             clients,
         }
     }
@@ -351,6 +370,7 @@ impl Stream {
             return None;
         }
         let id = self.next_client.fetch_add(1, Ordering::Relaxed);
+        counters.clients_total += 1;
         counters.clients.insert(
             id,
             ClientStats {
@@ -393,7 +413,11 @@ impl Stream {
     }
 
     fn count_sent(&self, id: u64, frame_bytes: usize, skipped: u64) {
-        if let Some(client) = self.counters.lock().unwrap().clients.get_mut(&id) {
+        let mut counters = self.counters.lock().unwrap();
+        counters.frames_sent_total += 1;
+        counters.frames_skipped_total += skipped;
+        counters.bytes_sent_total += frame_bytes as u64;
+        if let Some(client) = counters.clients.get_mut(&id) {
             client.frames_sent += 1;
             client.frames_skipped += skipped;
             client.bytes += frame_bytes as u64;
