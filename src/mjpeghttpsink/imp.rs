@@ -39,6 +39,11 @@
  * The server listens on 127.0.0.1 by default: set `address=0.0.0.0` to
  * expose the camera to the network, preferably with `auth`.
  *
+ * With `tls-certificate` and `tls-key` (PEM files) it serves HTTPS through
+ * rustls, offering HTTP/2 and HTTP/1.1 by ALPN: over HTTP/2 a browser
+ * carries every stream of a page on one connection, where HTTP/1.1 allows
+ * it six per host. Sinks sharing a port must name the same files.
+ *
  * ## Example launch lines
  * |[
  * gst-launch-1.0 kafkasrc topic=cam1 ! mjpeghttpsink port=8080
@@ -69,6 +74,7 @@ use super::CAT;
 use super::server::{Server, ServerStats};
 use super::signals::SignalEmitter;
 use super::stream::{Frame, Secret, Stream, StreamConfig, StreamStats, parse_cors_origin};
+use super::tls::TlsFiles;
 use crate::capturetime;
 use crate::throttle::Throttle;
 
@@ -94,6 +100,8 @@ struct Settings {
     cors_origin: Option<String>,
     auth: Option<Secret>,
     auth_token: Option<Secret>,
+    tls_certificate: Option<String>,
+    tls_key: Option<String>,
 }
 
 impl Default for Settings {
@@ -110,6 +118,8 @@ impl Default for Settings {
             cors_origin: None,
             auth: None,
             auth_token: None,
+            tls_certificate: None,
+            tls_key: None,
         }
     }
 }
@@ -284,6 +294,16 @@ impl ObjectImpl for MjpegHttpSink {
                     .blurb("Origin allowed to read this stream (scheme://host[:port] or *) as Access-Control-Allow-Origin (unset: no CORS headers)")
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecString::builder("tls-certificate")
+                    .nick("TLS certificate")
+                    .blurb("PEM file of the certificate chain: serve HTTPS (HTTP/2 or HTTP/1.1 by ALPN) instead of HTTP; needs tls-key")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("tls-key")
+                    .nick("TLS key")
+                    .blurb("PEM file of the private key of tls-certificate")
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecString::builder("auth")
                     .nick("Basic auth")
                     .blurb("user:password required (HTTP basic auth) on every endpoint; reads back as *** once set")
@@ -350,6 +370,10 @@ impl ObjectImpl for MjpegHttpSink {
                 settings.send_timeout_ms = value.get().expect("type checked upstream")
             }
             "cors-origin" => settings.cors_origin = value.get().expect("type checked upstream"),
+            "tls-certificate" => {
+                settings.tls_certificate = value.get().expect("type checked upstream")
+            }
+            "tls-key" => settings.tls_key = value.get().expect("type checked upstream"),
             "auth" => {
                 settings.auth = value
                     .get::<Option<String>>()
@@ -389,6 +413,8 @@ impl ObjectImpl for MjpegHttpSink {
             "keepalive-ms" => settings.keepalive_ms.to_value(),
             "send-timeout-ms" => settings.send_timeout_ms.to_value(),
             "cors-origin" => settings.cors_origin.to_value(),
+            "tls-certificate" => settings.tls_certificate.to_value(),
+            "tls-key" => settings.tls_key.to_value(),
             "auth" => settings.auth.as_ref().map(|_| REDACTED).to_value(),
             "auth-token" => settings.auth_token.as_ref().map(|_| REDACTED).to_value(),
             name => unimplemented!("property {name}"),
@@ -466,6 +492,19 @@ impl BaseSinkImpl for MjpegHttpSink {
             .map(parse_cors_origin)
             .transpose()
             .map_err(|reason| gst::error_msg!(gst::LibraryError::Settings, ("{reason}")))?;
+        let tls = match (&settings.tls_certificate, &settings.tls_key) {
+            (None, None) => None,
+            (Some(certificate), Some(key)) => Some(TlsFiles {
+                certificate: certificate.into(),
+                key: key.into(),
+            }),
+            _ => {
+                return Err(gst::error_msg!(
+                    gst::LibraryError::Settings,
+                    ("HTTPS needs both tls-certificate and tls-key")
+                ));
+            }
+        };
         let requested = SocketAddr::new(ip, settings.port as u16);
         let config = StreamConfig {
             path: settings.path.clone(),
@@ -485,12 +524,13 @@ impl BaseSinkImpl for MjpegHttpSink {
             )
         })?;
         let stream = Arc::new(Stream::new(config, self.obj().upcast_ref(), signals));
-        let server = Server::attach(requested, stream.clone())
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let server = Server::attach(requested, stream.clone(), tls)
             .map_err(|reason| gst::error_msg!(gst::ResourceError::OpenWrite, ("{reason}")))?;
         gst::info!(
             CAT,
             imp = self,
-            "serving http://{}{} ",
+            "serving {scheme}://{}{}",
             server.local_addr(),
             settings.path
         );

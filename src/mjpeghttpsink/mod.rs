@@ -12,6 +12,7 @@ mod nosigpipe;
 mod server;
 mod signals;
 mod stream;
+mod tls;
 
 glib::wrapper! {
     pub struct MjpegHttpSink(ObjectSubclass<imp::MjpegHttpSink>) @extends gst_base::BaseSink, gst::Element, gst::Object;

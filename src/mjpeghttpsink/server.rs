@@ -17,10 +17,12 @@ use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, percent_encode};
 use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
 use super::CAT;
 use super::conn::{Abort, ClientSocket};
@@ -29,9 +31,11 @@ use super::nosigpipe::NoSigPipe;
 use super::stream::{
     Credentials, ResponseBody, STREAM_CONTENT_TYPE, Stream, StreamStats, full_body,
 };
+use super::tls::{self, TlsFiles};
 use crate::runtime::RUNTIME;
 
-/// A client must send its request headers within this time (slowloris).
+/// A client must send its request headers, or finish its TLS handshake,
+/// within this time (slowloris).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long stopping waits for connections to close.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
@@ -80,8 +84,15 @@ impl Drop for OpenConnection {
     }
 }
 
+/// A server's HTTPS: the files its sinks named, and the acceptor made of them.
+struct Tls {
+    files: TlsFiles,
+    acceptor: TlsAcceptor,
+}
+
 pub struct Server {
     local_addr: SocketAddr,
+    tls: Option<Tls>,
     streams: Mutex<Vec<Arc<Stream>>>,
     connections: Arc<Connections>,
     tasks: Mutex<HashMap<u64, JoinHandle<()>>>,
@@ -93,16 +104,36 @@ static SERVERS: LazyLock<Mutex<HashMap<SocketAddr, Weak<Server>>>> =
     LazyLock::new(Default::default);
 
 impl Server {
-    /// Adds `stream` to the server at `addr`, starting it if needed.
-    pub fn attach(addr: SocketAddr, stream: Arc<Stream>) -> Result<Arc<Server>, String> {
+    /// Adds `stream` to the server at `addr`, starting it (over HTTPS with
+    /// `tls`) if needed.
+    pub fn attach(
+        addr: SocketAddr,
+        stream: Arc<Stream>,
+        tls: Option<TlsFiles>,
+    ) -> Result<Arc<Server>, String> {
         let mut servers = SERVERS.lock().unwrap();
         let existing = (addr.port() != 0)
             .then(|| servers.get(&addr).and_then(Weak::upgrade))
             .flatten();
         let server = match existing {
-            Some(server) => server,
+            Some(server) => {
+                if server.tls.as_ref().map(|t| &t.files) != tls.as_ref() {
+                    return Err(format!(
+                        "{addr} is already served by another mjpeghttpsink with other \
+                         tls-certificate and tls-key settings"
+                    ));
+                }
+                server
+            }
             None => {
-                let server = Server::bind(addr)?;
+                let tls = match tls {
+                    Some(files) => Some(Tls {
+                        acceptor: TlsAcceptor::from(files.server_config()?),
+                        files,
+                    }),
+                    None => None,
+                };
+                let server = Server::bind(addr, tls)?;
                 if addr.port() != 0 {
                     servers.insert(addr, Arc::downgrade(&server));
                 }
@@ -166,7 +197,7 @@ impl Server {
         }
     }
 
-    fn bind(addr: SocketAddr) -> Result<Arc<Server>, String> {
+    fn bind(addr: SocketAddr, tls: Option<Tls>) -> Result<Arc<Server>, String> {
         let listener = std::net::TcpListener::bind(addr)
             .map_err(|err| format!("cannot listen on {addr}: {err}"))?;
         listener
@@ -175,6 +206,7 @@ impl Server {
         let local_addr = listener.local_addr().map_err(|err| err.to_string())?;
         let server = Arc::new(Server {
             local_addr,
+            tls,
             streams: Mutex::new(Vec::new()),
             connections: Arc::default(),
             tasks: Mutex::new(HashMap::new()),
@@ -250,15 +282,25 @@ async fn accept_loop(listener: tokio::net::TcpListener, server: Weak<Server>) {
                 format_args!("refused {peer}: {max_connections} connections open"),
             );
             // Best effort and without waiting: a full server spends no task
-            // on a connection it refuses.
-            let _ = socket.try_write(REFUSED);
+            // on a connection it refuses (an HTTPS client just sees it close).
+            if owner.tls.is_none() {
+                let _ = socket.try_write(REFUSED);
+            }
             continue;
         }
         let _ = socket.set_nodelay(true);
         let open = OpenConnection::new(&owner.connections);
         let id = next_task;
         next_task += 1;
-        let task = tokio::spawn(serve(socket, peer, server.clone(), write_timeout, open));
+        let acceptor = owner.tls.as_ref().map(|tls| tls.acceptor.clone());
+        let task = tokio::spawn(serve(
+            socket,
+            acceptor,
+            peer,
+            server.clone(),
+            write_timeout,
+            open,
+        ));
         let mut tasks = owner.tasks.lock().unwrap();
         tasks.retain(|_, handle| !handle.is_finished());
         tasks.insert(id, task);
@@ -267,6 +309,7 @@ async fn accept_loop(listener: tokio::net::TcpListener, server: Weak<Server>) {
 
 async fn serve(
     socket: tokio::net::TcpStream,
+    acceptor: Option<TlsAcceptor>,
     peer: SocketAddr,
     server: Weak<Server>,
     write_timeout: Duration,
@@ -274,6 +317,35 @@ async fn serve(
 ) {
     let abort = Arc::new(Abort::default());
     let socket = ClientSocket::new(NoSigPipe(socket), write_timeout, abort.clone());
+    let Some(acceptor) = acceptor else {
+        serve_http(socket, false, peer, server, abort).await;
+        return;
+    };
+    let handshake = tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(socket)).await;
+    match handshake {
+        Ok(Ok(socket)) => {
+            let h2 = socket.get_ref().1.alpn_protocol() == Some(tls::H2);
+            serve_http(socket, h2, peer, server, abort).await;
+        }
+        Ok(Err(err)) => log_peer(&server, format_args!("TLS handshake with {peer}: {err}")),
+        Err(_) => log_peer(
+            &server,
+            format_args!("TLS handshake with {peer}: none within {HEADER_READ_TIMEOUT:?}"),
+        ),
+    }
+}
+
+fn log_peer(server: &Weak<Server>, message: std::fmt::Arguments) {
+    if let Some(server) = server.upgrade() {
+        server.log_each(gst::DebugLevel::Debug, message);
+    }
+}
+
+/// Answers the requests of one connection, over HTTP/2 or HTTP/1.1.
+async fn serve_http<I>(io: I, h2: bool, peer: SocketAddr, server: Weak<Server>, abort: Arc<Abort>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let for_requests = abort.clone();
     let service = hyper::service::service_fn(move |request| {
         let server = server.upgrade();
@@ -285,15 +357,27 @@ async fn serve(
             })
         }
     });
-    let connection = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_REQUEST_HEAD.max(8192))
-        .serve_connection(TokioIo::new(socket), service);
+    let io = TokioIo::new(io);
     // Dropping the connection closes the socket (with a reset once aborted).
-    tokio::select! {
-        _ = connection => (),
-        _ = abort.requested() => (),
+    if h2 {
+        let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .max_header_list_size(MAX_REQUEST_HEAD as u32)
+            .serve_connection(io, service);
+        tokio::select! {
+            _ = connection => (),
+            _ = abort.requested() => (),
+        }
+    } else {
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .max_buf_size(MAX_REQUEST_HEAD.max(8192))
+            .serve_connection(io, service);
+        tokio::select! {
+            _ = connection => (),
+            _ = abort.requested() => (),
+        }
     }
 }
 
