@@ -170,6 +170,8 @@ pub struct Push {
     pub offset: u64,
     /// The record timestamp, when it is a representable time since the epoch.
     pub capture_time: Option<Duration>,
+    /// The producer's stream id (`gst-stream-id`), if the record had one.
+    pub stream_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -432,6 +434,7 @@ impl Engine {
                 .timestamp_ms
                 .and_then(clock_time_ms)
                 .map(|time| Duration::from_nanos(time.nseconds())),
+            stream_id: meta.stream_id.map(str::to_owned),
         })
     }
 

@@ -82,6 +82,7 @@ use super::time::parse_time_ms;
 use super::{StartFrom, StopAt, TimestampMode};
 use crate::capturetime;
 use crate::kafka::{self, ClientSettings, KafkaContext, TopicError, TopicInfo};
+use crate::recordmeta::{self, RecordInfo};
 use crate::runtime::{self, Cancelled, Canceller};
 use crate::throttle::Throttle;
 use crate::uri;
@@ -674,6 +675,16 @@ impl KafkaSrc {
             if let Some(since_epoch) = push.capture_time {
                 capturetime::set_capture_time(buffer, since_epoch);
             }
+            recordmeta::add(
+                buffer,
+                &RecordInfo {
+                    key: message.key().and_then(|key| std::str::from_utf8(key).ok()),
+                    stream_id: push.stream_id.as_deref(),
+                    partition: message.partition(),
+                    offset: message.offset(),
+                    timestamp_ms: message.timestamp().to_millis(),
+                },
+            );
             buffer.set_flags(push.flags);
         }
         buffer

@@ -71,11 +71,13 @@ use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
 use super::CAT;
+use super::cameras::{Cameras, Outcome};
 use super::server::{Server, ServerStats};
 use super::signals::SignalEmitter;
 use super::stream::{Frame, Secret, Stream, StreamConfig, StreamStats, parse_cors_origin};
 use super::tls::TlsFiles;
 use crate::capturetime;
+use crate::recordmeta;
 use crate::throttle::Throttle;
 
 const DEFAULT_ADDRESS: &str = "127.0.0.1";
@@ -86,6 +88,8 @@ const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
 const DEFAULT_MAX_FPS: u32 = 0;
 const DEFAULT_KEEPALIVE_MS: u32 = 1000;
 const DEFAULT_SEND_TIMEOUT_MS: u32 = 5000;
+/// Enough for a large wall; bounds what a topic of ever-new keys can make.
+const DEFAULT_MAX_CAMERAS: u32 = 256;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -102,6 +106,7 @@ struct Settings {
     auth_token: Option<Secret>,
     tls_certificate: Option<String>,
     tls_key: Option<String>,
+    max_cameras: u32,
 }
 
 impl Default for Settings {
@@ -120,6 +125,7 @@ impl Default for Settings {
             auth_token: None,
             tls_certificate: None,
             tls_key: None,
+            max_cameras: DEFAULT_MAX_CAMERAS,
         }
     }
 }
@@ -127,6 +133,8 @@ impl Default for Settings {
 struct Started {
     server: Arc<Server>,
     stream: Arc<Stream>,
+    cameras: Cameras,
+    camera_warnings: Throttle,
     requested: SocketAddr,
     seq: u64,
     not_jpeg_warnings: Throttle,
@@ -190,8 +198,46 @@ impl MjpegHttpSink {
         let captured = capturetime::capture_time(buffer)
             .map(|since_epoch| UNIX_EPOCH + since_epoch)
             .unwrap_or_else(SystemTime::now);
-        let frame = Frame::new(started.seq, Bytes::from_owner(map), captured);
-        started.stream.publish(frame);
+        let jpeg = Bytes::from_owner(map);
+        let outcome = recordmeta::with(buffer, |record| {
+            let name = record.camera()?;
+            let outcome =
+                started
+                    .cameras
+                    .publish(self.obj().upcast_ref(), name, jpeg.clone(), captured);
+            Some((name.to_string(), outcome)).filter(|(_, o)| *o != Outcome::Published)
+        })
+        .flatten();
+        started
+            .stream
+            .publish(Frame::new(started.seq, jpeg, captured));
+        let Some((camera, outcome)) = outcome else {
+            return Ok(gst::FlowSuccess::Ok);
+        };
+        let warn = match &outcome {
+            Outcome::Added(path) => {
+                gst::info!(CAT, imp = self, "camera {camera:?} at {path}");
+                None
+            }
+            Outcome::OverLimit => started.camera_warnings.allow().map(|held_back| {
+                format!(
+                    "camera {camera:?} not served at a path of its own: max-cameras ({}) reached; \
+                     {held_back} more frame(s) of such cameras since the last warning",
+                    started.cameras.count()
+                )
+            }),
+            Outcome::PathTaken(path) => started.camera_warnings.allow().map(|held_back| {
+                format!(
+                    "camera {camera:?} not served at {path}: another stream has that path; \
+                     {held_back} more frame(s) of such cameras since the last warning"
+                )
+            }),
+            Outcome::Published => None,
+        };
+        drop(state);
+        if let Some(warning) = warn {
+            gst::element_imp_warning!(self, gst::ResourceError::Busy, ("{warning}"));
+        }
         Ok(gst::FlowSuccess::Ok)
     }
 
@@ -294,6 +340,12 @@ impl ObjectImpl for MjpegHttpSink {
                     .blurb("Origin allowed to read this stream (scheme://host[:port] or *) as Access-Control-Allow-Origin (unset: no CORS headers)")
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt::builder("max-cameras")
+                    .nick("Maximum cameras")
+                    .blurb("Cameras served each at <path>/<camera> (buffers from kafkasrc name theirs: record key, else stream id); 0: none")
+                    .default_value(DEFAULT_MAX_CAMERAS)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecString::builder("tls-certificate")
                     .nick("TLS certificate")
                     .blurb("PEM file of the certificate chain: serve HTTPS (HTTP/2 or HTTP/1.1 by ALPN) instead of HTTP; needs tls-key")
@@ -374,6 +426,7 @@ impl ObjectImpl for MjpegHttpSink {
                 settings.tls_certificate = value.get().expect("type checked upstream")
             }
             "tls-key" => settings.tls_key = value.get().expect("type checked upstream"),
+            "max-cameras" => settings.max_cameras = value.get().expect("type checked upstream"),
             "auth" => {
                 settings.auth = value
                     .get::<Option<String>>()
@@ -415,6 +468,7 @@ impl ObjectImpl for MjpegHttpSink {
             "cors-origin" => settings.cors_origin.to_value(),
             "tls-certificate" => settings.tls_certificate.to_value(),
             "tls-key" => settings.tls_key.to_value(),
+            "max-cameras" => settings.max_cameras.to_value(),
             "auth" => settings.auth.as_ref().map(|_| REDACTED).to_value(),
             "auth-token" => settings.auth_token.as_ref().map(|_| REDACTED).to_value(),
             name => unimplemented!("property {name}"),
@@ -516,6 +570,7 @@ impl BaseSinkImpl for MjpegHttpSink {
             cors_origin,
             auth: settings.auth,
             auth_token: settings.auth_token,
+            camera: None,
         };
         let signals = SignalEmitter::spawn(self.obj().upcast_ref()).map_err(|err| {
             gst::error_msg!(
@@ -523,7 +578,12 @@ impl BaseSinkImpl for MjpegHttpSink {
                 ("cannot start the thread that emits client signals: {err}")
             )
         })?;
-        let stream = Arc::new(Stream::new(config, self.obj().upcast_ref(), signals));
+        let signals = Arc::new(signals);
+        let stream = Arc::new(Stream::new(
+            config.clone(),
+            self.obj().upcast_ref(),
+            signals.clone(),
+        ));
         let scheme = if tls.is_some() { "https" } else { "http" };
         let server = Server::attach(requested, stream.clone(), tls)
             .map_err(|reason| gst::error_msg!(gst::ResourceError::OpenWrite, ("{reason}")))?;
@@ -534,9 +594,17 @@ impl BaseSinkImpl for MjpegHttpSink {
             server.local_addr(),
             settings.path
         );
+        let cameras = Cameras::new(
+            server.clone(),
+            config,
+            signals,
+            settings.max_cameras as usize,
+        );
         *self.state.lock().unwrap() = State::Started(Box::new(Started {
             server,
             stream,
+            cameras,
+            camera_warnings: Throttle::default(),
             requested,
             seq: 0,
             not_jpeg_warnings: Throttle::default(),
@@ -546,6 +614,7 @@ impl BaseSinkImpl for MjpegHttpSink {
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         if let State::Started(started) = std::mem::take(&mut *self.state.lock().unwrap()) {
+            started.cameras.stop(started.requested);
             started.stream.stop();
             started.server.detach(&started.stream, started.requested);
         }
@@ -560,6 +629,7 @@ impl BaseSinkImpl for MjpegHttpSink {
         if let gst::EventView::Eos(_) = event.view()
             && let State::Started(started) = &*self.state.lock().unwrap()
         {
+            started.cameras.end_of_stream();
             started.stream.end_of_stream();
         }
         self.parent_event(event)

@@ -5,6 +5,7 @@ use std::sync::LazyLock;
 use gst::glib;
 use gst::prelude::*;
 
+mod cameras;
 mod conn;
 mod imp;
 mod metrics;

@@ -140,16 +140,22 @@ impl Server {
                 server
             }
         };
-        let mut streams = server.streams.lock().unwrap();
+        server.add(stream)?;
+        Ok(server)
+    }
+
+    /// Serves `stream` too, unless its path is taken.
+    pub fn add(&self, stream: Arc<Stream>) -> Result<(), String> {
+        let mut streams = self.streams.lock().unwrap();
         if streams.iter().any(|s| s.path() == stream.path()) {
             return Err(format!(
-                "path {} is already served on {addr} by another mjpeghttpsink",
-                stream.path()
+                "path {} is already served on {} by another stream",
+                stream.path(),
+                self.local_addr
             ));
         }
         streams.push(stream);
-        drop(streams);
-        Ok(server)
+        Ok(())
     }
 
     /// Removes `stream`; the last stream out shuts the server down, closing
@@ -610,6 +616,10 @@ fn snapshot(stream: &Stream) -> Response<ResponseBody> {
     response
 }
 
+/// The page: a wall of every stream the request may see, each camera of a
+/// sink (see cameras.rs) in place of that sink's mixed stream. Without
+/// scripting it still shows every picture; the script enlarges a tile on
+/// click and marks the tiles whose camera stopped sending.
 fn index(streams: &[Arc<Stream>], token: Option<&[u8]>) -> Response<ResponseBody> {
     let suffix = token
         .map(|t| {
@@ -617,20 +627,44 @@ fn index(streams: &[Arc<Stream>], token: Option<&[u8]>) -> Response<ResponseBody
             format!("?token={encoded}")
         })
         .unwrap_or_default();
-    let mut html = String::from(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>gst-kafka MJPEG</title>\
-         <style>body{font-family:sans-serif;background:#111;color:#eee}img{max-width:100%;display:block}</style>\
-         </head><body>\n",
+    let has_cameras = |parent: &Stream| {
+        let prefix = format!("{}/", parent.path().trim_end_matches('/'));
+        streams
+            .iter()
+            .any(|s| s.camera().is_some() && s.path().starts_with(&prefix))
+    };
+    let tiles: Vec<&Arc<Stream>> = streams
+        .iter()
+        .filter(|s| s.camera().is_some() || !has_cameras(s))
+        .collect();
+    let mut html = format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>gst-kafka: {} camera(s)</title><style>{WALL_CSS}</style></head><body>\n\
+         <header><b>gst-kafka</b> <span>{} camera(s)</span>\
+         <span id=\"hint\" hidden>This page is served over HTTP/1.1: browsers show at most six \
+         streams per host. Serve it over HTTPS (tls-certificate, tls-key) for HTTP/2 and every \
+         camera.</span></header>\n<main id=\"wall\">\n",
+        tiles.len(),
+        tiles.len()
     );
-    for stream in streams {
-        let name = html_escape(stream.path());
+    for stream in &tiles {
+        let name = html_escape(stream.camera().unwrap_or(stream.path()));
+        let path = html_escape(stream.path());
         let url: String = percent_encode(stream.path().as_bytes(), PATH_KEEP).collect();
         let _ = writeln!(
             html,
-            "<h2>{name}</h2>\n<img src=\"{url}{suffix}\" alt=\"{name}\">"
+            "<figure class=\"tile\" data-path=\"{path}\"><img src=\"{url}{suffix}\" alt=\"{name}\">\
+             <figcaption><span class=\"name\">{name}</span> <span class=\"state\"></span>\
+             </figcaption></figure>"
         );
     }
-    html.push_str("</body></html>\n");
+    let stats_url = format!("/stats{suffix}");
+    let _ = write!(
+        html,
+        "</main>\n<script>const STATS = {};\n{WALL_JS}</script>\n</body></html>\n",
+        serde_json::to_string(&stats_url).unwrap_or_default()
+    );
     let mut response = Response::new(full_body(html));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -639,6 +673,77 @@ fn index(streams: &[Arc<Stream>], token: Option<&[u8]>) -> Response<ResponseBody
     no_store(&mut response);
     response
 }
+
+const WALL_CSS: &str = "body{margin:0;font-family:system-ui,sans-serif;background:#0b0d10;color:#e8e8e8}\
+header{display:flex;gap:1em;align-items:baseline;padding:.5em 1em;background:#161a20}\
+#hint{color:#f0b429}\
+#wall{display:grid;grid-template-columns:repeat(auto-fill,minmax(320px,1fr));gap:6px;padding:6px}\
+.tile{margin:0;position:relative;background:#000;cursor:zoom-in}\
+.tile img{width:100%;display:block;aspect-ratio:16/9;object-fit:contain}\
+.tile figcaption{position:absolute;left:0;right:0;bottom:0;padding:.2em .5em;background:rgba(0,0,0,.55);font-size:.9em}\
+.tile.stale img{opacity:.35}.tile.stale .state{color:#ff6b6b}\
+.tile.big{position:fixed;inset:0;z-index:10;cursor:zoom-out}.tile.big img{height:100%;aspect-ratio:auto}";
+
+/// Enlarges a tile on click; every 2 s reads /stats, adds a tile for each
+/// camera that appeared since (in place of its sink's mixed stream) and
+/// marks the tiles whose camera sent nothing for more than 3 s.
+const WALL_JS: &str = r#"
+const wall = document.getElementById('wall');
+const suffix = STATS.slice('/stats'.length);
+let tiles = [...document.querySelectorAll('.tile')];
+function enlargeable(tile) {
+  tile.addEventListener('click', () => tile.classList.toggle('big'));
+}
+tiles.forEach(enlargeable);
+function addCamera(stream) {
+  const tile = document.createElement('figure');
+  tile.className = 'tile';
+  tile.dataset.path = stream.path;
+  const img = document.createElement('img');
+  img.src = stream.path.split('/').map(encodeURIComponent).join('/') + suffix;
+  img.alt = stream.camera;
+  const caption = document.createElement('figcaption');
+  const name = document.createElement('span');
+  name.className = 'name';
+  name.textContent = stream.camera;
+  const state = document.createElement('span');
+  state.className = 'state';
+  caption.append(name, ' ', state);
+  tile.append(img, caption);
+  enlargeable(tile);
+  wall.append(tile);
+  for (const mixed of tiles) {
+    if (stream.path.startsWith(mixed.dataset.path.replace(/\/$/, '') + '/')) mixed.remove();
+  }
+  tiles = [...document.querySelectorAll('.tile')];
+  document.title = `gst-kafka: ${tiles.length} camera(s)`;
+  document.querySelector('header span').textContent = `${tiles.length} camera(s)`;
+}
+async function poll() {
+  try {
+    const stats = await (await fetch(STATS, {cache: 'no-store'})).json();
+    const known = new Set(tiles.map(t => t.dataset.path));
+    for (const stream of stats.streams) {
+      if (stream.camera && !known.has(stream.path)) addCamera(stream);
+    }
+    document.getElementById('hint').hidden = !(location.protocol === 'http:' && tiles.length > 6);
+    const ages = new Map(stats.streams.map(s => [s.path, s.last_frame_age]));
+    for (const tile of tiles) {
+      const age = ages.get(tile.dataset.path);
+      const stale = age === undefined || age === null || age > 3;
+      tile.classList.toggle('stale', stale);
+      tile.querySelector('.state').textContent = stale
+        ? (age ? `no picture for ${Math.round(age)} s` : 'no picture yet') : '';
+    }
+  } catch (e) {
+    for (const tile of tiles) {
+      tile.querySelector('.state').textContent = 'viewer unreachable';
+    }
+  }
+}
+poll();
+setInterval(poll, 2000);
+"#;
 
 fn html_escape(text: &str) -> String {
     text.replace('&', "&amp;")

@@ -119,6 +119,9 @@ pub struct StreamConfig {
     pub cors_origin: Option<HeaderValue>,
     pub auth: Option<Secret>,
     pub auth_token: Option<Secret>,
+    /// The camera this stream shows, when it is one camera of a sink's
+    /// input (a topic of many cameras).
+    pub camera: Option<String>,
 }
 
 /// One JPEG as it goes on the wire: part headers, the JPEG itself (the
@@ -189,6 +192,8 @@ pub struct ClientStats {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StreamStats {
     pub path: String,
+    /// The camera, for a stream of one camera of a sink's input.
+    pub camera: Option<String>,
     pub input_fps: f64,
     pub frames_in: u64,
     pub not_jpeg: u64,
@@ -249,12 +254,16 @@ pub struct Stream {
     published: watch::Sender<Published>,
     counters: Mutex<Counters>,
     element: glib::WeakRef<gst::Element>,
-    signals: SignalEmitter,
+    signals: Arc<SignalEmitter>,
     next_client: AtomicU64,
 }
 
 impl Stream {
-    pub fn new(config: StreamConfig, element: &gst::Element, signals: SignalEmitter) -> Stream {
+    pub fn new(
+        config: StreamConfig,
+        element: &gst::Element,
+        signals: Arc<SignalEmitter>,
+    ) -> Stream {
         Stream {
             config,
             published: watch::Sender::new(Published::Waiting),
@@ -267,6 +276,10 @@ impl Stream {
 
     pub fn path(&self) -> &str {
         &self.config.path
+    }
+
+    pub fn camera(&self) -> Option<&str> {
+        self.config.camera.as_deref()
     }
 
     pub fn send_timeout(&self) -> Duration {
@@ -338,6 +351,7 @@ impl Stream {
         let clients: Vec<ClientStats> = counters.clients.values().cloned().collect();
         StreamStats {
             path: self.config.path.clone(),
+            camera: self.config.camera.clone(),
             input_fps: (counters.fps * 100.0).round() / 100.0,
             frames_in: counters.frames_in,
             not_jpeg: counters.not_jpeg,
