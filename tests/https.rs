@@ -37,6 +37,10 @@ impl Certificate {
                 "/CN=127.0.0.1",
                 "-addext",
                 "subjectAltName=IP:127.0.0.1",
+                "-addext",
+                // A CA certificate as a server's own is refused by rustls
+                // clients (webpki), and by browsers without an exception.
+                "basicConstraints=critical,CA:FALSE",
                 "-keyout",
                 "key.pem",
                 "-out",
