@@ -27,7 +27,8 @@ with sync_playwright() as playwright:
         executable_path="/usr/bin/chromium", args=["--no-sandbox"]
     )
     page = browser.new_page(viewport={"width": 1280, "height": 800})
-    page.goto(url)
+    # MJPEG images never finish loading: wait for the document only.
+    page.goto(url, wait_until="domcontentloaded")
     page.wait_for_function(
         "[...document.querySelectorAll('.tile img')].every(i => i.naturalWidth > 0)",
         timeout=15000,
