@@ -110,6 +110,8 @@ class Wall:
                         after = self.stats(port, tls)
                         elapsed = time.monotonic() - started
                         cpu = (proc_cpu_seconds(server.pid) - cpu_before) / elapsed
+                        if tls:
+                            page.screenshot(path=str(ROOT / "docs" / "wall.png"))
                         browser.close()
                 finally:
                     stop(server)
@@ -191,6 +193,11 @@ class Wall:
             stop(producer)
 
 
+def chromium_version():
+    out = subprocess.run(["/usr/bin/chromium", "--version"], capture_output=True, text=True).stdout
+    return out.strip() or "Chromium"
+
+
 def report(wall, commit, command, elapsed):
     r = wall.results
     lines = [
@@ -208,9 +215,9 @@ def report(wall, commit, command, elapsed):
     if "browser" in r:
         lines += [f"## 1. The wall in headless Chromium: {wall.args.wall_cameras} cameras × 30 fps 640×360",
                   "",
-                  f"The `/` page open for {wall.args.seconds} s in Chromium ({Path('/usr/bin/chromium').name}, "
-                  "Playwright); frames per tile counted by the viewer (`frames_sent_total` of each camera's "
-                  "stream, from `/stats`).",
+                  f"The `/` page open for {wall.args.seconds} s in headless {chromium_version()} (Playwright); "
+                  "frames per tile counted by the viewer (`frames_sent_total` of each camera's stream, from "
+                  "`/stats`); the input rate is each camera's `frames_in` over the same time.",
                   "",
                   "| served over | tiles | tiles at ≥ 90 % of the input rate | tiles with < 1 fps | frames/s per tile (min / median / max) | input fps per camera | viewer CPU (cores) |",
                   "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -225,9 +232,11 @@ def report(wall, commit, command, elapsed):
         c = m["result"]
         lines += [f"## 2. {m['cameras']} cameras on one topic, {m['clients'] // m['cameras']} clients each",
                   "",
-                  f"{m['cameras']} cameras × {m['fps']} fps 640×360 (the rate this 2-core machine sustains with the "
-                  f"broker, the producer and {m['clients']} client threads on it), each client reading one "
-                  f"camera's `/video_feed/camNNN` for {wall.args.seconds} s (mjpeg-clients).",
+                  f"{m['cameras']} cameras × {m['fps']} fps 640×360 (a low rate, so that the broker, the Python "
+                  f"producer and {m['clients']} client threads fit beside the viewer on two cores), each client "
+                  f"reading one camera's `/video_feed/camNNN` for {wall.args.seconds} s (mjpeg-clients). The "
+                  "viewer's connections to Kafka are those of its one consumer: librdkafka's bootstrap "
+                  "connection and the one to the partition leader (the same broker here).",
                   "",
                   "| clients | frames/s per client (min / median / max) | client errors | viewer CPU (cores) | viewer RSS (MB) | viewer's TCP connections to Kafka |",
                   "| --- | --- | --- | --- | --- | --- |",
@@ -275,6 +284,8 @@ def main():
                             cwd=ROOT).stdout.strip()
     command = "scripts/bench.sh"
     text = report(wall, commit, command, time.monotonic() - started)
+    if "browser" in cases:
+        text += "\n![the wall of the HTTP/2 run in Chromium](wall.png)\n"
     (ROOT / "docs" / "benchmarks-wall.md").write_text(text + "\n")
     log("wrote docs/benchmarks-wall.md")
 

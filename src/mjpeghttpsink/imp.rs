@@ -199,22 +199,36 @@ impl MjpegHttpSink {
             .map(|since_epoch| UNIX_EPOCH + since_epoch)
             .unwrap_or_else(SystemTime::now);
         let jpeg = Bytes::from_owner(map);
-        let outcome = recordmeta::with(buffer, |record| {
+        let warning = self.publish_camera(started, buffer, &jpeg, captured);
+        started
+            .stream
+            .publish(Frame::new(started.seq, jpeg, captured));
+        drop(state);
+        if let Some(warning) = warning {
+            gst::element_imp_warning!(self, gst::ResourceError::Busy, ("{warning}"));
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    /// Shows the frame on the stream of the camera its record names, if
+    /// any; returns a warning to post when the camera cannot have one.
+    fn publish_camera(
+        &self,
+        started: &mut Started,
+        buffer: &gst::BufferRef,
+        jpeg: &Bytes,
+        captured: SystemTime,
+    ) -> Option<String> {
+        let (camera, outcome) = recordmeta::with(buffer, |record| {
             let name = record.camera()?;
             let outcome =
                 started
                     .cameras
                     .publish(self.obj().upcast_ref(), name, jpeg.clone(), captured);
-            Some((name.to_string(), outcome)).filter(|(_, o)| *o != Outcome::Published)
-        })
-        .flatten();
-        started
-            .stream
-            .publish(Frame::new(started.seq, jpeg, captured));
-        let Some((camera, outcome)) = outcome else {
-            return Ok(gst::FlowSuccess::Ok);
-        };
-        let warn = match &outcome {
+            (outcome != Outcome::Published).then(|| (name.to_string(), outcome))
+        })??;
+        match outcome {
+            Outcome::Published => None,
             Outcome::Added(path) => {
                 gst::info!(CAT, imp = self, "camera {camera:?} at {path}");
                 None
@@ -232,13 +246,7 @@ impl MjpegHttpSink {
                      {held_back} more frame(s) of such cameras since the last warning"
                 )
             }),
-            Outcome::Published => None,
-        };
-        drop(state);
-        if let Some(warning) = warn {
-            gst::element_imp_warning!(self, gst::ResourceError::Busy, ("{warning}"));
         }
-        Ok(gst::FlowSuccess::Ok)
     }
 
     fn stats(&self) -> gst::Structure {
