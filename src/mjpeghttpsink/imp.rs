@@ -72,7 +72,7 @@ use gst_base::subclass::prelude::*;
 
 use super::CAT;
 use super::cameras::{Cameras, Outcome};
-use super::server::{Server, ServerStats};
+use super::server::{SERVER_WIDE, Server, ServerStats};
 use super::signals::SignalEmitter;
 use super::stream::{Frame, Secret, Stream, StreamConfig, StreamStats, parse_cors_origin};
 use super::tls::TlsFiles;
@@ -219,34 +219,37 @@ impl MjpegHttpSink {
         jpeg: &Bytes,
         captured: SystemTime,
     ) -> Option<String> {
-        let (camera, outcome) = recordmeta::with(buffer, |record| {
-            let name = record.camera()?;
+        if started.cameras.disabled() {
+            return None;
+        }
+        recordmeta::with(buffer, |record| {
+            let camera = record.camera()?;
             let outcome =
                 started
                     .cameras
-                    .publish(self.obj().upcast_ref(), name, jpeg.clone(), captured);
-            (outcome != Outcome::Published).then(|| (name.to_string(), outcome))
-        })??;
-        match outcome {
-            Outcome::Published => None,
-            Outcome::Added(path) => {
-                gst::info!(CAT, imp = self, "camera {camera:?} at {path}");
-                None
+                    .publish(self.obj().upcast_ref(), camera, jpeg.clone(), captured);
+            match outcome {
+                Outcome::Published => None,
+                Outcome::Added(path) => {
+                    gst::info!(CAT, imp = self, "camera {camera:?} at {path}");
+                    None
+                }
+                Outcome::OverLimit => started.camera_warnings.allow().map(|held_back| {
+                    format!(
+                        "camera {camera:?} not served at a path of its own: max-cameras ({}) \
+                         reached; {held_back} more frame(s) of such cameras since the last warning",
+                        started.cameras.max()
+                    )
+                }),
+                Outcome::PathTaken(path) => started.camera_warnings.allow().map(|held_back| {
+                    format!(
+                        "camera {camera:?} not served at {path}: another stream has that path; \
+                         {held_back} more frame(s) of such cameras since the last warning"
+                    )
+                }),
             }
-            Outcome::OverLimit => started.camera_warnings.allow().map(|held_back| {
-                format!(
-                    "camera {camera:?} not served at a path of its own: max-cameras ({}) reached; \
-                     {held_back} more frame(s) of such cameras since the last warning",
-                    started.cameras.count()
-                )
-            }),
-            Outcome::PathTaken(path) => started.camera_warnings.allow().map(|held_back| {
-                format!(
-                    "camera {camera:?} not served at {path}: another stream has that path; \
-                     {held_back} more frame(s) of such cameras since the last warning"
-                )
-            }),
-        }
+        })
+        .flatten()
     }
 
     fn stats(&self) -> gst::Structure {
@@ -350,7 +353,7 @@ impl ObjectImpl for MjpegHttpSink {
                     .build(),
                 glib::ParamSpecUInt::builder("max-cameras")
                     .nick("Maximum cameras")
-                    .blurb("Cameras served each at <path>/<camera> (buffers from kafkasrc name theirs: record key, else stream id); 0: none")
+                    .blurb("Cameras served each at <path>/<camera>, named by the key of the records kafkasrc made the buffers of; 0: none")
                     .default_value(DEFAULT_MAX_CAMERAS)
                     .mutable_ready()
                     .build(),
@@ -525,10 +528,8 @@ impl BaseSinkImpl for MjpegHttpSink {
             )
         })?;
         if !settings.path.starts_with('/')
-            || matches!(
-                settings.path.as_str(),
-                "/" | "/stats" | "/metrics" | "/snapshot.jpg"
-            )
+            || SERVER_WIDE.contains(&settings.path.as_str())
+            || settings.path == "/snapshot.jpg"
         {
             return Err(gst::error_msg!(
                 gst::LibraryError::Settings,
@@ -556,9 +557,12 @@ impl BaseSinkImpl for MjpegHttpSink {
             .map_err(|reason| gst::error_msg!(gst::LibraryError::Settings, ("{reason}")))?;
         let tls = match (&settings.tls_certificate, &settings.tls_key) {
             (None, None) => None,
+            // Absolute, so that sinks naming the same files differently share
+            // a port; a missing file is told when it is read.
             (Some(certificate), Some(key)) => Some(TlsFiles {
-                certificate: certificate.into(),
-                key: key.into(),
+                certificate: std::fs::canonicalize(certificate)
+                    .unwrap_or_else(|_| certificate.into()),
+                key: std::fs::canonicalize(key).unwrap_or_else(|_| key.into()),
             }),
             _ => {
                 return Err(gst::error_msg!(

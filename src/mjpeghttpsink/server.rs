@@ -37,6 +37,12 @@ use crate::runtime::RUNTIME;
 /// A client must send its request headers, or finish its TLS handshake,
 /// within this time (slowloris).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// HTTP/2: pings an idle connection this often, and closes it when a ping
+/// is not answered within the same time (a peer gone without a FIN).
+const H2_PING_INTERVAL: Duration = Duration::from_secs(10);
+/// HTTP/2: streams one connection may have open; each stream's clients are
+/// bounded by `max-clients` as over HTTP/1.1.
+const H2_MAX_STREAMS: u32 = 100;
 /// How long stopping waits for connections to close.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
 /// Request heads larger than this are refused.
@@ -50,6 +56,9 @@ const TOKEN_KEEP: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'.')
     .remove(b'~');
+/// Pages about every stream of the server; no stream may have these paths.
+pub const SERVER_WIDE: [&str; 3] = ["/", "/stats", "/metrics"];
+
 /// Characters of a stream's path kept as they are in the page's links.
 const PATH_KEEP: &AsciiSet = &TOKEN_KEEP.remove(b'/');
 
@@ -353,7 +362,10 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let for_requests = abort.clone();
+    let asked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let asked_by_request = asked.clone();
     let service = hyper::service::service_fn(move |request| {
+        asked_by_request.store(true, Ordering::Release);
         let server = server.upgrade();
         let abort = for_requests.clone();
         async move {
@@ -369,10 +381,22 @@ where
         let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .max_header_list_size(MAX_REQUEST_HEAD as u32)
+            .max_concurrent_streams(H2_MAX_STREAMS)
+            .keep_alive_interval(H2_PING_INTERVAL)
+            .keep_alive_timeout(H2_PING_INTERVAL)
             .serve_connection(io, service);
+        // HTTP/2 has no header read timeout: a connection that asks nothing
+        // within the time a request head gets is closed the same way.
+        let silent = async {
+            tokio::time::sleep(HEADER_READ_TIMEOUT).await;
+            if asked.load(Ordering::Acquire) {
+                std::future::pending::<()>().await;
+            }
+        };
         tokio::select! {
             _ = connection => (),
             _ = abort.requested() => (),
+            _ = silent => (),
         }
     } else {
         let connection = hyper::server::conn::http1::Builder::new()
@@ -506,9 +530,9 @@ fn route(
     let request_origin = request.headers().get(header::ORIGIN).cloned();
     let all = server.streams();
     // The streams this request is about.
-    let server_wide = matches!(path.as_str(), "/" | "/stats" | "/metrics");
+    let server_wide = SERVER_WIDE.contains(&path.as_str());
     let targets: Vec<Arc<Stream>> = match path.as_str() {
-        "/" | "/stats" | "/metrics" => all.clone(),
+        _ if server_wide => all.clone(),
         "/snapshot.jpg" => match query_param(&request, "stream") {
             Some(wanted) => all
                 .iter()
@@ -627,11 +651,10 @@ fn index(streams: &[Arc<Stream>], token: Option<&[u8]>) -> Response<ResponseBody
             format!("?token={encoded}")
         })
         .unwrap_or_default();
-    let has_cameras = |parent: &Stream| {
-        let prefix = format!("{}/", parent.path().trim_end_matches('/'));
+    let has_cameras = |sink: &Stream| {
         streams
             .iter()
-            .any(|s| s.camera().is_some() && s.path().starts_with(&prefix))
+            .any(|s| s.camera().is_some_and(|c| c.sink_path == sink.path()))
     };
     let tiles: Vec<&Arc<Stream>> = streams
         .iter()
@@ -649,9 +672,22 @@ fn index(streams: &[Arc<Stream>], token: Option<&[u8]>) -> Response<ResponseBody
         tiles.len()
     );
     for stream in &tiles {
-        let name = html_escape(stream.camera().unwrap_or(stream.path()));
+        let (name, url) = match stream.camera() {
+            // The name is one path segment, '/' included.
+            Some(camera) => (
+                html_escape(&camera.name),
+                format!(
+                    "{}/{}",
+                    percent_encode(camera.sink_path.as_bytes(), PATH_KEEP),
+                    percent_encode(camera.name.as_bytes(), TOKEN_KEEP)
+                ),
+            ),
+            None => (
+                html_escape(stream.path()),
+                percent_encode(stream.path().as_bytes(), PATH_KEEP).collect(),
+            ),
+        };
         let path = html_escape(stream.path());
-        let url: String = percent_encode(stream.path().as_bytes(), PATH_KEEP).collect();
         let _ = writeln!(
             html,
             "<figure class=\"tile\" data-path=\"{path}\"><img src=\"{url}{suffix}\" alt=\"{name}\">\
@@ -689,18 +725,23 @@ header{display:flex;gap:1em;align-items:baseline;padding:.5em 1em;background:#16
 /// marks the tiles whose camera sent nothing for more than 3 s.
 const WALL_JS: &str = r#"
 const wall = document.getElementById('wall');
+const hint = document.getElementById('hint');
 const suffix = STATS.slice('/stats'.length);
 let tiles = [...document.querySelectorAll('.tile')];
-function enlargeable(tile) {
+function watch(tile) {
   tile.addEventListener('click', () => tile.classList.toggle('big'));
+  // A stream cut off (viewer restarted, connection reset) is asked again.
+  const img = tile.querySelector('img');
+  img.addEventListener('error', () => setTimeout(() => { img.src = img.src; }, 2000));
 }
-tiles.forEach(enlargeable);
+tiles.forEach(watch);
 function addCamera(stream) {
   const tile = document.createElement('figure');
   tile.className = 'tile';
   tile.dataset.path = stream.path;
   const img = document.createElement('img');
-  img.src = stream.path.split('/').map(encodeURIComponent).join('/') + suffix;
+  img.src = stream.camera_of.split('/').map(encodeURIComponent).join('/') + '/'
+    + encodeURIComponent(stream.camera) + suffix;
   img.alt = stream.camera;
   const caption = document.createElement('figcaption');
   const name = document.createElement('span');
@@ -710,35 +751,51 @@ function addCamera(stream) {
   state.className = 'state';
   caption.append(name, ' ', state);
   tile.append(img, caption);
-  enlargeable(tile);
+  watch(tile);
   wall.append(tile);
   for (const mixed of tiles) {
-    if (stream.path.startsWith(mixed.dataset.path.replace(/\/$/, '') + '/')) mixed.remove();
+    if (mixed.dataset.path === stream.camera_of) mixed.remove();
   }
   tiles = [...document.querySelectorAll('.tile')];
   document.title = `gst-kafka: ${tiles.length} camera(s)`;
   document.querySelector('header span').textContent = `${tiles.length} camera(s)`;
 }
+function show(tile, stale, text) {
+  tile.classList.toggle('stale', stale);
+  tile.querySelector('.state').textContent = text;
+}
 async function poll() {
+  hint.hidden = !(location.protocol === 'http:' && tiles.length > 6);
+  // Over HTTP/1.1 this request may wait behind six streams: give up in time.
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), 3000);
+  let stats;
   try {
-    const stats = await (await fetch(STATS, {cache: 'no-store'})).json();
+    stats = await (await fetch(STATS, {cache: 'no-store', signal: abort.signal})).json();
+  } catch (e) {
+    stats = null;
+  } finally {
+    clearTimeout(timer);
+  }
+  if (stats) {
     const known = new Set(tiles.map(t => t.dataset.path));
     for (const stream of stats.streams) {
       if (stream.camera && !known.has(stream.path)) addCamera(stream);
     }
-    document.getElementById('hint').hidden = !(location.protocol === 'http:' && tiles.length > 6);
-    const ages = new Map(stats.streams.map(s => [s.path, s.last_frame_age]));
-    for (const tile of tiles) {
-      const age = ages.get(tile.dataset.path);
-      const stale = age === undefined || age === null || age > 3;
-      tile.classList.toggle('stale', stale);
-      tile.querySelector('.state').textContent = stale
-        ? (age ? `no picture for ${Math.round(age)} s` : 'no picture yet') : '';
+  }
+  const ages = new Map((stats ? stats.streams : []).map(s => [s.path, s.last_frame_age]));
+  for (const tile of tiles) {
+    if (!tile.querySelector('img').naturalWidth) {
+      show(tile, true, hint.hidden ? 'no picture yet' : 'no picture: no connection left (HTTP/1.1)');
+      continue;
     }
-  } catch (e) {
-    for (const tile of tiles) {
-      tile.querySelector('.state').textContent = 'viewer unreachable';
+    if (!stats) {
+      show(tile, false, '');
+      continue;
     }
+    const age = ages.get(tile.dataset.path);
+    const stale = typeof age !== 'number' || age > 3;
+    show(tile, stale, stale ? (typeof age === 'number' ? `no picture for ${Math.round(age)} s` : 'no picture yet') : '');
   }
 }
 poll();
