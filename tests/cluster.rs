@@ -290,7 +290,9 @@ fn rolling_restart_under_a_live_stream_loses_repeats_and_stalls_nothing() {
         acked(),
         new_frames()
     );
-    assert!(fully_in_sync(&topic, 0) && fully_in_sync("__consumer_offsets", 0));
+    // A broker frozen by an earlier test may still be catching up.
+    assert!(wait_until(TIMEOUT, || fully_in_sync(&topic, 0)
+        && fully_in_sync("__consumer_offsets", 0)));
 
     // Each broker in turn: a clean stop, a start, and back in the ISR of
     // the topic and of the group's offsets before the next one.
@@ -377,4 +379,92 @@ fn rolling_restart_under_a_live_stream_loses_repeats_and_stalls_nothing() {
         gap <= MAX_VIEWER_GAP,
         "the viewer went {gap:?} without a new frame"
     );
+}
+
+/// The client address of broker `node` (node N is the N-th of the
+/// cluster's bootstrap list).
+fn node_address(node: i32) -> String {
+    bootstrap()
+        .split(',')
+        .nth(node as usize - 1)
+        .unwrap()
+        .to_string()
+}
+
+/// Notes when kafkasrc logs that it found the topic it waited for, until
+/// dropped.
+struct TopicFound {
+    found: Arc<AtomicBool>,
+    function: Option<gst::log::DebugLogFunction>,
+}
+
+impl TopicFound {
+    fn watch() -> TopicFound {
+        init();
+        gst::log::set_active(true);
+        let found = Arc::new(AtomicBool::new(false));
+        let seen = found.clone();
+        let function = gst::log::add_log_function(move |category, _, _, _, _, _, message| {
+            if category.name() == "kafkasrc"
+                && message
+                    .get()
+                    .is_some_and(|text| text.contains("exists now: opening it"))
+            {
+                seen.store(true, Ordering::Relaxed);
+            }
+        });
+        gst::log::set_threshold_for_name("kafkasrc", gst::DebugLevel::Debug);
+        TopicFound {
+            found,
+            function: Some(function),
+        }
+    }
+
+    fn found(&self) -> bool {
+        self.found.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for TopicFound {
+    fn drop(&mut self) {
+        gst::log::unset_threshold_for_name("kafkasrc");
+        if let Some(function) = self.function.take() {
+            gst::log::remove_log_function(function);
+        }
+    }
+}
+
+#[test]
+fn stop_returns_at_once_while_a_new_topics_leader_is_frozen() {
+    let _serial = serial();
+    let cluster = cluster();
+    // kafkasrc talks to its bootstrap broker and the group coordinator on
+    // its own (one broker here), to the frozen one only for the new topic.
+    let talker = group_coordinator();
+    let frozen = if talker == 3 { 1 } else { 3 };
+    let topic = unique_topic("frozen-leader");
+    let found = TopicFound::watch();
+    let source = launch(&format!(
+        // A timeout far longer than the stop may take.
+        "kafkasrc name=src topic={topic} bootstrap-servers={} connect-timeout-ms=60000 ! fakesink",
+        node_address(talker)
+    ));
+    source.set_state(gst::State::Playing).unwrap();
+    assert!(wait_until(TIMEOUT, || stats(&source, "src")
+        .get::<bool>("waiting-for-topic")
+        .unwrap()));
+
+    // The topic appears, led by a broker that freezes (SIGSTOP) at once:
+    // kafkasrc looks for the topic every 500 ms, and asks its leader for
+    // its offsets once it sees it.
+    create_placed_topic(&topic, &[frozen], &[]);
+    cluster.signal_node(frozen, libc::SIGSTOP);
+    let seen = wait_until(TIMEOUT, || found.found());
+    let stopping = Instant::now();
+    source.set_state(gst::State::Null).unwrap();
+    let stopped = stopping.elapsed();
+    cluster.node_n("resume-node", frozen);
+    assert!(seen, "kafkasrc never saw {topic}");
+    eprintln!("NULL took {stopped:?} with broker {frozen}, the topic's leader, frozen");
+    assert!(stopped < Duration::from_secs(3), "NULL took {stopped:?}");
 }

@@ -150,6 +150,19 @@ impl OwnBroker {
         assert!(status.success(), "scripts/kafka.sh {command} {node} failed");
     }
 
+    /// Sends `signal` to node `node` at once (`node_n` runs a script, which
+    /// takes tens of milliseconds).
+    pub fn signal_node(&self, node: i32, signal: libc::c_int) {
+        let pid_file = self.home.join(format!("node{node}/broker.pid"));
+        let pid: libc::pid_t = std::fs::read_to_string(pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // SAFETY: a signal to the broker process this binary started.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+    }
+
     /// The SASL_PLAINTEXT listener of node 1: PLAIN (alice / alice-secret)
     /// and SCRAM-SHA-512 (bob / bob-secret).
     pub fn sasl_bootstrap(&self) -> String {
