@@ -534,8 +534,35 @@ impl KafkaSrc {
                 })?;
             match described {
                 Ok(info) => {
-                    let (partitions, end_offsets) = self
-                        .open_topic(&consumer, &settings, &topic, info, wait.start_time_ms, true)
+                    gst::debug!(CAT, imp = self, "topic {topic} exists now: opening it");
+                    // Reading the partitions' offsets waits for their
+                    // leaders, up to connect-timeout-ms when one is frozen
+                    // or gone: off this thread too, so that a stop does not
+                    // wait for it.
+                    let opening = {
+                        let (obj, consumer) = (self.obj().clone(), consumer.clone());
+                        let (settings, topic) = (settings.clone(), topic.clone());
+                        runtime::RUNTIME.spawn_blocking(move || {
+                            obj.imp().open_topic(
+                                &consumer,
+                                &settings,
+                                &topic,
+                                info,
+                                wait.start_time_ms,
+                                true,
+                            )
+                        })
+                    };
+                    let (partitions, end_offsets) = runtime::wait(&self.canceller, opening)
+                        .map_err(|_| gst::FlowError::Flushing)?
+                        .map_err(|err| {
+                            gst::element_imp_error!(
+                                self,
+                                gst::ResourceError::Failed,
+                                ("opening topic {topic} failed: {err}")
+                            );
+                            gst::FlowError::Error
+                        })?
                         .map_err(|err| {
                             self.post_error_message(err);
                             gst::FlowError::Error
