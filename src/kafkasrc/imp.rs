@@ -18,7 +18,11 @@
  * below its sequence number.
  *
  * Each buffer carries the record timestamp (the capture time) as a
- * `timestamp/x-unix` reference timestamp meta.
+ * `timestamp/x-unix` reference timestamp meta, and the record it was made
+ * of as a custom meta `GstKafkaRecordMeta` (fields `partition`, `offset`,
+ * and when the record has them `key`, `stream-id`, `timestamp-ms`; read it
+ * with `gst_buffer_get_custom_meta (buffer, "GstKafkaRecordMeta")`):
+ * mjpeghttpsink serves each camera of a topic by its key.
  *
  * Started before its topic exists, the element waits for it, as Kafka's own
  * consumers do (a warning after a few seconds says so, and `stats` field

@@ -39,6 +39,15 @@
  * The server listens on 127.0.0.1 by default: set `address=0.0.0.0` to
  * expose the camera to the network, preferably with `auth`.
  *
+ * Buffers from kafkasrc name their record's key (`GstKafkaRecordMeta`):
+ * each key is also served as a camera of its own at `<path>/<key>` (the key
+ * percent-encoded as one path segment), made on its first frame with this
+ * sink's settings, and `/` becomes a wall of every camera with its name;
+ * a tile whose camera sent nothing for 3 s says so. `max-cameras` bounds
+ * how many (a warning names the cameras beyond; 0: none). Records that
+ * kafkasink keyed by its own stream id (no `key` set) name no camera: that
+ * id changes whenever the producer restarts.
+ *
  * With `tls-certificate` and `tls-key` (PEM files) it serves HTTPS through
  * rustls, offering HTTP/2 and HTTP/1.1 by ALPN: over HTTP/2 a browser
  * carries every stream of a page on one connection, where HTTP/1.1 allows
@@ -47,6 +56,7 @@
  * ## Example launch lines
  * |[
  * gst-launch-1.0 kafkasrc topic=cam1 ! mjpeghttpsink port=8080
+ * gst-launch-1.0 kafkasrc topic=cams ! mjpeghttpsink tls-certificate=cert.pem tls-key=key.pem
  * gst-launch-1.0 videotestsrc is-live=true ! jpegenc ! mjpeghttpsink address=0.0.0.0 auth=viewer:secret auth-token=s3cr3t
  * ]|
  *
