@@ -7,14 +7,21 @@
 //! part's `X-Timestamp`) to its arrival. It reads parts with or without
 //! Content-Length.
 //!
-//! cargo run --release --example mjpeg-clients -- http://127.0.0.1:8080/video_feed [--clients 10] [--seconds 10]
-//!     [--warmup-ms 1000] [--latencies FILE]
+//! cargo run --release --example mjpeg-clients -- http://127.0.0.1:8080/video_feed [URL…] [--clients 10]
+//!     [--seconds 10] [--warmup-ms 1000] [--latencies FILE] [--cacert PEM]
 //!
-//! Only loopback and other local addresses are meant as targets.
+//! With several URLs the clients are spread over them in turn. `https://`
+//! URLs are read over TLS (rustls, HTTP/1.0), trusting the `--cacert`
+//! certificates. Only loopback and other local addresses are meant as
+//! targets.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 
 struct ClientResult {
     frames: u64,
@@ -80,7 +87,68 @@ fn read_until_marker(reader: &mut impl BufRead, marker: &[u8]) -> std::io::Resul
     }
 }
 
-fn client(host: &str, path: &str, until: Instant, warmup: Duration) -> ClientResult {
+/// Where a client reads from.
+#[derive(Clone)]
+struct Target {
+    host: String,
+    path: String,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+trait Socket: Read + Write + Send {}
+impl<T: Read + Write + Send> Socket for T {}
+
+impl Target {
+    fn parse(url: &str, tls: Option<&Arc<rustls::ClientConfig>>) -> Target {
+        let (rest, tls) = match url.strip_prefix("https://") {
+            Some(rest) => (rest, Some(tls.expect("https:// needs --cacert").clone())),
+            None => (
+                url.strip_prefix("http://").expect("an http(s):// URL"),
+                None,
+            ),
+        };
+        let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        Target {
+            host: host.to_string(),
+            path: if path.is_empty() { "/" } else { path }.to_string(),
+            tls,
+        }
+    }
+
+    fn connect(&self) -> std::io::Result<Box<dyn Socket>> {
+        let socket = TcpStream::connect(&self.host)?;
+        socket.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let Some(config) = &self.tls else {
+            return Ok(Box::new(socket));
+        };
+        let name = self
+            .host
+            .rsplit_once(':')
+            .map_or(self.host.as_str(), |(h, _)| h);
+        let name = ServerName::try_from(name.to_string()).map_err(std::io::Error::other)?;
+        let connection =
+            rustls::ClientConnection::new(config.clone(), name).map_err(std::io::Error::other)?;
+        Ok(Box::new(rustls::StreamOwned::new(connection, socket)))
+    }
+}
+
+fn tls_config(cacert: &str) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_file_iter(cacert).expect("read --cacert") {
+        roots
+            .add(certificate.expect("a PEM certificate"))
+            .expect("a usable CA certificate");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+fn client(target: &Target, until: Instant, warmup: Duration) -> ClientResult {
     let mut result = ClientResult {
         frames: 0,
         bytes: 0,
@@ -88,13 +156,14 @@ fn client(host: &str, path: &str, until: Instant, warmup: Duration) -> ClientRes
         error: None,
     };
     let mut run = || -> std::io::Result<()> {
-        let mut socket = TcpStream::connect(host)?;
-        socket.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut socket = target.connect()?;
         // HTTP/1.0: a close-delimited body, no chunked framing to undo.
         write!(
             socket,
-            "GET {path} HTTP/1.0\r\nUser-Agent: mjpeg-clients\r\n\r\n"
+            "GET {} HTTP/1.0\r\nUser-Agent: mjpeg-clients\r\n\r\n",
+            target.path
         )?;
+        socket.flush()?;
         let mut reader = BufReader::with_capacity(1 << 20, socket);
         let mut line = String::new();
         read_line(&mut reader, &mut line)?;
@@ -176,23 +245,27 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let url = args.get(1).filter(|a| a.starts_with("http://")).expect(
-        "usage: mjpeg-clients http://HOST:PORT/PATH [--clients N] [--seconds S] [--warmup-ms M]",
+    let tls = arg_text(&args, "--cacert").map(|path| tls_config(&path));
+    let targets: Vec<Target> = args[1..]
+        .iter()
+        .filter(|a| a.starts_with("http://") || a.starts_with("https://"))
+        .map(|url| Target::parse(url, tls.as_ref()))
+        .collect();
+    assert!(
+        !targets.is_empty(),
+        "usage: mjpeg-clients http(s)://HOST:PORT/PATH [URL…] [--clients N] [--seconds S] [--warmup-ms M] [--cacert PEM]"
     );
-    let rest = &url["http://".len()..];
-    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let path = if path.is_empty() { "/" } else { path };
     let clients = arg(&args, "--clients", 1);
     let seconds = arg(&args, "--seconds", 10);
     let warmup = Duration::from_millis(arg(&args, "--warmup-ms", 1000));
 
     let until = Instant::now() + warmup + Duration::from_secs(seconds);
     let threads: Vec<_> = (0..clients)
-        .map(|_| {
-            let (host, path) = (host.to_string(), path.to_string());
+        .map(|i| {
+            let target = targets[i as usize % targets.len()].clone();
             std::thread::Builder::new()
                 .stack_size(256 * 1024)
-                .spawn(move || client(&host, &path, until, warmup))
+                .spawn(move || client(&target, until, warmup))
                 .expect("spawn a client thread")
         })
         .collect();

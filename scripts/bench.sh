@@ -4,7 +4,9 @@
 # plots. A few minutes on two cores.
 #
 # Environment: KAFKA_BOOTSTRAP (use an existing broker), BENCH_ARGS (extra
-# arguments for scripts/bench/bench.py, e.g. "--rounds 1 --max-clients 100").
+# arguments for scripts/bench/bench.py, e.g. "--rounds 1 --max-clients 100"),
+# WALL_BENCH_ARGS (for scripts/bench/wall.py, which writes
+# docs/benchmarks-wall.md, e.g. "--cases tls --seconds 10").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -61,3 +63,6 @@ fi
 # shellcheck disable=SC2086
 "$python" scripts/bench/bench.py --bootstrap "$KAFKA_BOOTSTRAP" --frames-dir "$frames_dir" \
     --frames-4k-dir "$frames_4k_dir" --work-dir "$work_dir" ${BENCH_ARGS:-}
+# shellcheck disable=SC2086
+"$python" scripts/bench/wall.py --bootstrap "$KAFKA_BOOTSTRAP" --frames-dir "$frames_dir" \
+    --work-dir "$work_dir" ${WALL_BENCH_ARGS:-}

@@ -10,12 +10,14 @@ mod kafka;
 mod kafkasink;
 mod kafkasrc;
 mod mjpeghttpsink;
+mod recordmeta;
 mod runtime;
 mod throttle;
 mod uri;
 pub mod wireformat;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    recordmeta::register();
     kafkasink::register(plugin)?;
     kafkasrc::register(plugin)?;
     mjpeghttpsink::register(plugin)?;

@@ -233,7 +233,7 @@ fn auth_guards_every_endpoint() {
     // viewer:secret in base64.
     let basic = "Authorization: Basic dmlld2VyOnNlY3JldA==\r\n";
     let wrong = "Authorization: Basic dmlld2VyOndyb25n\r\n";
-    for path in ["/", "/stats", "/snapshot.jpg", "/video_feed"] {
+    for path in ["/", "/stats", "/metrics", "/snapshot.jpg", "/video_feed"] {
         let denied = get(server.port, path, "");
         assert_eq!(denied.status, 401, "{path}");
         assert!(
@@ -844,6 +844,12 @@ fn streams_sharing_a_port_keep_their_own_auth_and_cors() {
         !stats.contains("/cam1") && stats.contains("viewer-of-cam2"),
         "{stats}"
     );
+    assert_eq!(get(port, "/metrics", "").status, 401);
+    let metrics = get(port, "/metrics", &two).body_string();
+    assert!(
+        !metrics.contains("/cam1") && metrics.contains("{stream=\"/cam2\"}"),
+        "{metrics}"
+    );
     assert_eq!(get(port, "/cam1", &two).status, 401);
     assert_eq!(get(port, "/snapshot.jpg?stream=/cam1", &two).status, 401);
     // Without ?stream=, the first stream the credentials open.
@@ -965,4 +971,100 @@ fn a_viewer_reading_slower_than_the_stream_is_disconnected() {
         server.port
     ) == 1));
     assert_eq!(server.stats().get::<u32>("clients").unwrap(), 0);
+}
+
+/// `/metrics` read by Prometheus' own Python parser, as a map from sample
+/// name to its value per `stream` label ("" for server-wide samples).
+fn parsed_metrics(port: u16) -> serde_json::Value {
+    let response = get(port, "/metrics", "");
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let text = response.body_string();
+    let script = "import json, sys\n\
+        from prometheus_client.parser import text_string_to_metric_families\n\
+        out = {}\n\
+        for family in text_string_to_metric_families(sys.stdin.read()):\n\
+        \x20   for s in family.samples:\n\
+        \x20       out.setdefault(s.name, {})[s.labels.get('stream', '')] = s.value\n\
+        print(json.dumps(out))\n";
+    let mut child = std::process::Command::new(python())
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "the parser refused:\n{text}");
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn metrics_parse_as_prometheus_text_and_match_stats() {
+    // No keepalive resends between reading /metrics and /stats.
+    let server = Server::start("keepalive-ms=3600000 path=/cam\"1\\");
+    let mut viewer = PartReader::open(get(server.port, "/cam%221%5C", ""));
+    // A client that came and went still counts in the totals.
+    let mut early = PartReader::open(get(server.port, "/cam%221%5C", ""));
+    server.push(&jpeg(0));
+    assert_eq!(early.next().body, jpeg(0));
+    assert_eq!(viewer.next().body, jpeg(0));
+    drop(early);
+    assert!(wait_until(Duration::from_secs(10), || server
+        .stats()
+        .get::<u32>("clients")
+        .unwrap()
+        == 1));
+    let mut bytes = jpeg(0).len() * 2;
+    for i in 1..5 {
+        server.push(&jpeg(i));
+        assert_eq!(viewer.next().body, jpeg(i));
+        bytes += jpeg(i).len();
+    }
+
+    // The page links the stream by its escaped path.
+    let page = get(server.port, "/", "").body_string();
+    assert!(
+        page.contains("<img src=\"/cam%221%5C\" alt=\"/cam&quot;1\\\">"),
+        "{page}"
+    );
+
+    // Only the viewer's connection is left open: the page's has closed.
+    assert!(wait_until(Duration::from_secs(10), || server
+        .stats()
+        .get::<u64>("connections")
+        .unwrap()
+        == 1));
+    let metrics = parsed_metrics(server.port);
+    let stats: serde_json::Value =
+        serde_json::from_str(&get(server.port, "/stats", "").body_string()).unwrap();
+    let stream = &stats["streams"][0];
+    let sample = |name: &str| metrics[name]["/cam\"1\\"].as_f64().unwrap();
+    assert_eq!(sample("mjpeghttpsink_frames_in_total"), 5.0);
+    assert_eq!(sample("mjpeghttpsink_clients"), 1.0);
+    assert_eq!(sample("mjpeghttpsink_clients_opened_total"), 2.0);
+    assert_eq!(sample("mjpeghttpsink_frames_sent_total"), 6.0);
+    assert_eq!(sample("mjpeghttpsink_bytes_sent_total"), bytes as f64);
+    assert_eq!(sample("mjpeghttpsink_not_jpeg_total"), 0.0);
+    let age = sample("mjpeghttpsink_last_frame_age_seconds");
+    assert!((0.0..10.0).contains(&age), "{age}");
+    for (metric, field) in [
+        ("mjpeghttpsink_frames_in_total", "frames_in"),
+        ("mjpeghttpsink_clients_opened_total", "clients_total"),
+        ("mjpeghttpsink_frames_sent_total", "frames_sent_total"),
+        ("mjpeghttpsink_frames_skipped_total", "frames_skipped_total"),
+        ("mjpeghttpsink_bytes_sent_total", "bytes_sent_total"),
+    ] {
+        assert_eq!(Some(sample(metric)), stream[field].as_f64(), "{metric}");
+    }
+    // The viewer's connection and that of the /metrics request itself.
+    assert_eq!(metrics["mjpeghttpsink_connections"][""], 2.0);
 }

@@ -5,11 +5,14 @@ python producers.py ingest-kafka-python BOOTSTRAP TOPIC FILE...
 python producers.py ingest-confluent BOOTSTRAP TOPIC FILE...
 python producers.py consume-kafka-python BOOTSTRAP TOPIC COUNT
 python producers.py live BOOTSTRAP TOPIC FPS SECONDS FILE...
+python producers.py wall BOOTSTRAP TOPIC FPS SECONDS CAMERAS FILE...
 
 `live` is the camera of the fan-out and latency cases: it publishes the
 frames in a loop at FPS as bare record values (as the tutorial's producer
 does), each marked with its send time in a JPEG comment (capture=<seconds>)
 so that any viewer's latency can be measured from the bytes it serves.
+`wall` is CAMERAS such cameras on one topic, each record keyed by its
+camera (cam000, cam001, …), as a camera fleet shares a topic.
 """
 
 import sys
@@ -88,6 +91,32 @@ def live(bootstrap, topic, fps, seconds, paths):
     producer.flush()
 
 
+def wall(bootstrap, topic, fps, seconds, cameras, paths):
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "message.max.bytes": 16777216, "linger.ms": 0})
+    frames = read_frames(paths)
+    keys = [f"cam{i:03d}".encode() for i in range(cameras)]
+    interval = 1.0 / fps
+    start = time.monotonic()
+    n = 0
+    while time.monotonic() - start < seconds:
+        delay = start + n * interval - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        frame = frames[n % len(frames)]
+        for key in keys:
+            while True:
+                try:
+                    producer.produce(topic, mark(frame, time.time()), key=key)
+                    break
+                except BufferError:
+                    producer.poll(0.01)
+        producer.poll(0)
+        n += 1
+    producer.flush()
+
+
 def main():
     command, bootstrap, topic = sys.argv[1], sys.argv[2], sys.argv[3]
     rest = sys.argv[4:]
@@ -99,6 +128,8 @@ def main():
         consume_kafka_python(bootstrap, topic, int(rest[0]))
     elif command == "live":
         live(bootstrap, topic, float(rest[0]), float(rest[1]), rest[2:])
+    elif command == "wall":
+        wall(bootstrap, topic, float(rest[0]), float(rest[1]), int(rest[2]), rest[3:])
     else:
         sys.exit(f"unknown command {command}")
 

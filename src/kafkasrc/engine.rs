@@ -188,6 +188,8 @@ pub struct Push {
     /// A frame put together from chunk records: its bytes, which the
     /// buffer takes over. `None`: the buffer is the record's value.
     pub frame: Option<Vec<u8>>,
+    /// The producer's stream id (`gst-stream-id`), if the record had one.
+    pub stream_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -584,6 +586,7 @@ impl Engine {
                 .and_then(clock_time_ms)
                 .map(|time| Duration::from_nanos(time.nseconds())),
             frame,
+            stream_id: meta.stream_id.map(str::to_owned),
         })
     }
 

@@ -18,7 +18,11 @@
  * below its sequence number.
  *
  * Each buffer carries the record timestamp (the capture time) as a
- * `timestamp/x-unix` reference timestamp meta.
+ * `timestamp/x-unix` reference timestamp meta, and the record it was made
+ * of as a custom meta `GstKafkaRecordMeta` (fields `partition`, `offset`,
+ * and when the record has them `key`, `stream-id`, `timestamp-ms`; read it
+ * with `gst_buffer_get_custom_meta (buffer, "GstKafkaRecordMeta")`):
+ * mjpeghttpsink serves each camera of a topic by its key.
  *
  * Started before its topic exists, the element waits for it, as Kafka's own
  * consumers do (a warning after a few seconds says so, and `stats` field
@@ -94,6 +98,7 @@ use super::time::parse_time_ms;
 use super::{StartFrom, StopAt, TimestampMode};
 use crate::capturetime;
 use crate::kafka::{self, ClientSettings, KafkaContext, TopicError, TopicInfo};
+use crate::recordmeta::{self, RecordInfo};
 use crate::runtime::{self, Cancelled, Canceller};
 use crate::throttle::Throttle;
 use crate::uri;
@@ -559,8 +564,35 @@ impl KafkaSrc {
                 })?;
             match described {
                 Ok(info) => {
-                    let (partitions, end_offsets) = self
-                        .open_topic(&consumer, &settings, &topic, info, wait.start_time_ms, true)
+                    gst::debug!(CAT, imp = self, "topic {topic} exists now: opening it");
+                    // Reading the partitions' offsets waits for their
+                    // leaders, up to connect-timeout-ms when one is frozen
+                    // or gone: off this thread too, so that a stop does not
+                    // wait for it.
+                    let opening = {
+                        let (obj, consumer) = (self.obj().clone(), consumer.clone());
+                        let (settings, topic) = (settings.clone(), topic.clone());
+                        runtime::RUNTIME.spawn_blocking(move || {
+                            obj.imp().open_topic(
+                                &consumer,
+                                &settings,
+                                &topic,
+                                info,
+                                wait.start_time_ms,
+                                true,
+                            )
+                        })
+                    };
+                    let (partitions, end_offsets) = runtime::wait(&self.canceller, opening)
+                        .map_err(|_| gst::FlowError::Flushing)?
+                        .map_err(|err| {
+                            gst::element_imp_error!(
+                                self,
+                                gst::ResourceError::Failed,
+                                ("opening topic {topic} failed: {err}")
+                            );
+                            gst::FlowError::Error
+                        })?
                         .map_err(|err| {
                             self.post_error_message(err);
                             gst::FlowError::Error
@@ -734,6 +766,16 @@ impl KafkaSrc {
             if let Some(since_epoch) = push.capture_time {
                 capturetime::set_capture_time(buffer, since_epoch);
             }
+            recordmeta::add(
+                buffer,
+                &RecordInfo {
+                    key: message.key().and_then(|key| std::str::from_utf8(key).ok()),
+                    stream_id: push.stream_id.as_deref(),
+                    partition: message.partition(),
+                    offset: message.offset(),
+                    timestamp_ms: message.timestamp().to_millis(),
+                },
+            );
             buffer.set_flags(push.flags);
         }
         buffer

@@ -10,8 +10,11 @@
  * Endpoints: the stream at `path` (default `/video_feed`), `/` (a page
  * showing every stream of the server), `/snapshot.jpg` (the newest frame;
  * `?stream=<path>` picks a stream), `/stats` (JSON: clients, frames sent and
- * skipped, input fps, connections). `HEAD` and `OPTIONS` are answered; CORS
- * headers only when `cors-origin` is set.
+ * skipped, input fps, connections) and `/metrics` (the same numbers, with
+ * the age of the last frame, in Prometheus' text format, one sample per
+ * stream labelled `stream="<path>"`; counters count every client since the
+ * start). `HEAD` and `OPTIONS` are answered; CORS headers only when
+ * `cors-origin` is set. Paths are matched percent-decoded.
  *
  * Every part carries `X-Timestamp` (the capture time in seconds since the
  * Unix epoch, from the buffer's reference timestamp meta as kafkasrc and
@@ -29,16 +32,31 @@
  *
  * Several sinks of one process may share an address and port with
  * different paths (a dashboard of cameras on one port). Each stream keeps
- * its own `auth`, `auth-token` and `cors-origin`; `/` and `/stats` show only
+ * its own `auth`, `auth-token` and `cors-origin`; `/`, `/stats` and `/metrics` show only
  * the streams the request's credentials open (401 when none), and
  * `/snapshot.jpg` without `?stream=` the first of them.
  *
  * The server listens on 127.0.0.1 by default: set `address=0.0.0.0` to
  * expose the camera to the network, preferably with `auth`.
  *
+ * Buffers from kafkasrc name their record's key (`GstKafkaRecordMeta`):
+ * each key is also served as a camera of its own at `<path>/<key>` (the key
+ * percent-encoded as one path segment), made on its first frame with this
+ * sink's settings, and `/` becomes a wall of every camera with its name;
+ * a tile whose camera sent nothing for 3 s says so. `max-cameras` bounds
+ * how many (a warning names the cameras beyond; 0: none). Records that
+ * kafkasink keyed by its own stream id (no `key` set) name no camera: that
+ * id changes whenever the producer restarts.
+ *
+ * With `tls-certificate` and `tls-key` (PEM files) it serves HTTPS through
+ * rustls, offering HTTP/2 and HTTP/1.1 by ALPN: over HTTP/2 a browser
+ * carries every stream of a page on one connection, where HTTP/1.1 allows
+ * it six per host. Sinks sharing a port must name the same files.
+ *
  * ## Example launch lines
  * |[
  * gst-launch-1.0 kafkasrc topic=cam1 ! mjpeghttpsink port=8080
+ * gst-launch-1.0 kafkasrc topic=cams ! mjpeghttpsink tls-certificate=cert.pem tls-key=key.pem
  * gst-launch-1.0 videotestsrc is-live=true ! jpegenc ! mjpeghttpsink address=0.0.0.0 auth=viewer:secret auth-token=s3cr3t
  * ]|
  *
@@ -63,10 +81,13 @@ use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
 use super::CAT;
-use super::server::{Server, ServerStats};
+use super::cameras::{Cameras, Outcome};
+use super::server::{SERVER_WIDE, Server, ServerStats};
 use super::signals::SignalEmitter;
 use super::stream::{Frame, Secret, Stream, StreamConfig, StreamStats, parse_cors_origin};
+use super::tls::TlsFiles;
 use crate::capturetime;
+use crate::recordmeta;
 use crate::throttle::Throttle;
 
 const DEFAULT_ADDRESS: &str = "127.0.0.1";
@@ -77,6 +98,8 @@ const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
 const DEFAULT_MAX_FPS: u32 = 0;
 const DEFAULT_KEEPALIVE_MS: u32 = 1000;
 const DEFAULT_SEND_TIMEOUT_MS: u32 = 5000;
+/// Enough for a large wall; bounds what a topic of ever-new keys can make.
+const DEFAULT_MAX_CAMERAS: u32 = 256;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -91,6 +114,9 @@ struct Settings {
     cors_origin: Option<String>,
     auth: Option<Secret>,
     auth_token: Option<Secret>,
+    tls_certificate: Option<String>,
+    tls_key: Option<String>,
+    max_cameras: u32,
 }
 
 impl Default for Settings {
@@ -107,6 +133,9 @@ impl Default for Settings {
             cors_origin: None,
             auth: None,
             auth_token: None,
+            tls_certificate: None,
+            tls_key: None,
+            max_cameras: DEFAULT_MAX_CAMERAS,
         }
     }
 }
@@ -114,6 +143,8 @@ impl Default for Settings {
 struct Started {
     server: Arc<Server>,
     stream: Arc<Stream>,
+    cameras: Cameras,
+    camera_warnings: Throttle,
     requested: SocketAddr,
     seq: u64,
     not_jpeg_warnings: Throttle,
@@ -177,9 +208,58 @@ impl MjpegHttpSink {
         let captured = capturetime::capture_time(buffer)
             .map(|since_epoch| UNIX_EPOCH + since_epoch)
             .unwrap_or_else(SystemTime::now);
-        let frame = Frame::new(started.seq, Bytes::from_owner(map), captured);
-        started.stream.publish(frame);
+        let jpeg = Bytes::from_owner(map);
+        let warning = self.publish_camera(started, buffer, &jpeg, captured);
+        started
+            .stream
+            .publish(Frame::new(started.seq, jpeg, captured));
+        drop(state);
+        if let Some(warning) = warning {
+            gst::element_imp_warning!(self, gst::ResourceError::Busy, ("{warning}"));
+        }
         Ok(gst::FlowSuccess::Ok)
+    }
+
+    /// Shows the frame on the stream of the camera its record names, if
+    /// any; returns a warning to post when the camera cannot have one.
+    fn publish_camera(
+        &self,
+        started: &mut Started,
+        buffer: &gst::BufferRef,
+        jpeg: &Bytes,
+        captured: SystemTime,
+    ) -> Option<String> {
+        if started.cameras.disabled() {
+            return None;
+        }
+        recordmeta::with(buffer, |record| {
+            let camera = record.camera()?;
+            let outcome =
+                started
+                    .cameras
+                    .publish(self.obj().upcast_ref(), camera, jpeg.clone(), captured);
+            match outcome {
+                Outcome::Published => None,
+                Outcome::Added(path) => {
+                    gst::info!(CAT, imp = self, "camera {camera:?} at {path}");
+                    None
+                }
+                Outcome::OverLimit => started.camera_warnings.allow().map(|held_back| {
+                    format!(
+                        "camera {camera:?} not served at a path of its own: max-cameras ({}) \
+                         reached; {held_back} more frame(s) of such cameras since the last warning",
+                        started.cameras.max()
+                    )
+                }),
+                Outcome::PathTaken(path) => started.camera_warnings.allow().map(|held_back| {
+                    format!(
+                        "camera {camera:?} not served at {path}: another stream has that path; \
+                         {held_back} more frame(s) of such cameras since the last warning"
+                    )
+                }),
+            }
+        })
+        .flatten()
     }
 
     fn stats(&self) -> gst::Structure {
@@ -281,6 +361,22 @@ impl ObjectImpl for MjpegHttpSink {
                     .blurb("Origin allowed to read this stream (scheme://host[:port] or *) as Access-Control-Allow-Origin (unset: no CORS headers)")
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt::builder("max-cameras")
+                    .nick("Maximum cameras")
+                    .blurb("Cameras served each at <path>/<camera>, named by the key of the records kafkasrc made the buffers of; 0: none")
+                    .default_value(DEFAULT_MAX_CAMERAS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("tls-certificate")
+                    .nick("TLS certificate")
+                    .blurb("PEM file of the certificate chain: serve HTTPS (HTTP/2 or HTTP/1.1 by ALPN) instead of HTTP; needs tls-key")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("tls-key")
+                    .nick("TLS key")
+                    .blurb("PEM file of the private key of tls-certificate")
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecString::builder("auth")
                     .nick("Basic auth")
                     .blurb("user:password required (HTTP basic auth) on every endpoint; reads back as *** once set")
@@ -347,6 +443,11 @@ impl ObjectImpl for MjpegHttpSink {
                 settings.send_timeout_ms = value.get().expect("type checked upstream")
             }
             "cors-origin" => settings.cors_origin = value.get().expect("type checked upstream"),
+            "tls-certificate" => {
+                settings.tls_certificate = value.get().expect("type checked upstream")
+            }
+            "tls-key" => settings.tls_key = value.get().expect("type checked upstream"),
+            "max-cameras" => settings.max_cameras = value.get().expect("type checked upstream"),
             "auth" => {
                 settings.auth = value
                     .get::<Option<String>>()
@@ -386,6 +487,9 @@ impl ObjectImpl for MjpegHttpSink {
             "keepalive-ms" => settings.keepalive_ms.to_value(),
             "send-timeout-ms" => settings.send_timeout_ms.to_value(),
             "cors-origin" => settings.cors_origin.to_value(),
+            "tls-certificate" => settings.tls_certificate.to_value(),
+            "tls-key" => settings.tls_key.to_value(),
+            "max-cameras" => settings.max_cameras.to_value(),
             "auth" => settings.auth.as_ref().map(|_| REDACTED).to_value(),
             "auth-token" => settings.auth_token.as_ref().map(|_| REDACTED).to_value(),
             name => unimplemented!("property {name}"),
@@ -434,12 +538,13 @@ impl BaseSinkImpl for MjpegHttpSink {
             )
         })?;
         if !settings.path.starts_with('/')
-            || matches!(settings.path.as_str(), "/" | "/stats" | "/snapshot.jpg")
+            || SERVER_WIDE.contains(&settings.path.as_str())
+            || settings.path == "/snapshot.jpg"
         {
             return Err(gst::error_msg!(
                 gst::LibraryError::Settings,
                 (
-                    "path {:?} must start with / and not be /, /stats or /snapshot.jpg",
+                    "path {:?} must start with / and not be /, /stats, /metrics or /snapshot.jpg",
                     settings.path
                 )
             ));
@@ -460,6 +565,22 @@ impl BaseSinkImpl for MjpegHttpSink {
             .map(parse_cors_origin)
             .transpose()
             .map_err(|reason| gst::error_msg!(gst::LibraryError::Settings, ("{reason}")))?;
+        let tls = match (&settings.tls_certificate, &settings.tls_key) {
+            (None, None) => None,
+            // Absolute, so that sinks naming the same files differently share
+            // a port; a missing file is told when it is read.
+            (Some(certificate), Some(key)) => Some(TlsFiles {
+                certificate: std::fs::canonicalize(certificate)
+                    .unwrap_or_else(|_| certificate.into()),
+                key: std::fs::canonicalize(key).unwrap_or_else(|_| key.into()),
+            }),
+            _ => {
+                return Err(gst::error_msg!(
+                    gst::LibraryError::Settings,
+                    ("HTTPS needs both tls-certificate and tls-key")
+                ));
+            }
+        };
         let requested = SocketAddr::new(ip, settings.port as u16);
         let config = StreamConfig {
             path: settings.path.clone(),
@@ -471,6 +592,7 @@ impl BaseSinkImpl for MjpegHttpSink {
             cors_origin,
             auth: settings.auth,
             auth_token: settings.auth_token,
+            camera: None,
         };
         let signals = SignalEmitter::spawn(self.obj().upcast_ref()).map_err(|err| {
             gst::error_msg!(
@@ -478,19 +600,33 @@ impl BaseSinkImpl for MjpegHttpSink {
                 ("cannot start the thread that emits client signals: {err}")
             )
         })?;
-        let stream = Arc::new(Stream::new(config, self.obj().upcast_ref(), signals));
-        let server = Server::attach(requested, stream.clone())
+        let signals = Arc::new(signals);
+        let stream = Arc::new(Stream::new(
+            config.clone(),
+            self.obj().upcast_ref(),
+            signals.clone(),
+        ));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let server = Server::attach(requested, stream.clone(), tls)
             .map_err(|reason| gst::error_msg!(gst::ResourceError::OpenWrite, ("{reason}")))?;
         gst::info!(
             CAT,
             imp = self,
-            "serving http://{}{} ",
+            "serving {scheme}://{}{}",
             server.local_addr(),
             settings.path
+        );
+        let cameras = Cameras::new(
+            server.clone(),
+            config,
+            signals,
+            settings.max_cameras as usize,
         );
         *self.state.lock().unwrap() = State::Started(Box::new(Started {
             server,
             stream,
+            cameras,
+            camera_warnings: Throttle::default(),
             requested,
             seq: 0,
             not_jpeg_warnings: Throttle::default(),
@@ -500,6 +636,7 @@ impl BaseSinkImpl for MjpegHttpSink {
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         if let State::Started(started) = std::mem::take(&mut *self.state.lock().unwrap()) {
+            started.cameras.stop(started.requested);
             started.stream.stop();
             started.server.detach(&started.stream, started.requested);
         }
@@ -514,6 +651,7 @@ impl BaseSinkImpl for MjpegHttpSink {
         if let gst::EventView::Eos(_) = event.view()
             && let State::Started(started) = &*self.state.lock().unwrap()
         {
+            started.cameras.end_of_stream();
             started.stream.end_of_stream();
         }
         self.parent_event(event)

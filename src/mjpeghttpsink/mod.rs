@@ -5,12 +5,15 @@ use std::sync::LazyLock;
 use gst::glib;
 use gst::prelude::*;
 
+mod cameras;
 mod conn;
 mod imp;
+mod metrics;
 mod nosigpipe;
 mod server;
 mod signals;
 mod stream;
+mod tls;
 
 glib::wrapper! {
     pub struct MjpegHttpSink(ObjectSubclass<imp::MjpegHttpSink>) @extends gst_base::BaseSink, gst::Element, gst::Object;

@@ -17,21 +17,32 @@ use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, percent_encode};
 use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
 use super::CAT;
 use super::conn::{Abort, ClientSocket};
+use super::metrics;
 use super::nosigpipe::NoSigPipe;
 use super::stream::{
     Credentials, ResponseBody, STREAM_CONTENT_TYPE, Stream, StreamStats, full_body,
 };
+use super::tls::{self, TlsFiles};
 use crate::runtime::RUNTIME;
 
-/// A client must send its request headers within this time (slowloris).
+/// A client must send its request headers, or finish its TLS handshake,
+/// within this time (slowloris).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// HTTP/2: pings an idle connection this often, and closes it when a ping
+/// is not answered within the same time (a peer gone without a FIN).
+const H2_PING_INTERVAL: Duration = Duration::from_secs(10);
+/// HTTP/2: streams one connection may have open; each stream's clients are
+/// bounded by `max-clients` as over HTTP/1.1.
+const H2_MAX_STREAMS: u32 = 100;
 /// How long stopping waits for connections to close.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
 /// Request heads larger than this are refused.
@@ -45,6 +56,11 @@ const TOKEN_KEEP: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'.')
     .remove(b'~');
+/// Pages about every stream of the server; no stream may have these paths.
+pub const SERVER_WIDE: [&str; 3] = ["/", "/stats", "/metrics"];
+
+/// Characters of a stream's path kept as they are in the page's links.
+const PATH_KEEP: &AsciiSet = &TOKEN_KEEP.remove(b'/');
 
 /// Connection counts of one server, shared by its sinks.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -77,8 +93,15 @@ impl Drop for OpenConnection {
     }
 }
 
+/// A server's HTTPS: the files its sinks named, and the acceptor made of them.
+struct Tls {
+    files: TlsFiles,
+    acceptor: TlsAcceptor,
+}
+
 pub struct Server {
     local_addr: SocketAddr,
+    tls: Option<Tls>,
     streams: Mutex<Vec<Arc<Stream>>>,
     connections: Arc<Connections>,
     tasks: Mutex<HashMap<u64, JoinHandle<()>>>,
@@ -90,32 +113,58 @@ static SERVERS: LazyLock<Mutex<HashMap<SocketAddr, Weak<Server>>>> =
     LazyLock::new(Default::default);
 
 impl Server {
-    /// Adds `stream` to the server at `addr`, starting it if needed.
-    pub fn attach(addr: SocketAddr, stream: Arc<Stream>) -> Result<Arc<Server>, String> {
+    /// Adds `stream` to the server at `addr`, starting it (over HTTPS with
+    /// `tls`) if needed.
+    pub fn attach(
+        addr: SocketAddr,
+        stream: Arc<Stream>,
+        tls: Option<TlsFiles>,
+    ) -> Result<Arc<Server>, String> {
         let mut servers = SERVERS.lock().unwrap();
         let existing = (addr.port() != 0)
             .then(|| servers.get(&addr).and_then(Weak::upgrade))
             .flatten();
         let server = match existing {
-            Some(server) => server,
+            Some(server) => {
+                if server.tls.as_ref().map(|t| &t.files) != tls.as_ref() {
+                    return Err(format!(
+                        "{addr} is already served by another mjpeghttpsink with other \
+                         tls-certificate and tls-key settings"
+                    ));
+                }
+                server
+            }
             None => {
-                let server = Server::bind(addr)?;
+                let tls = match tls {
+                    Some(files) => Some(Tls {
+                        acceptor: TlsAcceptor::from(files.server_config()?),
+                        files,
+                    }),
+                    None => None,
+                };
+                let server = Server::bind(addr, tls)?;
                 if addr.port() != 0 {
                     servers.insert(addr, Arc::downgrade(&server));
                 }
                 server
             }
         };
-        let mut streams = server.streams.lock().unwrap();
+        server.add(stream)?;
+        Ok(server)
+    }
+
+    /// Serves `stream` too, unless its path is taken.
+    pub fn add(&self, stream: Arc<Stream>) -> Result<(), String> {
+        let mut streams = self.streams.lock().unwrap();
         if streams.iter().any(|s| s.path() == stream.path()) {
             return Err(format!(
-                "path {} is already served on {addr} by another mjpeghttpsink",
-                stream.path()
+                "path {} is already served on {} by another stream",
+                stream.path(),
+                self.local_addr
             ));
         }
         streams.push(stream);
-        drop(streams);
-        Ok(server)
+        Ok(())
     }
 
     /// Removes `stream`; the last stream out shuts the server down, closing
@@ -163,7 +212,7 @@ impl Server {
         }
     }
 
-    fn bind(addr: SocketAddr) -> Result<Arc<Server>, String> {
+    fn bind(addr: SocketAddr, tls: Option<Tls>) -> Result<Arc<Server>, String> {
         let listener = std::net::TcpListener::bind(addr)
             .map_err(|err| format!("cannot listen on {addr}: {err}"))?;
         listener
@@ -172,6 +221,7 @@ impl Server {
         let local_addr = listener.local_addr().map_err(|err| err.to_string())?;
         let server = Arc::new(Server {
             local_addr,
+            tls,
             streams: Mutex::new(Vec::new()),
             connections: Arc::default(),
             tasks: Mutex::new(HashMap::new()),
@@ -247,15 +297,25 @@ async fn accept_loop(listener: tokio::net::TcpListener, server: Weak<Server>) {
                 format_args!("refused {peer}: {max_connections} connections open"),
             );
             // Best effort and without waiting: a full server spends no task
-            // on a connection it refuses.
-            let _ = socket.try_write(REFUSED);
+            // on a connection it refuses (an HTTPS client just sees it close).
+            if owner.tls.is_none() {
+                let _ = socket.try_write(REFUSED);
+            }
             continue;
         }
         let _ = socket.set_nodelay(true);
         let open = OpenConnection::new(&owner.connections);
         let id = next_task;
         next_task += 1;
-        let task = tokio::spawn(serve(socket, peer, server.clone(), write_timeout, open));
+        let acceptor = owner.tls.as_ref().map(|tls| tls.acceptor.clone());
+        let task = tokio::spawn(serve(
+            socket,
+            acceptor,
+            peer,
+            server.clone(),
+            write_timeout,
+            open,
+        ));
         let mut tasks = owner.tasks.lock().unwrap();
         tasks.retain(|_, handle| !handle.is_finished());
         tasks.insert(id, task);
@@ -264,6 +324,7 @@ async fn accept_loop(listener: tokio::net::TcpListener, server: Weak<Server>) {
 
 async fn serve(
     socket: tokio::net::TcpStream,
+    acceptor: Option<TlsAcceptor>,
     peer: SocketAddr,
     server: Weak<Server>,
     write_timeout: Duration,
@@ -271,8 +332,40 @@ async fn serve(
 ) {
     let abort = Arc::new(Abort::default());
     let socket = ClientSocket::new(NoSigPipe(socket), write_timeout, abort.clone());
+    let Some(acceptor) = acceptor else {
+        serve_http(socket, false, peer, server, abort).await;
+        return;
+    };
+    let handshake = tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(socket)).await;
+    match handshake {
+        Ok(Ok(socket)) => {
+            let h2 = socket.get_ref().1.alpn_protocol() == Some(tls::H2);
+            serve_http(socket, h2, peer, server, abort).await;
+        }
+        Ok(Err(err)) => log_peer(&server, format_args!("TLS handshake with {peer}: {err}")),
+        Err(_) => log_peer(
+            &server,
+            format_args!("TLS handshake with {peer}: none within {HEADER_READ_TIMEOUT:?}"),
+        ),
+    }
+}
+
+fn log_peer(server: &Weak<Server>, message: std::fmt::Arguments) {
+    if let Some(server) = server.upgrade() {
+        server.log_each(gst::DebugLevel::Debug, message);
+    }
+}
+
+/// Answers the requests of one connection, over HTTP/2 or HTTP/1.1.
+async fn serve_http<I>(io: I, h2: bool, peer: SocketAddr, server: Weak<Server>, abort: Arc<Abort>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let for_requests = abort.clone();
+    let asked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let asked_by_request = asked.clone();
     let service = hyper::service::service_fn(move |request| {
+        asked_by_request.store(true, Ordering::Release);
         let server = server.upgrade();
         let abort = for_requests.clone();
         async move {
@@ -282,15 +375,39 @@ async fn serve(
             })
         }
     });
-    let connection = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_REQUEST_HEAD.max(8192))
-        .serve_connection(TokioIo::new(socket), service);
+    let io = TokioIo::new(io);
     // Dropping the connection closes the socket (with a reset once aborted).
-    tokio::select! {
-        _ = connection => (),
-        _ = abort.requested() => (),
+    if h2 {
+        let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .max_header_list_size(MAX_REQUEST_HEAD as u32)
+            .max_concurrent_streams(H2_MAX_STREAMS)
+            .keep_alive_interval(H2_PING_INTERVAL)
+            .keep_alive_timeout(H2_PING_INTERVAL)
+            .serve_connection(io, service);
+        // HTTP/2 has no header read timeout: a connection that asks nothing
+        // within the time a request head gets is closed the same way.
+        let silent = async {
+            tokio::time::sleep(HEADER_READ_TIMEOUT).await;
+            if asked.load(Ordering::Acquire) {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            _ = connection => (),
+            _ = abort.requested() => (),
+            _ = silent => (),
+        }
+    } else {
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .max_buf_size(MAX_REQUEST_HEAD.max(8192))
+            .serve_connection(io, service);
+        tokio::select! {
+            _ = connection => (),
+            _ = abort.requested() => (),
+        }
     }
 }
 
@@ -404,13 +521,18 @@ fn route(
     peer: SocketAddr,
     abort: Arc<Abort>,
 ) -> Response<ResponseBody> {
-    let path = request.uri().path().to_string();
+    // Paths are compared decoded: a stream's path may hold characters a
+    // URL must escape (a camera's key).
+    let Ok(path) = percent_decode_str(request.uri().path()).decode_utf8() else {
+        return plain(StatusCode::NOT_FOUND, "no such stream or page\n");
+    };
+    let path = path.into_owned();
     let request_origin = request.headers().get(header::ORIGIN).cloned();
     let all = server.streams();
     // The streams this request is about.
-    let server_wide = matches!(path.as_str(), "/" | "/stats");
+    let server_wide = SERVER_WIDE.contains(&path.as_str());
     let targets: Vec<Arc<Stream>> = match path.as_str() {
-        "/" | "/stats" => all.clone(),
+        _ if server_wide => all.clone(),
         "/snapshot.jpg" => match query_param(&request, "stream") {
             Some(wanted) => all
                 .iter()
@@ -458,6 +580,7 @@ fn route(
     let mut response = match path.as_str() {
         "/" => index(&visible, credentials.token.as_deref()),
         "/stats" => stats_json(server, &visible),
+        "/metrics" => metrics_text(server, &visible),
         "/snapshot.jpg" => snapshot(&visible[0]),
         _ => open_stream(&visible[0], &request, peer, head, abort),
     };
@@ -517,6 +640,10 @@ fn snapshot(stream: &Stream) -> Response<ResponseBody> {
     response
 }
 
+/// The page: a wall of every stream the request may see, each camera of a
+/// sink (see cameras.rs) in place of that sink's mixed stream. Without
+/// scripting it still shows every picture; the script enlarges a tile on
+/// click and marks the tiles whose camera stopped sending.
 fn index(streams: &[Arc<Stream>], token: Option<&[u8]>) -> Response<ResponseBody> {
     let suffix = token
         .map(|t| {
@@ -524,19 +651,56 @@ fn index(streams: &[Arc<Stream>], token: Option<&[u8]>) -> Response<ResponseBody
             format!("?token={encoded}")
         })
         .unwrap_or_default();
-    let mut html = String::from(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>gst-kafka MJPEG</title>\
-         <style>body{font-family:sans-serif;background:#111;color:#eee}img{max-width:100%;display:block}</style>\
-         </head><body>\n",
+    let has_cameras = |sink: &Stream| {
+        streams
+            .iter()
+            .any(|s| s.camera().is_some_and(|c| c.sink_path == sink.path()))
+    };
+    let tiles: Vec<&Arc<Stream>> = streams
+        .iter()
+        .filter(|s| s.camera().is_some() || !has_cameras(s))
+        .collect();
+    let mut html = format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>gst-kafka: {} camera(s)</title><style>{WALL_CSS}</style></head><body>\n\
+         <header><b>gst-kafka</b> <span>{} camera(s)</span>\
+         <span id=\"hint\" hidden>This page is served over HTTP/1.1: browsers show at most six \
+         streams per host. Serve it over HTTPS (tls-certificate, tls-key) for HTTP/2 and every \
+         camera.</span></header>\n<main id=\"wall\">\n",
+        tiles.len(),
+        tiles.len()
     );
-    for stream in streams {
+    for stream in &tiles {
+        let (name, url) = match stream.camera() {
+            // The name is one path segment, '/' included.
+            Some(camera) => (
+                html_escape(&camera.name),
+                format!(
+                    "{}/{}",
+                    percent_encode(camera.sink_path.as_bytes(), PATH_KEEP),
+                    percent_encode(camera.name.as_bytes(), TOKEN_KEEP)
+                ),
+            ),
+            None => (
+                html_escape(stream.path()),
+                percent_encode(stream.path().as_bytes(), PATH_KEEP).collect(),
+            ),
+        };
         let path = html_escape(stream.path());
         let _ = writeln!(
             html,
-            "<h2>{path}</h2>\n<img src=\"{path}{suffix}\" alt=\"{path}\">"
+            "<figure class=\"tile\" data-path=\"{path}\"><img src=\"{url}{suffix}\" alt=\"{name}\">\
+             <figcaption><span class=\"name\">{name}</span> <span class=\"state\"></span>\
+             </figcaption></figure>"
         );
     }
-    html.push_str("</body></html>\n");
+    let stats_url = format!("/stats{suffix}");
+    let _ = write!(
+        html,
+        "</main>\n<script>const STATS = {};\n{WALL_JS}</script>\n</body></html>\n",
+        serde_json::to_string(&stats_url).unwrap_or_default()
+    );
     let mut response = Response::new(full_body(html));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -545,6 +709,98 @@ fn index(streams: &[Arc<Stream>], token: Option<&[u8]>) -> Response<ResponseBody
     no_store(&mut response);
     response
 }
+
+const WALL_CSS: &str = "body{margin:0;font-family:system-ui,sans-serif;background:#0b0d10;color:#e8e8e8}\
+header{display:flex;gap:1em;align-items:baseline;padding:.5em 1em;background:#161a20}\
+#hint{color:#f0b429}\
+#wall{display:grid;grid-template-columns:repeat(auto-fill,minmax(320px,1fr));gap:6px;padding:6px}\
+.tile{margin:0;position:relative;background:#000;cursor:zoom-in}\
+.tile img{width:100%;display:block;aspect-ratio:16/9;object-fit:contain}\
+.tile figcaption{position:absolute;left:0;right:0;bottom:0;padding:.2em .5em;background:rgba(0,0,0,.55);font-size:.9em}\
+.tile.stale img{opacity:.35}.tile.stale .state{color:#ff6b6b}\
+.tile.big{position:fixed;inset:0;z-index:10;cursor:zoom-out}.tile.big img{height:100%;aspect-ratio:auto}";
+
+/// Enlarges a tile on click; every 2 s reads /stats, adds a tile for each
+/// camera that appeared since (in place of its sink's mixed stream) and
+/// marks the tiles whose camera sent nothing for more than 3 s.
+const WALL_JS: &str = r#"
+const wall = document.getElementById('wall');
+const hint = document.getElementById('hint');
+const suffix = STATS.slice('/stats'.length);
+let tiles = [...document.querySelectorAll('.tile')];
+function watch(tile) {
+  tile.addEventListener('click', () => tile.classList.toggle('big'));
+  // A stream cut off (viewer restarted, connection reset) is asked again.
+  const img = tile.querySelector('img');
+  img.addEventListener('error', () => setTimeout(() => { img.src = img.src; }, 2000));
+}
+tiles.forEach(watch);
+function addCamera(stream) {
+  const tile = document.createElement('figure');
+  tile.className = 'tile';
+  tile.dataset.path = stream.path;
+  const img = document.createElement('img');
+  img.src = stream.camera_of.split('/').map(encodeURIComponent).join('/') + '/'
+    + encodeURIComponent(stream.camera) + suffix;
+  img.alt = stream.camera;
+  const caption = document.createElement('figcaption');
+  const name = document.createElement('span');
+  name.className = 'name';
+  name.textContent = stream.camera;
+  const state = document.createElement('span');
+  state.className = 'state';
+  caption.append(name, ' ', state);
+  tile.append(img, caption);
+  watch(tile);
+  wall.append(tile);
+  for (const mixed of tiles) {
+    if (mixed.dataset.path === stream.camera_of) mixed.remove();
+  }
+  tiles = [...document.querySelectorAll('.tile')];
+  document.title = `gst-kafka: ${tiles.length} camera(s)`;
+  document.querySelector('header span').textContent = `${tiles.length} camera(s)`;
+}
+function show(tile, stale, text) {
+  tile.classList.toggle('stale', stale);
+  tile.querySelector('.state').textContent = text;
+}
+async function poll() {
+  hint.hidden = !(location.protocol === 'http:' && tiles.length > 6);
+  // Over HTTP/1.1 this request may wait behind six streams: give up in time.
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), 3000);
+  let stats;
+  try {
+    stats = await (await fetch(STATS, {cache: 'no-store', signal: abort.signal})).json();
+  } catch (e) {
+    stats = null;
+  } finally {
+    clearTimeout(timer);
+  }
+  if (stats) {
+    const known = new Set(tiles.map(t => t.dataset.path));
+    for (const stream of stats.streams) {
+      if (stream.camera && !known.has(stream.path)) addCamera(stream);
+    }
+  }
+  const ages = new Map((stats ? stats.streams : []).map(s => [s.path, s.last_frame_age]));
+  for (const tile of tiles) {
+    if (!tile.querySelector('img').naturalWidth) {
+      show(tile, true, hint.hidden ? 'no picture yet' : 'no picture: no connection left (HTTP/1.1)');
+      continue;
+    }
+    if (!stats) {
+      show(tile, false, '');
+      continue;
+    }
+    const age = ages.get(tile.dataset.path);
+    const stale = typeof age !== 'number' || age > 3;
+    show(tile, stale, stale ? (typeof age === 'number' ? `no picture for ${Math.round(age)} s` : 'no picture yet') : '');
+  }
+}
+poll();
+setInterval(poll, 2000);
+"#;
 
 fn html_escape(text: &str) -> String {
     text.replace('&', "&amp;")
@@ -573,6 +829,17 @@ fn stats_json(server: &Server, streams: &[Arc<Stream>]) -> Response<ResponseBody
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
+    );
+    no_store(&mut response);
+    response
+}
+
+fn metrics_text(server: &Server, streams: &[Arc<Stream>]) -> Response<ResponseBody> {
+    let stats: Vec<StreamStats> = streams.iter().map(|s| s.stats()).collect();
+    let mut response = Response::new(full_body(metrics::render(&server.stats(), &stats)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(metrics::CONTENT_TYPE),
     );
     no_store(&mut response);
     response

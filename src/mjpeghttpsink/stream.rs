@@ -119,6 +119,17 @@ pub struct StreamConfig {
     pub cors_origin: Option<HeaderValue>,
     pub auth: Option<Secret>,
     pub auth_token: Option<Secret>,
+    /// The camera this stream shows, when it is one camera of a sink's
+    /// input (a topic of many cameras).
+    pub camera: Option<CameraOf>,
+}
+
+/// A camera of a sink: its name and the path of the sink's own stream; the
+/// camera's stream is at `<sink_path>/<name>`.
+#[derive(Debug, Clone)]
+pub struct CameraOf {
+    pub sink_path: String,
+    pub name: String,
 }
 
 /// One JPEG as it goes on the wire: part headers, the JPEG itself (the
@@ -182,17 +193,29 @@ pub struct ClientStats {
     pub bytes: u64,
 }
 
-/// A stream's statistics: the `stats` property and `/stats` are both made
-/// from this. Sent and skipped counts are those of the connected clients.
+/// A stream's statistics: the `stats` property, `/stats` and `/metrics` are
+/// all made from this. `frames_sent`, `frames_skipped` and `bytes_sent` are
+/// those of the connected clients; the `_total` ones count every client
+/// since the sink started, so that they never go down.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StreamStats {
     pub path: String,
+    /// The camera, for a stream of one camera of a sink's input, and the
+    /// path of that sink's own stream.
+    pub camera: Option<String>,
+    pub camera_of: Option<String>,
     pub input_fps: f64,
     pub frames_in: u64,
     pub not_jpeg: u64,
     pub frames_sent: u64,
     pub frames_skipped: u64,
     pub bytes_sent: u64,
+    pub clients_total: u64,
+    pub frames_sent_total: u64,
+    pub frames_skipped_total: u64,
+    pub bytes_sent_total: u64,
+    /// Seconds since the last frame arrived; none before the first.
+    pub last_frame_age: Option<f64>,
     pub clients: Vec<ClientStats>,
 }
 
@@ -203,6 +226,10 @@ struct Counters {
     not_jpeg: u64,
     fps: f64,
     last_arrival: Option<Instant>,
+    clients_total: u64,
+    frames_sent_total: u64,
+    frames_skipped_total: u64,
+    bytes_sent_total: u64,
 }
 
 impl Counters {
@@ -237,12 +264,16 @@ pub struct Stream {
     published: watch::Sender<Published>,
     counters: Mutex<Counters>,
     element: glib::WeakRef<gst::Element>,
-    signals: SignalEmitter,
+    signals: Arc<SignalEmitter>,
     next_client: AtomicU64,
 }
 
 impl Stream {
-    pub fn new(config: StreamConfig, element: &gst::Element, signals: SignalEmitter) -> Stream {
+    pub fn new(
+        config: StreamConfig,
+        element: &gst::Element,
+        signals: Arc<SignalEmitter>,
+    ) -> Stream {
         Stream {
             config,
             published: watch::Sender::new(Published::Waiting),
@@ -255,6 +286,10 @@ impl Stream {
 
     pub fn path(&self) -> &str {
         &self.config.path
+    }
+
+    pub fn camera(&self) -> Option<&CameraOf> {
+        self.config.camera.as_ref()
     }
 
     pub fn send_timeout(&self) -> Duration {
@@ -326,12 +361,21 @@ impl Stream {
         let clients: Vec<ClientStats> = counters.clients.values().cloned().collect();
         StreamStats {
             path: self.config.path.clone(),
+            camera: self.config.camera.as_ref().map(|c| c.name.clone()),
+            camera_of: self.config.camera.as_ref().map(|c| c.sink_path.clone()),
             input_fps: (counters.fps * 100.0).round() / 100.0,
             frames_in: counters.frames_in,
             not_jpeg: counters.not_jpeg,
             frames_sent: clients.iter().map(|c| c.frames_sent).sum(),
             frames_skipped: clients.iter().map(|c| c.frames_skipped).sum(),
             bytes_sent: clients.iter().map(|c| c.bytes).sum(),
+            clients_total: counters.clients_total,
+            frames_sent_total: counters.frames_sent_total,
+            frames_skipped_total: counters.frames_skipped_total,
+            bytes_sent_total: counters.bytes_sent_total,
+            last_frame_age: counters
+                .last_arrival
+                .map(|at| (at.elapsed().as_secs_f64() * 1000.0).round() / 1000.0),
             clients,
         }
     }
@@ -351,6 +395,7 @@ impl Stream {
             return None;
         }
         let id = self.next_client.fetch_add(1, Ordering::Relaxed);
+        counters.clients_total += 1;
         counters.clients.insert(
             id,
             ClientStats {
@@ -393,7 +438,11 @@ impl Stream {
     }
 
     fn count_sent(&self, id: u64, frame_bytes: usize, skipped: u64) {
-        if let Some(client) = self.counters.lock().unwrap().clients.get_mut(&id) {
+        let mut counters = self.counters.lock().unwrap();
+        counters.frames_sent_total += 1;
+        counters.frames_skipped_total += skipped;
+        counters.bytes_sent_total += frame_bytes as u64;
+        if let Some(client) = counters.clients.get_mut(&id) {
             client.frames_sent += 1;
             client.frames_skipped += skipped;
             client.bytes += frame_bytes as u64;
