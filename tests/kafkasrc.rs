@@ -1127,9 +1127,17 @@ fn frames_over_a_1_mb_topic_limit_come_out_byte_identical() {
     ));
     assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!(samples.len(), frames.len());
+    // Where each frame starts: 3 + 1 + 4 + 2 + 1 records.
+    let first_offsets = [0i64, 3, 4, 8, 10];
     for (i, (sample, frame)) in samples.iter().zip(&frames).enumerate() {
         assert!(&value(sample) == frame, "frame {i} differs");
         let buffer = sample.buffer().unwrap();
+        let meta = gst::meta::CustomMeta::from_buffer(buffer, "GstKafkaRecordMeta").unwrap();
+        assert_eq!(
+            meta.structure().get::<i64>("offset").unwrap(),
+            first_offsets[i]
+        );
+        assert_eq!(buffer.offset(), first_offsets[i] as u64);
         assert_eq!(
             buffer.pts(),
             Some(gst::ClockTime::from_mseconds(i as u64 * 40))

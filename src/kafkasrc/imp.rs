@@ -772,7 +772,9 @@ impl KafkaSrc {
                     key: message.key().and_then(|key| std::str::from_utf8(key).ok()),
                     stream_id: push.stream_id.as_deref(),
                     partition: message.partition(),
-                    offset: message.offset(),
+                    // A frame put together from chunks starts at its
+                    // first chunk's offset.
+                    offset: i64::try_from(push.offset).unwrap_or(message.offset()),
                     timestamp_ms: message.timestamp().to_millis(),
                 },
             );
