@@ -665,3 +665,24 @@ fn librdkafka_statistics_are_posted_as_element_messages() {
         "{json}"
     );
 }
+
+#[test]
+fn chunks_of_a_limit_below_librdkafkas_batch_size_are_not_batched_over_it() {
+    init();
+    // librdkafka batches up to 1,000,000 bytes by default: ten chunks of a
+    // 100 kB limit would go as one batch the broker refuses.
+    let topic = unique_topic("sink-small-limit");
+    create_topic(&topic, 1, &[("max.message.bytes", "100000")]);
+    let frames: Vec<Vec<u8>> = (0..5).map(|i| random_bytes(600_000, 30 + i)).collect();
+    let (pipeline, end) = push_buffers(
+        &gst::Caps::new_empty_simple("image/jpeg"),
+        &format!("topic={topic}"),
+        &frames,
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(matches!(end, End::Eos), "{end:?}");
+    let records = read_topic(&topic);
+    assert_eq!(records.len(), 5 * 7);
+    let rebuilt: Vec<u8> = records.iter().flat_map(|r| r.value.clone()).collect();
+    assert!(rebuilt == frames.concat());
+}

@@ -64,6 +64,7 @@ use rdkafka::admin::{
     AdminClient, AdminOptions, NewTopic, OwnedResourceSpecifier, ResourceSpecifier,
     TopicReplication,
 };
+use rdkafka::config::ClientConfig;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
@@ -102,6 +103,9 @@ const DEFAULT_CHUNKING: Chunking = Chunking::Auto;
 /// away.
 const QUEUE_MAX_KBYTES: u32 = 1_048_576;
 const QUEUE_MAX_MESSAGES: u32 = 100_000;
+/// librdkafka's default `batch.size`: a record limit below it bounds the
+/// batches too.
+const LIBRDKAFKA_BATCH_SIZE: usize = 1_000_000;
 /// How often a sink blocked on a full queue says so, with how long the
 /// brokers have acknowledged nothing.
 const QUEUE_FULL_WARNING_INTERVAL: Duration = Duration::from_secs(10);
@@ -463,6 +467,41 @@ impl KafkaSink {
             .unwrap_or_default();
         let limits = self.record_limits(admin, topic, &brokers, timeout);
         Ok((partitions, limits))
+    }
+
+    /// `producer`, or when the record limit is below librdkafka's batch size
+    /// (and `config` does not set one), a producer whose batches stay within
+    /// the limit: librdkafka puts records of a partition together up to
+    /// `batch.size`, and a broker refuses a batch over the topic's limit
+    /// however small its records (two chunks of a 100 kB limit, say).
+    fn bounded_batches(
+        &self,
+        producer: ThreadedProducer<SinkContext>,
+        config: &ClientConfig,
+        element: &gst::Element,
+        (topic, timeout): (&str, Duration),
+        limit: RecordLimit,
+    ) -> Result<ThreadedProducer<SinkContext>, gst::ErrorMessage> {
+        if limit.bytes >= LIBRDKAFKA_BATCH_SIZE || config.get("batch.size").is_some() {
+            return Ok(producer);
+        }
+        gst::debug!(
+            CAT,
+            imp = self,
+            "record limit {} bytes: batches bounded to it",
+            limit.bytes
+        );
+        let mut bounded = config.clone();
+        bounded.set("batch.size", limit.bytes.to_string());
+        let replacement: ThreadedProducer<SinkContext> = bounded
+            .create_with_context(KafkaContext::with(element, Delivery::default()))
+            .map_err(kafka::config_error)?;
+        // As in prepare_topic: the producer id comes once a metadata
+        // response named the connected leaders.
+        let _ = replacement.client().fetch_metadata(Some(topic), timeout);
+        // Dropping a producer joins its polling thread: not here.
+        std::thread::spawn(move || drop(producer));
+        Ok(replacement)
     }
 
     /// A new topic takes a moment to show in the brokers' metadata.
@@ -1140,6 +1179,13 @@ impl BaseSinkImpl for KafkaSink {
             limits.topic,
             limits.broker,
         );
+        let producer = self.bounded_batches(
+            producer,
+            &config,
+            &element,
+            (&topic, settings.client.connect_timeout()),
+            record_limit,
+        )?;
         let stream_id: Arc<str> = format!("{}-{:016x}", element.name(), kafka::random_u64()).into();
         let key = settings
             .key
