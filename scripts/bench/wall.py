@@ -55,12 +55,16 @@ class Wall:
         return subprocess.Popen([PY, str(HERE / "producers.py"), "wall", self.bootstrap, topic, str(fps),
                                  str(seconds), str(cameras)] + frames, env=self.env, stderr=subprocess.DEVNULL)
 
-    def viewer(self, topic, port, tls):
+    def viewer(self, topic, port, tls, log=None):
+        """The viewer; with `log`, its connection events (mjpeghttpsink's
+        debug lines: stalled clients dropped, connections refused) go there."""
         cmd = ["gst-launch-1.0", "-q", "kafkasrc", f"topic={topic}", f"bootstrap-servers={self.bootstrap}",
                "max-lag-ms=1000", "!", "mjpeghttpsink", f"port={port}"]
         if tls:
             cmd += [f"tls-certificate={self.tls[0]}", f"tls-key={self.tls[1]}"]
-        server = subprocess.Popen(cmd, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env = dict(self.env, GST_DEBUG="mjpeghttpsink:5") if log else self.env
+        stderr = open(log, "w") if log else subprocess.DEVNULL
+        server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
         wait_port(port, server)
         return server
 
@@ -137,7 +141,8 @@ class Wall:
         topic = self.topic("many")
         producer = self.cameras(topic, cameras, fps, seconds + 90, self.small)
         port = free_port()
-        server = self.viewer(topic, port, False)
+        log = self.work / "many-viewer.log"
+        server = self.viewer(topic, port, False, log)
         try:
             self.await_cameras(port, False, cameras)
             urls = [f"http://127.0.0.1:{port}/video_feed/cam{i:03d}" for i in range(cameras)]
@@ -155,6 +160,9 @@ class Wall:
                 "cameras": cameras, "clients": cameras * per_camera, "fps": fps, "result": clients,
                 "viewer_cores": (proc_cpu_seconds(server.pid) - cpu_before) / elapsed,
                 "viewer_rss_mb": proc_rss_mb(server.pid), "kafka_connections": connections}
+            events = log.read_text(errors="replace")
+            self.results["many"]["stalled"] = events.count("accepted nothing for")
+            self.results["many"]["refused"] = events.count("connections open")
             log(f"many cameras: {clients['fps_median']:.1f} fps median, {clients['errors']} errors, "
                 f"{self.results['many']['viewer_cores']:.2f} cores, {self.results['many']['viewer_rss_mb']:.0f} MB")
         finally:
@@ -243,6 +251,10 @@ def report(wall, commit, command, elapsed):
                   f"| {m['clients']} | {c['fps_min']:.1f} / {c['fps_median']:.1f} / {c['fps_max']:.1f} | {c['errors']} | "
                   f"{m['viewer_cores']:.2f} | {m['viewer_rss_mb']:.0f} | {m['kafka_connections']} |",
                   ""]
+        if c["errors"]:
+            lines += [f"The first client error: `{c['first_error']}`. The viewer dropped {m['stalled']} client(s) "
+                      f"whose socket accepted nothing for `send-timeout-ms` (5 s; the clients are threads on the "
+                      f"same two cores) and refused {m['refused']} connection(s) over `max-connections`.", ""]
     if "tls" in r:
         lines += [f"## 3. The price of TLS: {wall.args.tls_clients} clients of one 30 fps 1080p camera",
                   "",
