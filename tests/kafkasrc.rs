@@ -1379,3 +1379,76 @@ fn a_sink_killed_mid_frame_leaves_no_partial_frame() {
         "{warnings:?}"
     );
 }
+
+/// The offset group `group` committed in partition 0 of `topic`.
+fn committed_offset(group: &str, topic: &str) -> Option<i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut list = rdkafka::TopicPartitionList::new();
+    list.add_partition(topic, 0);
+    let committed = consumer
+        .committed_offsets(list, Duration::from_secs(10))
+        .ok()?;
+    match committed.elements().first()?.offset() {
+        rdkafka::Offset::Offset(offset) => Some(offset),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_frame_whose_writer_died_is_given_up_once_its_partition_moves_on() {
+    let topic = unique_topic("src-partial-age");
+    let group = unique_topic("group");
+    create_topic(&topic, 1, &[]);
+    let base = unix_now_ms() - 60_000;
+    // cam-dead wrote chunk 0 of a frame of three and died; cam-live goes
+    // on, a second apart. With 2 s allowed, the frame is given up at
+    // cam-live's record stamped 3 s after it.
+    let dead = random_bytes(3000, 1);
+    let mut records = chunk_records("cam-dead", 0, &dead, 3, |_| base);
+    records.truncate(1);
+    let live: Vec<Vec<u8>> = (0..6).map(|seq| random_bytes(1000, 10 + seq)).collect();
+    for (seq, frame) in live.iter().enumerate() {
+        records.push(whole_record(
+            "cam-live",
+            seq as u64,
+            frame,
+            base + 1000 * seq as i64,
+        ));
+    }
+    produce_with_headers(&topic, &records);
+
+    let (pipeline, appsink) = source(&format!(
+        "topic={topic} group-id={group} start-from=earliest max-partial-age-ms=2000"
+    ));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let out: Vec<Vec<u8>> = (0..live.len()).map(|_| value(&pull(&appsink))).collect();
+    assert!(out == live);
+    let stats = stats(&pipeline);
+    assert_eq!(stat(&stats, "incomplete-frames"), 1, "{stats}");
+    assert_eq!(stat(&stats, "partial-bytes"), 0, "{stats}");
+    // The commit is no longer held at the dead frame's chunk 0 (offset 0):
+    // it follows the last record pushed.
+    assert!(
+        wait_until(TIMEOUT, || committed_offset(&group, &topic) == Some(7)),
+        "committed {:?}",
+        committed_offset(&group, &topic)
+    );
+    let bus = pipeline.bus().unwrap();
+    let warning = bus
+        .iter_filtered(&[gst::MessageType::Warning])
+        .find_map(|message| match message.view() {
+            gst::MessageView::Warning(warning) => Some(warning.error().to_string()),
+            _ => None,
+        });
+    pipeline.set_state(gst::State::Null).unwrap();
+    let warning = warning.unwrap_or_default();
+    assert!(
+        warning.contains("frame 0 of stream cam-dead") && warning.contains("max-partial-age-ms"),
+        "{warning}"
+    );
+}

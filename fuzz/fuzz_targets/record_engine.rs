@@ -129,6 +129,7 @@ fuzz_target!(|input: Input| {
         stop_time_ms: input.stop_time_ms,
         partitions: vec![0, 1, 2],
         max_partial_bytes: 1 << 20,
+        max_partial_age_ms: 330_000,
     };
     let ends: HashMap<i32, i64> = input
         .end_offsets

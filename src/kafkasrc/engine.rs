@@ -84,6 +84,9 @@ pub struct Config {
     pub partitions: Vec<i32>,
     /// Bound of the bytes held for chunked frames not complete yet.
     pub max_partial_bytes: u64,
+    /// How much newer than an unfinished chunked frame the records of its
+    /// partition may get before it is abandoned (ms).
+    pub max_partial_age_ms: u64,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -300,7 +303,7 @@ pub fn lags(timestamp_ms: Option<i64>, now_ms: i64, max_lag_ms: u32) -> bool {
 
 impl Engine {
     pub fn new(config: Config, end_offsets: HashMap<i32, i64>) -> Self {
-        let config_max_partial_bytes = config.max_partial_bytes;
+        let reassembly = Reassembly::new(config.max_partial_bytes, config.max_partial_age_ms);
         Engine {
             config,
             counters: Counters::default(),
@@ -314,7 +317,7 @@ impl Engine {
             passed_stop: HashSet::new(),
             anchor: None,
             discont: true,
-            reassembly: Reassembly::new(config_max_partial_bytes),
+            reassembly,
         }
     }
 
@@ -446,6 +449,11 @@ impl Engine {
             }
             return self.past_stop();
         }
+
+        // Every record tells how far its partition went on: frames of a
+        // writer that died mid-frame are let go, whatever this record is.
+        self.reassembly.advance(partition, record.timestamp_ms);
+        self.sync_reassembly();
 
         let counters = &mut self.counters;
         counters.records_received = counters.records_received.saturating_add(1);

@@ -40,6 +40,11 @@
  * killed mid-frame, a chunk gone) is dropped, counted in `stats` field
  * `incomplete-frames` and warned about. Unfinished frames are held in at
  * most `max-partial-bytes`; past it the oldest is dropped with a warning.
+ * A frame whose writer died mid-frame is given up (counted, warned about,
+ * its memory and the commit it held back released) once its partition
+ * carries records stamped more than `max-partial-age-ms` after it started:
+ * the default, 330 s, is kafkasink's longest retry of a record
+ * (`message-timeout-ms`, 300 s) plus a margin.
  * Starting, seeking or catching up inside a chunked frame skips to the
  * next frame without counting a loss (`chunks-skipped`); with `group-id`,
  * offsets are committed only up to the first chunk of a frame still being
@@ -112,6 +117,7 @@ const DEFAULT_TIMESTAMP_MODE: TimestampMode = TimestampMode::Live;
 const DEFAULT_MAX_LAG_MS: u32 = 0;
 const DEFAULT_WAIT_FOR_TOPIC: bool = true;
 const DEFAULT_MAX_PARTIAL_BYTES: u64 = reassembly::DEFAULT_MAX_PARTIAL_BYTES;
+const DEFAULT_MAX_PARTIAL_AGE_MS: u64 = reassembly::DEFAULT_MAX_PARTIAL_AGE_MS;
 /// How often a missing topic is looked up again, and after how long the
 /// wait for it is reported on the bus.
 const TOPIC_POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -142,6 +148,7 @@ struct Settings {
     max_lag_ms: u32,
     wait_for_topic: bool,
     max_partial_bytes: u64,
+    max_partial_age_ms: u64,
 }
 
 impl Default for Settings {
@@ -161,6 +168,7 @@ impl Default for Settings {
             max_lag_ms: DEFAULT_MAX_LAG_MS,
             wait_for_topic: DEFAULT_WAIT_FOR_TOPIC,
             max_partial_bytes: DEFAULT_MAX_PARTIAL_BYTES,
+            max_partial_age_ms: DEFAULT_MAX_PARTIAL_AGE_MS,
         }
     }
 }
@@ -1108,6 +1116,7 @@ fn record_engine(
             stop_time_ms,
             partitions,
             max_partial_bytes: settings.max_partial_bytes,
+            max_partial_age_ms: settings.max_partial_age_ms,
         },
         end_offsets,
     )
@@ -1259,6 +1268,14 @@ impl ObjectImpl for KafkaSrc {
                     .default_value(DEFAULT_MAX_PARTIAL_BYTES)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt64::builder("max-partial-age-ms")
+                    .nick("Max partial age")
+                    .blurb("A chunked frame still missing chunks is dropped as incomplete (with a warning, releasing its memory and the commit it holds back) once its partition carries records stamped this many ms after it started; keep it above the writers' message-timeout-ms (kafkasink's default is 300000), or frames still being retried are dropped")
+                    .minimum(1000)
+                    .maximum(u64::from(u32::MAX))
+                    .default_value(DEFAULT_MAX_PARTIAL_AGE_MS)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecString::builder("uri")
                     .nick("URI")
                     .blurb("kafka://host:port[,host:port…]/topic?property=value&…: sets bootstrap-servers, topic and the properties named in the query (start-from=last unless given); reads back the current settings, secrets left out")
@@ -1323,6 +1340,9 @@ impl ObjectImpl for KafkaSrc {
             "max-partial-bytes" => {
                 settings.max_partial_bytes = value.get().expect("type checked upstream")
             }
+            "max-partial-age-ms" => {
+                settings.max_partial_age_ms = value.get().expect("type checked upstream")
+            }
             name => unimplemented!("property {name}"),
         }
     }
@@ -1352,6 +1372,7 @@ impl ObjectImpl for KafkaSrc {
             "max-lag-ms" => settings.max_lag_ms.to_value(),
             "wait-for-topic" => settings.wait_for_topic.to_value(),
             "max-partial-bytes" => settings.max_partial_bytes.to_value(),
+            "max-partial-age-ms" => settings.max_partial_age_ms.to_value(),
             name => unimplemented!("property {name}"),
         }
     }

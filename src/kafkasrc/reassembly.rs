@@ -19,6 +19,11 @@ use crate::wireformat::Chunk;
 /// 4 MB 4K JPEGs of sixteen cameras interleaved on one partition.
 pub const DEFAULT_MAX_PARTIAL_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Default age past which an unfinished frame is abandoned: kafkasink's
+/// default `message-timeout-ms` (300 s, the longest a live writer keeps
+/// retrying one record) plus a 30 s margin for clocks and queues.
+pub const DEFAULT_MAX_PARTIAL_AGE_MS: u64 = 330_000;
+
 /// Most streams remembered per reader (as the engine's sequence tracks):
 /// beyond it the one seen least recently is forgotten, with its unfinished
 /// frame.
@@ -65,6 +70,10 @@ pub enum DropReason {
     Evicted,
     /// Still unfinished at the end of the stream.
     Unfinished,
+    /// Its partition went on for longer than the bound on the age of
+    /// unfinished frames without its next chunk (its writer died
+    /// mid-frame, or was restarted under another stream id).
+    Abandoned { max_age_ms: u64 },
 }
 
 /// A frame dropped unfinished: what a warning says about it.
@@ -118,6 +127,11 @@ impl fmt::Display for Dropped {
                  raise max-partial-bytes"
             ),
             DropReason::Unfinished => write!(f, "the stream ended before it"),
+            DropReason::Abandoned { max_age_ms } => write!(
+                f,
+                "its partition carried records more than max-partial-age-ms ({max_age_ms} ms) \
+                 newer than it while its next chunk never came (writer stopped mid-frame)"
+            ),
         }
     }
 }
@@ -148,6 +162,10 @@ struct Partial<T> {
     frame_size: u64,
     next_index: u64,
     first_offset: i64,
+    /// The newest record timestamp of its partition when it started (ms
+    /// since the epoch): it is abandoned once its partition carries one
+    /// more than the bound on age newer.
+    started_ms: Option<i64>,
     frame: Vec<u8>,
     /// Bytes counted against the bound for it.
     held: u64,
@@ -172,7 +190,11 @@ struct Stream<T> {
 #[derive(Debug)]
 pub struct Reassembly<T> {
     max_bytes: u64,
+    max_age_ms: u64,
     held: u64,
+    /// Per partition, the newest record timestamp seen (ms since the
+    /// epoch).
+    newest_ms: HashMap<i32, i64>,
     streams: HashMap<(i32, u64), Stream<T>>,
     uses: u64,
     dropped: Vec<Dropped>,
@@ -180,10 +202,12 @@ pub struct Reassembly<T> {
 }
 
 impl<T> Reassembly<T> {
-    pub fn new(max_bytes: u64) -> Self {
+    pub fn new(max_bytes: u64, max_age_ms: u64) -> Self {
         Reassembly {
             max_bytes,
+            max_age_ms,
             held: 0,
+            newest_ms: HashMap::new(),
             streams: HashMap::new(),
             uses: 0,
             dropped: Vec::new(),
@@ -224,11 +248,55 @@ impl<T> Reassembly<T> {
             .min()
     }
 
+    /// A record of `partition` stamped `timestamp_ms` (ms since the epoch)
+    /// was read: unfinished frames of that partition that started more than
+    /// the bound on age before it are abandoned. Called for every record,
+    /// before it is taken. Reference times are the partition's own record
+    /// timestamps, so a writer replaying old timestamps among live ones is
+    /// judged by when its frame started in the partition, not by its clock.
+    pub fn advance(&mut self, partition: i32, timestamp_ms: Option<i64>) {
+        let Some(timestamp_ms) = timestamp_ms else {
+            return;
+        };
+        let newest = self.newest_ms.entry(partition).or_insert(i64::MIN);
+        if timestamp_ms <= *newest {
+            return;
+        }
+        *newest = timestamp_ms;
+        // Nothing held (every frame size is at least 1): nothing to look at.
+        if self.held == 0 {
+            return;
+        }
+        let max_age_ms = i64::try_from(self.max_age_ms).unwrap_or(i64::MAX);
+        let abandoned: Vec<(i32, u64)> = self
+            .streams
+            .iter()
+            .filter(|((p, _), _)| *p == partition)
+            .filter(|(_, stream)| {
+                stream
+                    .partial
+                    .as_ref()
+                    .and_then(|partial| partial.started_ms)
+                    .is_some_and(|started| timestamp_ms.saturating_sub(started) > max_age_ms)
+            })
+            .map(|(key, _)| *key)
+            .collect();
+        for key in abandoned {
+            self.drop_partial(
+                key,
+                DropReason::Abandoned {
+                    max_age_ms: self.max_age_ms,
+                },
+            );
+        }
+    }
+
     /// After a seek or catch-up: unfinished frames are let go without
     /// counting them, and the next chunks of any frame count as joined
     /// mid-frame.
     pub fn repositioned(&mut self) {
         self.streams.clear();
+        self.newest_ms.clear();
         self.held = 0;
     }
 
@@ -388,6 +456,7 @@ impl<T> Reassembly<T> {
         let mut frame = Vec::with_capacity(frame_len.unwrap_or_default());
         frame.extend_from_slice(chunk.value);
         self.held += held;
+        let started_ms = self.newest_ms.get(&chunk.partition).copied();
         if let Some(stream) = self.streams.get_mut(&key) {
             stream.skipping = None;
             stream.partial = Some(Partial {
@@ -396,6 +465,7 @@ impl<T> Reassembly<T> {
                 frame_size: chunk.chunk.frame_size,
                 next_index: 1,
                 first_offset: chunk.offset,
+                started_ms,
                 frame,
                 held,
                 first: first(),

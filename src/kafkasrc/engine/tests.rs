@@ -129,6 +129,7 @@ fn config(original_timestamps: bool) -> Config {
         stop_time_ms: None,
         partitions: vec![0],
         max_partial_bytes: crate::kafkasrc::reassembly::DEFAULT_MAX_PARTIAL_BYTES,
+        max_partial_age_ms: crate::kafkasrc::reassembly::DEFAULT_MAX_PARTIAL_AGE_MS,
     }
 }
 

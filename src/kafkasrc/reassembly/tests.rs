@@ -92,7 +92,7 @@ fn feed(reassembly: &mut Reassembly<u64>, records: &[Owned]) -> Vec<(u64, u64, V
 
 #[test]
 fn a_frame_comes_out_whole_once_its_last_chunk_arrived() {
-    let mut reassembly = Reassembly::new(DEFAULT_MAX_PARTIAL_BYTES);
+    let mut reassembly = Reassembly::new(DEFAULT_MAX_PARTIAL_BYTES, DEFAULT_MAX_PARTIAL_AGE_MS);
     let records = numbered(chunks(1, 5, 2500, 1000));
     assert_eq!(reassembly.add(records[0].view(), 0, || 5), Outcome::Held);
     assert_eq!(reassembly.held_bytes(), 2500);
@@ -113,7 +113,7 @@ fn a_frame_comes_out_whole_once_its_last_chunk_arrived() {
 
 #[test]
 fn two_writers_interleaved_on_one_partition_are_told_apart() {
-    let mut reassembly = Reassembly::new(DEFAULT_MAX_PARTIAL_BYTES);
+    let mut reassembly = Reassembly::new(DEFAULT_MAX_PARTIAL_BYTES, DEFAULT_MAX_PARTIAL_AGE_MS);
     let a = chunks(1, 0, 3000, 1000);
     let b = chunks(2, 0, 2000, 1000);
     let records = numbered(vec![
@@ -134,7 +134,7 @@ fn two_writers_interleaved_on_one_partition_are_told_apart() {
 
 #[test]
 fn a_writer_restarted_mid_frame_loses_that_frame_only() {
-    let mut reassembly = Reassembly::new(DEFAULT_MAX_PARTIAL_BYTES);
+    let mut reassembly = Reassembly::new(DEFAULT_MAX_PARTIAL_BYTES, DEFAULT_MAX_PARTIAL_AGE_MS);
     let mut records = chunks(1, 3, 3000, 1000);
     records.truncate(2);
     records.extend(chunks(1, 4, 2000, 1000));
@@ -158,7 +158,7 @@ fn a_writer_restarted_mid_frame_loses_that_frame_only() {
 
 #[test]
 fn a_missing_chunk_drops_the_frame_and_skips_its_rest_quietly() {
-    let mut reassembly = Reassembly::new(DEFAULT_MAX_PARTIAL_BYTES);
+    let mut reassembly = Reassembly::new(DEFAULT_MAX_PARTIAL_BYTES, DEFAULT_MAX_PARTIAL_AGE_MS);
     let mut records = chunks(1, 0, 4000, 1000);
     records.remove(1);
     records.extend(chunks(1, 1, 1500, 1000));
@@ -178,7 +178,7 @@ fn a_missing_chunk_drops_the_frame_and_skips_its_rest_quietly() {
 
 #[test]
 fn joining_mid_frame_skips_to_the_next_frame_without_a_loss() {
-    let mut reassembly = Reassembly::new(DEFAULT_MAX_PARTIAL_BYTES);
+    let mut reassembly = Reassembly::new(DEFAULT_MAX_PARTIAL_BYTES, DEFAULT_MAX_PARTIAL_AGE_MS);
     let mut records = chunks(1, 0, 3000, 1000);
     records.remove(0);
     records.extend(chunks(1, 1, 2000, 1000));
@@ -219,7 +219,7 @@ fn joining_mid_frame_skips_to_the_next_frame_without_a_loss() {
 
 #[test]
 fn redelivered_chunks_are_ignored() {
-    let mut reassembly = Reassembly::new(DEFAULT_MAX_PARTIAL_BYTES);
+    let mut reassembly = Reassembly::new(DEFAULT_MAX_PARTIAL_BYTES, DEFAULT_MAX_PARTIAL_AGE_MS);
     let c = chunks(1, 0, 3000, 1000);
     let d = chunks(1, 1, 2000, 1000);
     let records = numbered(vec![
@@ -246,7 +246,7 @@ fn redelivered_chunks_are_ignored() {
 
 #[test]
 fn the_bound_on_held_bytes_drops_the_oldest_frame_and_refuses_larger_ones() {
-    let mut reassembly = Reassembly::new(5000);
+    let mut reassembly = Reassembly::new(5000, DEFAULT_MAX_PARTIAL_AGE_MS);
     // Too large for the bound at all.
     let huge = chunks(1, 0, 6000, 1000);
     assert_eq!(reassembly.add(huge[0].view(), 0, || 0), Outcome::Ignored);
@@ -281,7 +281,7 @@ fn the_bound_on_held_bytes_drops_the_oldest_frame_and_refuses_larger_ones() {
 
 #[test]
 fn chunks_that_disagree_with_their_frame_drop_it() {
-    let mut reassembly = Reassembly::new(DEFAULT_MAX_PARTIAL_BYTES);
+    let mut reassembly = Reassembly::new(DEFAULT_MAX_PARTIAL_BYTES, DEFAULT_MAX_PARTIAL_AGE_MS);
     let mut records = chunks(1, 0, 3000, 1000);
     records[1].chunk.frame_size = 4000;
     feed(&mut reassembly, &records);
@@ -307,7 +307,7 @@ fn chunks_that_disagree_with_their_frame_drop_it() {
 
 #[test]
 fn frames_unfinished_at_the_end_are_dropped_and_counted() {
-    let mut reassembly = Reassembly::new(DEFAULT_MAX_PARTIAL_BYTES);
+    let mut reassembly = Reassembly::new(DEFAULT_MAX_PARTIAL_BYTES, DEFAULT_MAX_PARTIAL_AGE_MS);
     let mut records = chunks(1, 0, 3000, 1000);
     records.truncate(2);
     feed(&mut reassembly, &records);
@@ -319,7 +319,7 @@ fn frames_unfinished_at_the_end_are_dropped_and_counted() {
 
 #[test]
 fn remembered_streams_are_bounded() {
-    let mut reassembly = Reassembly::new(u64::MAX);
+    let mut reassembly = Reassembly::new(u64::MAX, DEFAULT_MAX_PARTIAL_AGE_MS);
     for stream in 0..(MAX_STREAMS as u64 + 10) {
         let c = chunks(stream, 0, 2000, 1000);
         reassembly.add(c[0].view(), 0, || 0);
@@ -376,7 +376,7 @@ proptest! {
             }
         }
         let records = numbered(cut);
-        let mut reassembly = Reassembly::new(max_bytes);
+        let mut reassembly = Reassembly::new(max_bytes, DEFAULT_MAX_PARTIAL_AGE_MS);
         let out = feed(&mut reassembly, &records);
         reassembly.finish();
         prop_assert_eq!(reassembly.held_bytes(), 0);
@@ -415,7 +415,7 @@ proptest! {
         ),
         max_bytes in 0u64..30_000,
     ) {
-        let mut reassembly = Reassembly::new(max_bytes);
+        let mut reassembly = Reassembly::new(max_bytes, DEFAULT_MAX_PARTIAL_AGE_MS);
         for (offset, (partition, stream, seq, index, count, frame_size, len)) in records.into_iter().enumerate() {
             let record = Owned {
                 partition,
@@ -435,4 +435,43 @@ proptest! {
         reassembly.finish();
         prop_assert_eq!(reassembly.held_bytes(), 0);
     }
+}
+
+#[test]
+fn a_frame_is_abandoned_once_its_partition_moves_past_the_age_bound() {
+    let mut reassembly = Reassembly::new(DEFAULT_MAX_PARTIAL_BYTES, 2000);
+    let base = 1_795_000_000_000;
+    let mut dead = numbered(chunks(1, 7, 3000, 1000));
+    dead.truncate(1);
+    reassembly.advance(0, Some(base));
+    feed(&mut reassembly, &dead);
+    assert_eq!(reassembly.oldest_unfinished(0), Some(0));
+    // Older or equal times, another partition, and up to the bound: held.
+    for (partition, time) in [(0, base - 5000), (0, base + 2000), (1, base + 9000)] {
+        reassembly.advance(partition, Some(time));
+        reassembly.advance(partition, None);
+    }
+    assert_eq!((reassembly.drops(), reassembly.held_bytes()), (0, 3000));
+    reassembly.advance(0, Some(base + 2001));
+    assert_eq!(reassembly.drops(), 1);
+    assert_eq!(reassembly.held_bytes(), 0);
+    assert_eq!(reassembly.oldest_unfinished(0), None);
+    let dropped = reassembly.take_dropped();
+    assert_eq!(
+        dropped[0].reason,
+        DropReason::Abandoned { max_age_ms: 2000 }
+    );
+    assert!(dropped[0].to_string().contains("max-partial-age-ms"));
+
+    // A frame started among newer records is judged by the partition's
+    // time, not by its own older stamp (a writer replaying a recording).
+    let mut replayed = chunks(2, 0, 2000, 1000);
+    for record in &mut replayed {
+        record.offset = 10;
+    }
+    feed(&mut reassembly, &replayed[..1]);
+    reassembly.advance(0, Some(base + 4000));
+    assert_eq!(reassembly.drops(), 1);
+    replayed[1].offset = 11;
+    assert_eq!(feed(&mut reassembly, &replayed[1..]).len(), 1);
 }
