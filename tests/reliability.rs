@@ -695,13 +695,27 @@ fn a_broker_with_kafkas_stock_1_mb_limit_gets_chunks_even_if_the_topic_allows_mo
 
 #[test]
 fn group_member_killed_mid_frame_resumes_on_the_frame_boundary() {
+    killed_mid_frame_resumes_on_the_frame_boundary("cam-b");
+}
+
+/// As above with three writers: the whole records between a frame's chunks
+/// come from two streams, both of which the commit metadata must name.
+#[test]
+fn group_member_killed_mid_frame_among_several_streams_repeats_none() {
+    killed_mid_frame_resumes_on_the_frame_boundary("cam-c");
+}
+
+/// A group member killed while cam-a's frame a_12 is half pushed; the
+/// second whole record of each cycle comes from `second_stream`.
+fn killed_mid_frame_resumes_on_the_frame_boundary(second_stream: &str) {
     let _serial = serial();
     own_broker();
     let topic = unique_topic("group-kill-chunked");
     let group = unique_topic("g");
     create_topic(&topic, 1, &[]);
     // Two writers on one partition: cam-a's frames of three 4 KiB chunks,
-    // cam-b's whole 4 KiB frames in between. Per cycle i, at offsets 5i..:
+    // cam-b's whole 4 KiB frames in between (the second of each cycle from
+    // `second_stream`). Per cycle i, at offsets 5i..:
     // a_i chunk 0, b_2i, a_i chunk 1, b_2i+1, a_i chunk 2.
     const CYCLES: u64 = 40;
     let frame = |stream: char, seq: u64, len: usize| {
@@ -742,7 +756,10 @@ fn group_member_killed_mid_frame_resumes_on_the_frame_boundary() {
         send(&a[..4096], chunk(i, 0));
         send(&frame('B', 2 * i, 4096), whole("cam-b", 2 * i));
         send(&a[4096..8192], chunk(i, 1));
-        send(&frame('B', 2 * i + 1, 4096), whole("cam-b", 2 * i + 1));
+        send(
+            &frame('B', 2 * i + 1, 4096),
+            whole(second_stream, 2 * i + 1),
+        );
         send(&a[8192..], chunk(i, 2));
     }
     rdkafka::producer::Producer::flush(&producer, Duration::from_secs(30)).unwrap();
@@ -809,7 +826,7 @@ fn group_member_killed_mid_frame_resumes_on_the_frame_boundary() {
     let src = stats(&successor, "src");
     successor.set_state(gst::State::Null).unwrap();
     // a_12 whole, from its chunk 0; b_24 and b_25 again from the log, but
-    // dropped as pushed already (the commit's metadata names b_25).
+    // dropped as pushed already (the commit's metadata names both streams).
     let mut expected_after = vec![frame('A', 12, 3 * 4096)];
     for i in 13..CYCLES {
         expected_after.push(frame('B', 2 * i, 4096));

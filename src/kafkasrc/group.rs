@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: MPL-2.0
 
 //! What a consumer group member leaves to its successor: with the offset of
-//! every record it pushed, it commits the stream id and sequence number of
-//! that record as the commit's metadata, which Kafka keeps with the offset.
-//! A member that gets the partition next reads it on assignment and drops
-//! records of that stream at or below that sequence number: duplicates a
-//! producer left in the log before the committed offset's successor are
-//! not pushed twice (docs/design.md).
+//! every record it pushed, it commits as the commit's metadata (which Kafka
+//! keeps with the offset) the stream id and sequence number of that record
+//! and of the last record of every other stream it pushed at or after the
+//! committed offset (which an unfinished chunked frame holds back). A
+//! member that gets the partition next reads it on assignment and drops
+//! records of those streams at or below those sequence numbers: what the
+//! predecessor pushed, and duplicates a producer left in the log, are not
+//! pushed twice (docs/design.md).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -50,30 +52,63 @@ impl ConsumerContext for SrcContext {
     }
 }
 
-/// What the metadata starts with, so that a commit made by another kind of
-/// client is not mistaken for ours.
-const METADATA_PREFIX: &str = "gst-kafka/1 ";
+/// What the metadata of one stream started with (before several streams
+/// were named), still read: `gst-kafka/1 <seq> <stream id>`.
+const METADATA_PREFIX_V1: &str = "gst-kafka/1 ";
+
+/// The first line of the metadata naming several streams, one
+/// `<seq> <stream id>` line each after it; it tells a commit of ours from
+/// one by another kind of client.
+const METADATA_HEADER: &str = "gst-kafka/2";
 
 /// Kafka refuses commit metadata over `offset.metadata.max.bytes` (4096 by
-/// default); stream ids are a few dozen bytes.
-const MAX_METADATA_LEN: usize = 1024;
+/// default): streams beyond this are left out, the oldest first.
+pub const MAX_METADATA_LEN: usize = 4000;
 
-/// The commit metadata naming the record pushed last: its stream id and
-/// sequence number. `None` when the stream id is too long to commit.
-pub fn metadata(stream_id: &str, seq: u64) -> Option<String> {
-    let text = format!("{METADATA_PREFIX}{seq} {stream_id}");
-    (text.len() <= MAX_METADATA_LEN).then_some(text)
+/// The commit metadata naming streams and the sequence number of each
+/// pushed last, as given: newest first, so that what does not fit in
+/// [`MAX_METADATA_LEN`] is the oldest. Stream ids that cannot be written on
+/// one line are left out. `None` when no stream fits.
+pub fn metadata<'a>(streams: impl IntoIterator<Item = (&'a str, u64)>) -> Option<String> {
+    let mut text = String::from(METADATA_HEADER);
+    let mut named = false;
+    for (stream_id, seq) in streams {
+        if stream_id.is_empty() || stream_id.contains('\n') {
+            continue;
+        }
+        let line = format!("\n{seq} {stream_id}");
+        if text.len() + line.len() > MAX_METADATA_LEN {
+            break;
+        }
+        text.push_str(&line);
+        named = true;
+    }
+    named.then_some(text)
 }
 
-/// The stream id and sequence number in commit metadata written by
-/// [`metadata`]; `None` for anything else.
-pub fn parse_metadata(bytes: &[u8]) -> Option<(&str, u64)> {
-    let text = std::str::from_utf8(bytes).ok()?;
-    let (seq, stream_id) = text.strip_prefix(METADATA_PREFIX)?.split_once(' ')?;
+/// One `<seq> <stream id>` pair.
+fn parse_stream(text: &str) -> Option<(&str, u64)> {
+    let (seq, stream_id) = text.split_once(' ')?;
     if stream_id.is_empty() || seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     Some((stream_id, seq.parse().ok()?))
+}
+
+/// The stream ids and sequence numbers in commit metadata written by
+/// [`metadata`], or by the one-stream format before it; `None` for
+/// anything else.
+pub fn parse_metadata(bytes: &[u8]) -> Option<Vec<(&str, u64)>> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    if let Some(stream) = text.strip_prefix(METADATA_PREFIX_V1) {
+        return Some(vec![parse_stream(stream)?]);
+    }
+    let mut lines = text.split('\n');
+    if lines.next() != Some(METADATA_HEADER) {
+        return None;
+    }
+    let streams = lines.map(parse_stream).collect::<Option<Vec<_>>>()?;
+    (!streams.is_empty()).then_some(streams)
 }
 
 /// The streams and sequence numbers in the metadata of committed offsets
@@ -95,8 +130,12 @@ pub fn committed_streams(committed: &TopicPartitionList) -> Vec<(String, u64)> {
             }
             let bytes =
                 std::slice::from_raw_parts(element.metadata as *const u8, element.metadata_size);
-            if let Some((stream_id, seq)) = parse_metadata(bytes) {
-                streams.push((stream_id.to_string(), seq));
+            if let Some(named) = parse_metadata(bytes) {
+                streams.extend(
+                    named
+                        .into_iter()
+                        .map(|(stream_id, seq)| (stream_id.to_string(), seq)),
+                );
             }
         }
     }
@@ -109,12 +148,19 @@ mod tests {
 
     #[test]
     fn metadata_round_trips_and_strangers_are_ignored() {
-        let text = metadata("cam 1-00000000deadbeef", 42).unwrap();
+        let text = metadata([("cam 1-00000000deadbeef", 42), ("cam-b", 7)]).unwrap();
+        assert_eq!(text, "gst-kafka/2\n42 cam 1-00000000deadbeef\n7 cam-b");
         assert_eq!(
             parse_metadata(text.as_bytes()),
-            Some(("cam 1-00000000deadbeef", 42))
+            Some(vec![("cam 1-00000000deadbeef", 42), ("cam-b", 7)])
         );
-        assert_eq!(metadata(&"x".repeat(2000), 1), None);
+        // The one-stream format of earlier versions is still read.
+        assert_eq!(
+            parse_metadata(b"gst-kafka/1 12 cam a"),
+            Some(vec![("cam a", 12)])
+        );
+        assert_eq!(metadata([("", 1), ("a\nb", 2)]), None);
+        assert_eq!(metadata([(&*"x".repeat(5000), 1)]), None);
         for stranger in [
             &b""[..],
             b"some other client",
@@ -123,10 +169,34 @@ mod tests {
             b"gst-kafka/1 -1 s",
             b"gst-kafka/1 +1 s",
             b"gst-kafka/1 99999999999999999999999 s",
-            b"gst-kafka/2 1 s",
             b"gst-kafka/1 1 \xff",
+            b"gst-kafka/2",
+            b"gst-kafka/2\n",
+            b"gst-kafka/2\n1 a\n",
+            b"gst-kafka/2\n1 a\nb",
+            b"gst-kafka/2 1 a",
+            b"gst-kafka/3\n1 a",
         ] {
             assert_eq!(parse_metadata(stranger), None, "{stranger:?}");
+        }
+    }
+
+    #[test]
+    fn metadata_keeps_the_newest_streams_within_kafkas_limit() {
+        let ids: Vec<String> = (0..200)
+            .map(|i| format!("camera-{i:04}-0123456789abcdef"))
+            .collect();
+        let text = metadata(
+            ids.iter()
+                .enumerate()
+                .map(|(i, id)| (id.as_str(), 1000 + i as u64)),
+        )
+        .unwrap();
+        assert!(text.len() <= MAX_METADATA_LEN && text.len() > MAX_METADATA_LEN - 40);
+        let parsed = parse_metadata(text.as_bytes()).unwrap();
+        assert!(parsed.len() > 100 && parsed.len() < 200, "{}", parsed.len());
+        for (i, (id, seq)) in parsed.iter().enumerate() {
+            assert_eq!((*id, *seq), (ids[i].as_str(), 1000 + i as u64));
         }
     }
 
@@ -140,8 +210,16 @@ mod tests {
         list.add_partition_offset("t", 2, rdkafka::Offset::Offset(30))
             .unwrap();
         let mut elements = list.elements();
-        elements[0].set_metadata(metadata("a", 9).unwrap());
+        elements[0].set_metadata(metadata([("a", 9), ("b", 3)]).unwrap());
+        elements[1].set_metadata("gst-kafka/1 4 c");
         elements[2].set_metadata("not ours");
-        assert_eq!(committed_streams(&list), vec![("a".to_string(), 9)]);
+        assert_eq!(
+            committed_streams(&list),
+            vec![
+                ("a".to_string(), 9),
+                ("b".to_string(), 3),
+                ("c".to_string(), 4)
+            ]
+        );
     }
 }

@@ -12,10 +12,11 @@
  * record, and nothing is committed. With `group-id` it joins a consumer
  * group: partitions are shared between members, and the offset of each
  * buffer is committed once it was pushed, with its stream id and sequence
- * number as the commit's metadata. A member that takes a partition over
- * (after a restart, a crash or a rebalance) resumes right after the last
- * buffer its predecessor pushed and drops records of that stream at or
- * below its sequence number.
+ * number as the commit's metadata (and those of the other streams pushed
+ * since the committed offset, when an unfinished chunked frame holds it
+ * back). A member that takes a partition over (after a restart, a crash or
+ * a rebalance) resumes right after the last buffer its predecessor pushed
+ * and drops records of those streams at or below their sequence numbers.
  *
  * Each buffer carries the record timestamp (the capture time) as a
  * `timestamp/x-unix` reference timestamp meta, and the record it was made
@@ -191,6 +192,11 @@ struct Started {
     engine: Engine,
     /// Record to commit once the buffer made from it has been pushed.
     pending_store: Option<PendingCommit>,
+    /// Per partition, the streams pushed at or after the offset committed
+    /// last (an unfinished chunked frame holds it back): the sequence
+    /// number and offset of the last record pushed of each, which the
+    /// commit metadata names.
+    pushed: HashMap<i32, HashMap<String, (u64, i64)>>,
     pending_seek: Option<gst::ClockTime>,
     bad_record_warnings: Throttle,
     incomplete_frame_warnings: Throttle,
@@ -205,12 +211,10 @@ struct IncompleteFrames {
     held_back: u64,
 }
 
-/// A pushed record to commit: partition, offset and the commit metadata
-/// naming its stream and sequence number.
+/// A pushed record to commit: its partition and offset.
 struct PendingCommit {
     partition: i32,
     offset: i64,
-    metadata: Option<String>,
 }
 
 #[derive(Default)]
@@ -924,11 +928,7 @@ impl KafkaSrc {
                 let admitted = match &decision {
                     Decision::Push(_) => {
                         if started.settings.group_id.is_some() {
-                            started.pending_store = Some(PendingCommit {
-                                partition: message.partition(),
-                                offset: message.offset(),
-                                metadata: pushed_stream_metadata(&message),
-                            });
+                            started.record_pushed(&message);
                         }
                         None
                     }
@@ -1047,18 +1047,61 @@ impl Started {
         }
     }
 
-    /// Commits `pending` with its metadata (storing it first, so that the
-    /// auto-commit and a commit at stop carry it too).
-    fn commit(&self, pending: PendingCommit, mode: CommitMode) -> Result<(), KafkaError> {
+    /// Remembers `message` as pushed: committed at the next `create()`,
+    /// named in commit metadata while the committed offset is not past it.
+    fn record_pushed(&mut self, message: &BorrowedMessage) {
+        let (partition, offset) = (message.partition(), message.offset());
+        self.pending_store = Some(PendingCommit { partition, offset });
+        let Some((stream_id, seq)) = pushed_stream(message) else {
+            return;
+        };
+        let streams = self.pushed.entry(partition).or_default();
+        if !streams.contains_key(stream_id)
+            && streams.len() >= engine::MAX_TRACKS
+            && let Some(oldest) = streams
+                .iter()
+                .min_by_key(|(_, (_, offset))| *offset)
+                .map(|(id, _)| id.clone())
+        {
+            streams.remove(&oldest);
+        }
+        match streams.get_mut(stream_id) {
+            Some(last) => *last = (seq, offset),
+            None => {
+                streams.insert(stream_id.to_string(), (seq, offset));
+            }
+        }
+    }
+
+    /// Commits `pending` (storing it first, so that the auto-commit and a
+    /// commit at stop carry it too), with metadata naming its stream and
+    /// every other stream pushed at or after the committed offset.
+    fn commit(&mut self, pending: PendingCommit, mode: CommitMode) -> Result<(), KafkaError> {
         // Never past the first chunk of a frame still being put together:
         // a successor starting there would miss part of it.
         let mut next = pending.offset.saturating_add(1);
         if let Some(unfinished) = self.engine.oldest_unfinished(pending.partition) {
             next = next.min(unfinished);
         }
+        // A successor reads again from `next`: what was pushed from there on
+        // is named so that it is not pushed twice; what is before it never
+        // will be read again.
+        let metadata = self.pushed.get_mut(&pending.partition).and_then(|streams| {
+            streams.retain(|_, (_, offset)| *offset >= next || *offset == pending.offset);
+            let mut named: Vec<(&str, u64, i64)> = streams
+                .iter()
+                .map(|(stream_id, (seq, offset))| (stream_id.as_str(), *seq, *offset))
+                .collect();
+            named.sort_unstable_by_key(|(_, _, offset)| std::cmp::Reverse(*offset));
+            group::metadata(
+                named
+                    .into_iter()
+                    .map(|(stream_id, seq, _)| (stream_id, seq)),
+            )
+        });
         let mut list = TopicPartitionList::new();
         list.add_partition_offset(&self.topic, pending.partition, Offset::Offset(next))?;
-        if let Some(metadata) = &pending.metadata {
+        if let Some(metadata) = &metadata {
             for mut element in list.elements() {
                 element.set_metadata(metadata);
             }
@@ -1089,15 +1132,15 @@ impl Started {
     fn repositioned(&mut self) {
         self.engine.repositioned();
         self.pending_store = None;
+        self.pushed.clear();
     }
 }
 
-/// The commit metadata for a pushed record: its stream id and sequence
-/// number, when it has both.
-fn pushed_stream_metadata(message: &BorrowedMessage) -> Option<String> {
+/// The stream id and sequence number of a pushed record, when it has both.
+fn pushed_stream<'a>(message: &'a BorrowedMessage) -> Option<(&'a str, u64)> {
     let headers = message.headers()?;
     let meta = wireformat::decode(headers.iter().map(|h| (h.key, h.value))).ok()?;
-    group::metadata(meta.stream_id?, meta.seq?)
+    Some((meta.stream_id?, meta.seq?))
 }
 
 /// The record engine for these settings and the partitions being read.
@@ -1502,6 +1545,7 @@ impl BaseSrcImpl for KafkaSrc {
             settings,
             topic,
             pending_store: None,
+            pushed: HashMap::new(),
             pending_seek: None,
             bad_record_warnings: Throttle::default(),
             incomplete_frame_warnings: Throttle::default(),
