@@ -279,6 +279,61 @@ fn paused_broker_then_everything_resumes() {
 }
 
 #[test]
+fn queue_full_drop_drops_whole_chunked_frames_without_stalling() {
+    let _serial = serial();
+    let broker = own_broker();
+    let topic = unique_topic("drop-chunked");
+    // 250 kB frames over a 100 kB limit: 3 chunks each. The queue holds 5
+    // records: with the broker frozen, frame 0 takes 3 and leaves room for
+    // the first two chunks of frame 1 only.
+    create_topic(&topic, 1, &[("max.message.bytes", "100000")]);
+    const FRAMES: u64 = 10;
+    let pipeline = launch(&format!(
+        "appsrc name=src format=time caps=image/jpeg ! kafkasink name=sink topic={topic} \
+         bootstrap-servers={} queue-full=drop message-timeout-ms=120000 \
+         config=\"config,queue.buffering.max.messages=5\"",
+        bootstrap()
+    ));
+    let appsrc = pipeline
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    appsrc.set_property("max-bytes", 0u64);
+    let bus = pipeline.bus().unwrap();
+    // The sink starts (reads the topic's limits) within this call.
+    pipeline.set_state(gst::State::Playing).unwrap();
+
+    broker.node("pause-node");
+    for i in 0..FRAMES {
+        appsrc
+            .push_buffer(gst::Buffer::from_mut_slice(vec![i as u8; 250_000]))
+            .unwrap();
+    }
+    // Every frame but the first is dropped whole, at once: none waits for
+    // room that only the frozen broker could make.
+    let dropped = || stats(&pipeline, "sink").get::<u64>("dropped").unwrap();
+    let handled = wait_until(Duration::from_secs(20), || dropped() == FRAMES - 1);
+    let sink = stats(&pipeline, "sink");
+    broker.node("resume-node");
+    let warnings: Vec<String> = drain(&bus, &[gst::MessageType::Warning])
+        .iter()
+        .filter_map(|message| match message.view() {
+            gst::MessageView::Warning(warning) => Some(warning.error().to_string()),
+            _ => None,
+        })
+        .collect();
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(handled, "{sink}");
+    assert_eq!(sink.get::<u64>("records-sent").unwrap(), 3, "{sink}");
+    assert_eq!(sink.get::<u64>("queue-full-waits").unwrap(), 0, "{sink}");
+    assert!(
+        !warnings.is_empty() && warnings.iter().all(|w| !w.contains("queue-full=block")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
 fn source_resumes_by_itself_after_a_broker_restart() {
     let _serial = serial();
     let broker = own_broker();

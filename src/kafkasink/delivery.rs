@@ -37,6 +37,8 @@ pub struct Counters {
     pub records_acked: u64,
     pub bytes_acked: u64,
     pub delivery_errors: u64,
+    /// Value bytes of the records that failed.
+    bytes_failed: u64,
     pub dropped: u64,
     /// Records that found librdkafka's queue full and waited for room.
     pub queue_full_waits: u64,
@@ -57,7 +59,39 @@ pub struct Counters {
     first_sent_at: Option<Instant>,
 }
 
+/// What librdkafka's producer queue holds at most
+/// (`queue.buffering.max.kbytes` and `queue.buffering.max.messages`, as
+/// configured): past either, it refuses records as QueueFull.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueBound {
+    pub bytes: u64,
+    /// 0: no bound on the number of records.
+    pub records: u64,
+}
+
 impl Counters {
+    /// Value bytes of the records in flight.
+    pub fn in_flight_bytes(&self) -> u64 {
+        self.bytes_sent
+            .saturating_sub(self.bytes_acked)
+            .saturating_sub(self.bytes_failed)
+    }
+
+    /// Whether `records` more records with `bytes` of values in all fit in
+    /// a queue bounded by `bound` beside the records in flight, every
+    /// record (in flight or new) counted with `overhead` bytes of key and
+    /// headers.
+    pub fn room_for(&self, bound: QueueBound, records: u64, bytes: u64, overhead: u64) -> bool {
+        let in_flight = self.in_flight();
+        let held = in_flight
+            .saturating_add(records)
+            .saturating_mul(overhead)
+            .saturating_add(self.in_flight_bytes())
+            .saturating_add(bytes);
+        let records_fit = bound.records == 0 || in_flight.saturating_add(records) <= bound.records;
+        records_fit && held <= bound.bytes
+    }
+
     pub fn in_flight(&self) -> u64 {
         self.records_sent
             .saturating_sub(self.records_acked)
@@ -180,6 +214,7 @@ impl Delivery {
             }
             Err((error, message)) => {
                 counters.delivery_errors += 1;
+                counters.bytes_failed += message.payload_len() as u64;
                 if counters.first_error.is_none() {
                     let mut reason = describe_delivery_error(error, message.payload_len());
                     if let Some(frame) = chunk_of(message) {
@@ -257,6 +292,43 @@ mod tests {
         assert_eq!(counters.queue_full_waits, 1);
         assert_eq!(counters.latency_avg_us(), 0);
         assert_eq!(delivery.unreported_failure(), None);
+    }
+
+    #[test]
+    fn a_frame_fits_only_beside_what_is_in_flight() {
+        let bound = QueueBound {
+            bytes: 10_000,
+            records: 10,
+        };
+        let delivery = Delivery::default();
+        assert!(delivery.counters().room_for(bound, 10, 9_000, 100));
+        assert!(!delivery.counters().room_for(bound, 11, 100, 0));
+        assert!(!delivery.counters().room_for(bound, 2, 9_999, 1));
+        for _ in 0..4 {
+            delivery.sending(1_000);
+        }
+        // 4 records of 1000 bytes and 100 of overhead each in flight.
+        let counters = delivery.counters();
+        assert_eq!(counters.in_flight_bytes(), 4_000);
+        assert!(counters.room_for(bound, 5, 5_100, 100));
+        assert!(!counters.room_for(bound, 5, 5_101, 100));
+        assert!(!counters.room_for(bound, 7, 0, 0));
+        let unbounded = QueueBound {
+            records: 0,
+            ..bound
+        };
+        assert!(counters.room_for(unbounded, 1_000, 0, 0));
+        // Acknowledged or failed records make room again.
+        delivery.counters_mut().records_acked = 2;
+        delivery.counters_mut().bytes_acked = 2_000;
+        delivery.counters_mut().delivery_errors = 1;
+        delivery.counters_mut().bytes_failed = 1_000;
+        let counters = delivery.counters();
+        assert_eq!(
+            (counters.in_flight(), counters.in_flight_bytes()),
+            (1, 1_000)
+        );
+        assert!(counters.room_for(bound, 9, 8_000, 100));
     }
 
     #[test]

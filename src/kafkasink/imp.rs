@@ -69,8 +69,8 @@ use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
 use super::chunking::{self, Plan};
-use super::delivery::{self, Delivery, SinkContext};
-use super::headers::{self, CapsTooLong, HeaderWriter};
+use super::delivery::{self, Delivery, QueueBound, SinkContext};
+use super::headers::{self, CHUNK_HEADERS_MAX_LEN, CapsTooLong, HeaderWriter};
 use super::{Acks, Chunking, Compression, QueueFull};
 use crate::capturetime;
 use crate::kafka::{self, ClientSettings, KafkaContext, TopicError};
@@ -109,6 +109,10 @@ const LIBRDKAFKA_BATCH_SIZE: usize = 1_000_000;
 /// How often a sink blocked on a full queue says so, with how long the
 /// brokers have acknowledged nothing.
 const QUEUE_FULL_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// What a sink blocked on a full queue says it does, with queue-full=block.
+const BLOCKING: &str =
+    "holding the stream back until the brokers take records again (queue-full=block)";
 
 /// How often a thread waiting for deliveries re-checks, in case a wake-up
 /// was missed.
@@ -225,6 +229,21 @@ impl RecordLimit {
     }
 }
 
+/// The producer queue's bound in `config`: what the sink sets, or what
+/// `config` or `config-file` set instead.
+fn queue_bound(config: &ClientConfig) -> QueueBound {
+    let setting = |key: &str, default: u32| {
+        config
+            .get(key)
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .unwrap_or(u64::from(default))
+    };
+    QueueBound {
+        bytes: setting("queue.buffering.max.kbytes", QUEUE_MAX_KBYTES).saturating_mul(1024),
+        records: setting("queue.buffering.max.messages", QUEUE_MAX_MESSAGES),
+    }
+}
+
 /// Where and how the records of one run go, fixed at start; shared with
 /// the streaming thread without holding the state lock.
 struct Target {
@@ -233,6 +252,8 @@ struct Target {
     key: String,
     partition: Option<i32>,
     queue_full: QueueFull,
+    /// What librdkafka's queue holds at most, as configured.
+    queue_bound: QueueBound,
     record_limit: RecordLimit,
     chunking: Chunking,
     flush_timeout: Duration,
@@ -720,15 +741,21 @@ impl KafkaSink {
                     self.drop_record(&target);
                     return Ok(gst::FlowSuccess::Ok);
                 }
-                QueueFull::Block => self.wait_for_room(&target, &mut waited)?,
+                QueueFull::Block => self.wait_for_room(&target, &mut waited, BLOCKING)?,
             }
         }
     }
 
     /// librdkafka's queue is full (queue-full=block, or the rest of a frame
     /// whose first chunk is sent): waits for a delivery to make room, and
-    /// says so every QUEUE_FULL_WARNING_INTERVAL.
-    fn wait_for_room(&self, target: &Target, waited: &mut bool) -> Result<(), gst::FlowError> {
+    /// says so every QUEUE_FULL_WARNING_INTERVAL, `holding` saying what
+    /// waits and why.
+    fn wait_for_room(
+        &self,
+        target: &Target,
+        waited: &mut bool,
+        holding: &str,
+    ) -> Result<(), gst::FlowError> {
         let delivery = target.delivery();
         if !*waited {
             *waited = true;
@@ -739,8 +766,7 @@ impl KafkaSink {
                 self,
                 gst::ResourceError::Write,
                 (
-                    "Kafka producer queue full: {}; holding the stream back until \
-                     the brokers take records again (queue-full=block)",
+                    "Kafka producer queue full: {}; {holding}",
                     self.outage(target)
                 )
             );
@@ -755,9 +781,11 @@ impl KafkaSink {
 
     /// Sends frame `seq`, too large for one record, as chunk records
     /// (docs/wire-format.md) to one partition, in order. With
-    /// queue-full=drop only the first chunk may be dropped (the whole frame
-    /// then): once it is sent, the others wait for room, as a frame cut
-    /// short is lost for readers anyway.
+    /// queue-full=drop the whole frame is dropped unless the queue has room
+    /// for all its chunks beside what is in flight: once its first chunk is
+    /// sent, the others wait for room (which only a stalled delivery of
+    /// this producer's own records can take), as a frame cut short is lost
+    /// for readers anyway.
     fn send_chunks(
         &self,
         target: &Target,
@@ -806,6 +834,24 @@ impl KafkaSink {
             plan.count()
         );
         let delivery = target.delivery();
+        if target.queue_full == QueueFull::Drop {
+            // Every record counted with the most key and headers a chunk has.
+            let overhead = headers::record_size(
+                target.key.len(),
+                0,
+                frame_headers_len + CHUNK_HEADERS_MAX_LEN,
+            );
+            let room = delivery.counters().room_for(
+                target.queue_bound,
+                plan.count() as u64,
+                map.len() as u64,
+                overhead as u64,
+            );
+            if !room {
+                self.drop_record(target);
+                return Ok(gst::FlowSuccess::Ok);
+            }
+        }
         let mut waited = false;
         for (chunk, value) in plan.chunks(map.as_slice()) {
             let frame = (chunk.index == 0).then_some(buffer.as_ref());
@@ -846,7 +892,14 @@ impl KafkaSink {
                     self.drop_record(target);
                     return Ok(gst::FlowSuccess::Ok);
                 }
-                self.wait_for_room(target, &mut waited)?;
+                let holding = match target.queue_full {
+                    QueueFull::Block => BLOCKING,
+                    QueueFull::Drop => {
+                        "holding the rest of a chunked frame back until the brokers take \
+                         records again (queue-full=drop drops a frame only before its first chunk)"
+                    }
+                };
+                self.wait_for_room(target, &mut waited, holding)?;
             }
         }
         delivery.chunked(plan.count());
@@ -1205,6 +1258,7 @@ impl BaseSinkImpl for KafkaSink {
             key,
             partition: (settings.partition >= 0).then_some(settings.partition),
             queue_full: settings.queue_full,
+            queue_bound: queue_bound(&config),
             record_limit,
             chunking: settings.chunking,
             flush_timeout: Duration::from_millis(settings.flush_timeout_ms.into()),
