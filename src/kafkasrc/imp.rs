@@ -1308,6 +1308,7 @@ impl ObjectImpl for KafkaSrc {
                 glib::ParamSpecUInt64::builder("max-partial-bytes")
                     .nick("Max partial bytes")
                     .blurb("Bytes held at most for chunked frames whose chunks have not all arrived (frames over the Kafka record limit); past it the oldest is dropped with a warning, and a larger frame is never put together")
+                    .maximum(reassembly::MAX_MAX_PARTIAL_BYTES)
                     .default_value(DEFAULT_MAX_PARTIAL_BYTES)
                     .mutable_ready()
                     .build(),

@@ -19,6 +19,15 @@ use crate::wireformat::Chunk;
 /// 4 MB 4K JPEGs of sixteen cameras interleaved on one partition.
 pub const DEFAULT_MAX_PARTIAL_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Most `max-partial-bytes` may be set to: 4 GiB, room for a few 8K RAW
+/// frames, far below what one process can hold.
+pub const MAX_MAX_PARTIAL_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+
+/// Most bytes reserved for a frame at its chunk 0, whatever size it
+/// announces: a larger frame's buffer grows as its chunks arrive, so that a
+/// forged size costs no more than the bytes that really came.
+const MAX_INITIAL_CAPACITY: usize = 64 * 1024 * 1024;
+
 /// Default age past which an unfinished frame is abandoned: kafkasink's
 /// default `message-timeout-ms` (300 s, the longest a live writer keeps
 /// retrying one record) plus a 30 s margin for clocks and queues.
@@ -367,10 +376,14 @@ impl<T> Reassembly<T> {
                 None
             };
             match reason {
-                None => {
+                None if partial.frame.try_reserve(chunk.value.len()).is_ok() => {
                     partial.frame.extend_from_slice(chunk.value);
                     partial.next_index += 1;
                     return self.completed(key);
+                }
+                None => {
+                    self.drop_partial(key, DropReason::TooLarge);
+                    return Outcome::Ignored;
                 }
                 Some(reason) => {
                     self.drop_partial(key, reason);
@@ -453,7 +466,7 @@ impl<T> Reassembly<T> {
             };
             self.drop_partial(oldest, DropReason::Evicted);
         }
-        let mut frame = Vec::with_capacity(frame_len.unwrap_or_default());
+        let mut frame = Vec::with_capacity(frame_len.unwrap_or_default().min(MAX_INITIAL_CAPACITY));
         frame.extend_from_slice(chunk.value);
         self.held += held;
         let started_ms = self.newest_ms.get(&chunk.partition).copied();

@@ -329,6 +329,33 @@ fn remembered_streams_are_bounded() {
     assert_eq!(reassembly.held_bytes(), MAX_STREAMS as u64 * 2000);
 }
 
+#[test]
+fn a_huge_announced_frame_size_reserves_only_what_comes() {
+    let mut reassembly = Reassembly::new(MAX_MAX_PARTIAL_BYTES, DEFAULT_MAX_PARTIAL_AGE_MS);
+    let mut forged = chunks(1, 0, 3000, 1000);
+    for record in &mut forged {
+        record.chunk.frame_size = MAX_MAX_PARTIAL_BYTES - 1;
+    }
+    let records = numbered(forged);
+    assert_eq!(reassembly.add(records[0].view(), 0, || 0), Outcome::Held);
+    assert_eq!(reassembly.held_bytes(), MAX_MAX_PARTIAL_BYTES - 1);
+    assert_eq!(reassembly.add(records[1].view(), 0, || 0), Outcome::Held);
+    let reserved = reassembly
+        .streams
+        .values()
+        .filter_map(|stream| stream.partial.as_ref())
+        .map(|partial| partial.frame.capacity())
+        .sum::<usize>();
+    assert!(
+        reserved <= MAX_INITIAL_CAPACITY,
+        "{reserved} bytes reserved"
+    );
+    // Its last chunk leaves it short of the announced size: dropped.
+    assert_eq!(reassembly.add(records[2].view(), 0, || 0), Outcome::Ignored);
+    assert_eq!(reassembly.drops(), 1);
+    assert_eq!(reassembly.held_bytes(), 0);
+}
+
 /// Frames of a few streams: (stream, length) in each stream's order.
 fn arb_frames() -> impl Strategy<Value = Vec<(u64, usize)>> {
     proptest::collection::vec((0u64..4, 1usize..5000), 1..24)
