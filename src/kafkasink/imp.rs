@@ -198,29 +198,42 @@ impl Settings {
     }
 }
 
+/// Kafka's stock `message.max.bytes`, also the default of a topic's
+/// `max.message.bytes`: what a limit the broker does not tell is assumed
+/// to be.
+const KAFKA_DEFAULT_RECORD_LIMIT: usize = 1_048_588;
+
 /// The largest record the producer, the topic and the brokers accept, and
 /// the setting that sets it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct RecordLimit {
     bytes: usize,
     setting: &'static str,
 }
 
 impl RecordLimit {
-    /// The smallest of the producer's limit and those the broker told.
-    fn smallest(producer: usize, topic: Option<usize>, broker: Option<usize>) -> RecordLimit {
+    /// The smallest of the producer's limit and those the broker told; one
+    /// it did not tell is taken as Kafka's default.
+    fn smallest(producer: usize, limits: &BrokerLimits) -> RecordLimit {
+        let told = |told: Option<usize>, setting, assumed| match told {
+            Some(bytes) => (bytes, setting),
+            None => (KAFKA_DEFAULT_RECORD_LIMIT, assumed),
+        };
         [
-            (Some(producer), "the max-message-bytes property"),
-            (topic, "the topic's max.message.bytes"),
-            (broker, "the brokers' message.max.bytes"),
+            (producer, "the max-message-bytes property"),
+            told(
+                limits.topic,
+                "the topic's max.message.bytes",
+                "the topic's max.message.bytes (could not be read: Kafka's default assumed)",
+            ),
+            told(
+                limits.broker,
+                "the brokers' message.max.bytes",
+                "the brokers' message.max.bytes (could not be read: Kafka's default assumed)",
+            ),
         ]
         .into_iter()
-        .filter_map(|(bytes, setting)| {
-            Some(RecordLimit {
-                bytes: bytes?,
-                setting,
-            })
-        })
+        .map(|(bytes, setting)| RecordLimit { bytes, setting })
         .min_by_key(|limit| limit.bytes)
         .unwrap_or(RecordLimit {
             bytes: producer,
@@ -268,10 +281,36 @@ impl Target {
 }
 
 /// The record limits the broker told at start.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 struct BrokerLimits {
     topic: Option<usize>,
     broker: Option<usize>,
+    /// Why a limit could not be read, when the broker said.
+    error: Option<String>,
+}
+
+impl BrokerLimits {
+    /// The settings that could not be read, for a warning; `None` when
+    /// both were.
+    fn unread(&self) -> Option<String> {
+        let unread: Vec<&str> = [
+            (self.topic, "the topic's max.message.bytes"),
+            (self.broker, "the brokers' message.max.bytes"),
+        ]
+        .into_iter()
+        .filter(|(bytes, _)| bytes.is_none())
+        .map(|(_, setting)| setting)
+        .collect();
+        if unread.is_empty() {
+            return None;
+        }
+        let why = self
+            .error
+            .as_ref()
+            .map(|error| format!(" ({error})"))
+            .unwrap_or_else(|| " (no answer to DescribeConfigs)".to_string());
+        Some(format!("{}{why}", unread.join(" and ")))
+    }
 }
 
 struct Started {
@@ -612,18 +651,39 @@ impl KafkaSink {
             .chain(brokers.iter().map(|&id| ResourceSpecifier::Broker(id)))
             .collect();
         let deadline = tokio::time::Instant::now() + timeout;
-        let described = runtime::wait(&self.canceller, async {
+        let (described, error) = runtime::wait(&self.canceller, async {
             let mut described = Vec::new();
+            let mut error = None;
             for resource in &resources {
                 let request = admin.describe_configs([resource], &options);
-                if let Ok(Ok(results)) = tokio::time::timeout_at(deadline, request).await {
-                    described.extend(results.into_iter().flatten());
+                match tokio::time::timeout_at(deadline, request).await {
+                    Ok(Ok(results)) => {
+                        for result in results {
+                            match result {
+                                Ok(config) => described.push(config),
+                                Err(code) => {
+                                    error.get_or_insert_with(|| format!("DescribeConfigs: {code}"));
+                                }
+                            }
+                        }
+                    }
+                    Ok(Err(err)) => {
+                        error.get_or_insert_with(|| format!("DescribeConfigs: {err}"));
+                    }
+                    Err(_) => {
+                        error.get_or_insert_with(|| {
+                            "DescribeConfigs unanswered within connect-timeout-ms".to_string()
+                        });
+                    }
                 }
             }
-            described
+            (described, error)
         })
         .unwrap_or_default();
-        let mut limits = BrokerLimits::default();
+        let mut limits = BrokerLimits {
+            error,
+            ..BrokerLimits::default()
+        };
         for resource in described {
             let (name, is_topic) = match resource.specifier {
                 OwnedResourceSpecifier::Topic(_) => ("max.message.bytes", true),
@@ -1227,11 +1287,19 @@ impl BaseSinkImpl for KafkaSink {
         // 100 ms: not on the state-change thread.
         std::thread::spawn(move || drop(admin));
         let (partitions, limits) = prepared?;
-        let record_limit = RecordLimit::smallest(
-            settings.max_message_bytes as usize,
-            limits.topic,
-            limits.broker,
-        );
+        let record_limit = RecordLimit::smallest(settings.max_message_bytes as usize, &limits);
+        if let Some(unread) = limits.unread() {
+            // Frames between the assumed and the real limit would be sent
+            // whole and refused, or cut needlessly: say which.
+            gst::element_imp_warning!(
+                self,
+                gst::ResourceError::Settings,
+                ("cannot read {unread}: assuming Kafka's default record limit of \
+                     {KAFKA_DEFAULT_RECORD_LIMIT} bytes for it, so frames over it are sent as \
+                     chunks (grant DescribeConfigs on the topic and the cluster to use the real \
+                     limit, or lower max-message-bytes to it)")
+            );
+        }
         let producer = self.bounded_batches(
             producer,
             &config,
@@ -1350,5 +1418,54 @@ impl BaseSinkImpl for KafkaSink {
     fn unlock_stop(&self) -> Result<(), gst::ErrorMessage> {
         self.canceller.reset();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_limit_the_broker_does_not_tell_is_taken_as_kafkas_default() {
+        let told = BrokerLimits {
+            topic: Some(2_000_000),
+            broker: Some(500_000),
+            error: None,
+        };
+        assert_eq!(told.unread(), None);
+        assert_eq!(
+            RecordLimit::smallest(16 << 20, &told),
+            RecordLimit {
+                bytes: 500_000,
+                setting: "the brokers' message.max.bytes"
+            }
+        );
+        // DescribeConfigs refused: not the 16 MiB of max-message-bytes.
+        let refused = BrokerLimits {
+            topic: None,
+            broker: None,
+            error: Some("DescribeConfigs: Broker: Cluster authorization failed".into()),
+        };
+        let limit = RecordLimit::smallest(16 << 20, &refused);
+        assert_eq!(limit.bytes, KAFKA_DEFAULT_RECORD_LIMIT);
+        assert!(limit.setting.contains("could not be read"), "{limit:?}");
+        assert_eq!(
+            refused.unread().as_deref(),
+            Some(
+                "the topic's max.message.bytes and the brokers' message.max.bytes \
+                 (DescribeConfigs: Broker: Cluster authorization failed)"
+            )
+        );
+        // A smaller limit that was read still wins; so does the property.
+        let topic_only = BrokerLimits {
+            topic: Some(100_000),
+            ..BrokerLimits::default()
+        };
+        assert_eq!(RecordLimit::smallest(16 << 20, &topic_only).bytes, 100_000);
+        assert_eq!(
+            topic_only.unread().as_deref(),
+            Some("the brokers' message.max.bytes (no answer to DescribeConfigs)")
+        );
+        assert_eq!(RecordLimit::smallest(50_000, &refused).bytes, 50_000);
     }
 }
