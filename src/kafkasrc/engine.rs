@@ -109,6 +109,9 @@ pub struct Counters {
     pub incomplete_frames: u64,
     /// Chunks of frames the reader joined in the middle of, not used.
     pub chunks_skipped: u64,
+    /// Chunked frames still unfinished at the end of the range read
+    /// (stop-at), not counted as lost.
+    pub frames_cut_at_end: u64,
     /// Bytes held now for chunked frames not complete yet.
     pub partial_bytes: u64,
     pub latency_last_ms: i64,
@@ -347,8 +350,8 @@ impl Engine {
         self.counters.partial_bytes = 0;
     }
 
-    /// At the end of the stream: chunked frames still incomplete are
-    /// dropped and counted.
+    /// At the end of the range read: chunked frames still incomplete are
+    /// let go and counted in `frames_cut_at_end`.
     pub fn finish(&mut self) {
         self.reassembly.finish();
         self.sync_reassembly();
@@ -367,6 +370,7 @@ impl Engine {
 
     fn sync_reassembly(&mut self) {
         self.counters.incomplete_frames = self.reassembly.drops();
+        self.counters.frames_cut_at_end = self.reassembly.cut_at_end();
         self.counters.partial_bytes = self.reassembly.held_bytes();
     }
 

@@ -47,7 +47,9 @@
  * the default, 330 s, is kafkasink's longest retry of a record
  * (`message-timeout-ms`, 300 s) plus a margin.
  * Starting, seeking or catching up inside a chunked frame skips to the
- * next frame without counting a loss (`chunks-skipped`); with `group-id`,
+ * next frame without counting a loss (`chunks-skipped`); a frame still
+ * unfinished when `stop-at` ends the stream is not a loss either: it is
+ * counted in `frames-cut-at-end`, without a warning; with `group-id`,
  * offsets are committed only up to the first chunk of a frame still being
  * put together, so a successor resumes on a frame boundary.
  *
@@ -1020,6 +1022,7 @@ impl KafkaSrc {
             .field("frames-reassembled", counters.frames_reassembled)
             .field("incomplete-frames", counters.incomplete_frames)
             .field("chunks-skipped", counters.chunks_skipped)
+            .field("frames-cut-at-end", counters.frames_cut_at_end)
             .field("partial-bytes", counters.partial_bytes)
             .field("latency-last-ms", counters.latency_last_ms)
             .field("latency-max-ms", counters.latency_max_ms)
@@ -1327,7 +1330,7 @@ impl ObjectImpl for KafkaSrc {
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("Waiting for the topic, assigned partitions, consumer lag (records behind in the current partition), records and bytes received, skipped to keyframe or by lag, sequence gaps, duplicates, stream restarts (sequence jumps too large to be gaps), bad records, chunked frames reassembled and dropped incomplete, chunks skipped after joining mid-frame, bytes held for unfinished frames, latency from record timestamp to push")
+                    .blurb("Waiting for the topic, assigned partitions, consumer lag (records behind in the current partition), records and bytes received, skipped to keyframe or by lag, sequence gaps, duplicates, stream restarts (sequence jumps too large to be gaps), bad records, chunked frames reassembled and dropped incomplete, chunks skipped after joining mid-frame, chunked frames cut by the end of the range read (stop-at), bytes held for unfinished frames, latency from record timestamp to push")
                     .read_only()
                     .build(),
             ]);

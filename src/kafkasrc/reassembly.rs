@@ -77,8 +77,6 @@ pub enum DropReason {
     /// Forgotten to make room for newer frames (the bound on bytes or on
     /// streams).
     Evicted,
-    /// Still unfinished at the end of the stream.
-    Unfinished,
     /// Its partition went on for longer than the bound on the age of
     /// unfinished frames without its next chunk (its writer died
     /// mid-frame, or was restarted under another stream id).
@@ -135,7 +133,6 @@ impl fmt::Display for Dropped {
                 "max-partial-bytes (or the number of streams) is exceeded by unfinished frames: \
                  raise max-partial-bytes"
             ),
-            DropReason::Unfinished => write!(f, "the stream ended before it"),
             DropReason::Abandoned { max_age_ms } => write!(
                 f,
                 "its partition carried records more than max-partial-age-ms ({max_age_ms} ms) \
@@ -208,6 +205,7 @@ pub struct Reassembly<T> {
     uses: u64,
     dropped: Vec<Dropped>,
     drops: u64,
+    cut_at_end: u64,
 }
 
 impl<T> Reassembly<T> {
@@ -221,6 +219,7 @@ impl<T> Reassembly<T> {
             uses: 0,
             dropped: Vec::new(),
             drops: 0,
+            cut_at_end: 0,
         }
     }
 
@@ -309,12 +308,21 @@ impl<T> Reassembly<T> {
         self.held = 0;
     }
 
-    /// At the end of the stream: every unfinished frame is dropped.
+    /// Frames let go unfinished at the end of the range read.
+    pub fn cut_at_end(&self) -> u64 {
+        self.cut_at_end
+    }
+
+    /// At the end of the range read (stop-at): every unfinished frame is
+    /// let go and counted apart from losses, as the range, not a writer,
+    /// cut it (a frame still being written when the range was fixed).
     pub fn finish(&mut self) {
-        let keys: Vec<(i32, u64)> = self.streams.keys().copied().collect();
-        for key in keys {
-            self.drop_partial(key, DropReason::Unfinished);
+        for stream in self.streams.values_mut() {
+            if stream.partial.take().is_some() {
+                self.cut_at_end = self.cut_at_end.saturating_add(1);
+            }
         }
+        self.held = 0;
     }
 
     /// A whole record of stream `stream` of `partition`: an unfinished

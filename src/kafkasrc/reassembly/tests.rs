@@ -306,15 +306,16 @@ fn chunks_that_disagree_with_their_frame_drop_it() {
 }
 
 #[test]
-fn frames_unfinished_at_the_end_are_dropped_and_counted() {
+fn frames_unfinished_at_the_end_are_counted_apart_from_losses() {
     let mut reassembly = Reassembly::new(DEFAULT_MAX_PARTIAL_BYTES, DEFAULT_MAX_PARTIAL_AGE_MS);
     let mut records = chunks(1, 0, 3000, 1000);
     records.truncate(2);
     feed(&mut reassembly, &records);
     reassembly.finish();
-    assert_eq!(reassembly.take_dropped()[0].reason, DropReason::Unfinished);
-    assert_eq!(reassembly.drops(), 1);
+    assert_eq!(reassembly.take_dropped(), vec![]);
+    assert_eq!((reassembly.drops(), reassembly.cut_at_end()), (0, 1));
     assert_eq!(reassembly.held_bytes(), 0);
+    assert_eq!(reassembly.oldest_unfinished(0), None);
 }
 
 #[test]
