@@ -90,6 +90,9 @@ const DEFAULT_KEEPALIVE_MS: u32 = 1000;
 const DEFAULT_SEND_TIMEOUT_MS: u32 = 5000;
 /// Enough for a large wall; bounds what a topic of ever-new keys can make.
 const DEFAULT_MAX_CAMERAS: u32 = 256;
+const DEFAULT_REPLAY: bool = true;
+/// Each replay response has a Kafka consumer and a thread of its own.
+const DEFAULT_MAX_REPLAY_CLIENTS: u32 = 8;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -107,6 +110,8 @@ struct Settings {
     tls_certificate: Option<String>,
     tls_key: Option<String>,
     max_cameras: u32,
+    replay: bool,
+    max_replay_clients: u32,
 }
 
 impl Default for Settings {
@@ -126,6 +131,8 @@ impl Default for Settings {
             tls_certificate: None,
             tls_key: None,
             max_cameras: DEFAULT_MAX_CAMERAS,
+            replay: DEFAULT_REPLAY,
+            max_replay_clients: DEFAULT_MAX_REPLAY_CLIENTS,
         }
     }
 }
@@ -157,7 +164,7 @@ pub struct MjpegHttpSink {
 const REDACTED: &str = "***";
 
 /// A JPEG starts with SOI and ends with EOI (some encoders pad after it).
-fn looks_like_jpeg(data: &[u8]) -> bool {
+pub(super) fn looks_like_jpeg(data: &[u8]) -> bool {
     let end = data.len()
         - data
             .iter()
@@ -270,6 +277,9 @@ fn stats_structure(stream: &StreamStats, server: &ServerStats) -> gst::Structure
         .field("bytes-sent", stream.bytes_sent)
         .field("connections", server.connections)
         .field("connections-refused", server.connections_refused)
+        .field("replay-clients", stream.replay.replay_clients)
+        .field("replay-clients-total", stream.replay.replay_clients_total)
+        .field("replay-refused", stream.replay.replay_refused)
         .build()
 }
 
@@ -354,6 +364,19 @@ impl ObjectImpl for MjpegHttpSink {
                     .default_value(DEFAULT_MAX_CAMERAS)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecBoolean::builder("replay")
+                    .nick("Replay")
+                    .blurb("Answer ?at=<time> on the stream and /snapshot.jpg, and /timeline, from the topic of the upstream kafkasrc (JPEG records only)")
+                    .default_value(DEFAULT_REPLAY)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("max-replay-clients")
+                    .nick("Maximum replay clients")
+                    .blurb("Replay responses (each with its own Kafka consumer) open at once per stream; more get 503")
+                    .minimum(1)
+                    .default_value(DEFAULT_MAX_REPLAY_CLIENTS)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecString::builder("tls-certificate")
                     .nick("TLS certificate")
                     .blurb("PEM file of the certificate chain: serve HTTPS (HTTP/2 or HTTP/1.1 by ALPN) instead of HTTP; needs tls-key")
@@ -376,7 +399,7 @@ impl ObjectImpl for MjpegHttpSink {
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("Clients, frames in, non-JPEG buffers skipped, input fps, frames sent and skipped, bytes sent, connections open and refused")
+                    .blurb("Clients, frames in, non-JPEG buffers skipped, input fps, frames sent and skipped, bytes sent, connections open and refused, replay clients (open, total, refused)")
                     .read_only()
                     .build(),
             ]
@@ -435,6 +458,10 @@ impl ObjectImpl for MjpegHttpSink {
             }
             "tls-key" => settings.tls_key = value.get().expect("type checked upstream"),
             "max-cameras" => settings.max_cameras = value.get().expect("type checked upstream"),
+            "replay" => settings.replay = value.get().expect("type checked upstream"),
+            "max-replay-clients" => {
+                settings.max_replay_clients = value.get().expect("type checked upstream")
+            }
             "auth" => {
                 settings.auth = value
                     .get::<Option<String>>()
@@ -477,6 +504,8 @@ impl ObjectImpl for MjpegHttpSink {
             "tls-certificate" => settings.tls_certificate.to_value(),
             "tls-key" => settings.tls_key.to_value(),
             "max-cameras" => settings.max_cameras.to_value(),
+            "replay" => settings.replay.to_value(),
+            "max-replay-clients" => settings.max_replay_clients.to_value(),
             "auth" => settings.auth.as_ref().map(|_| REDACTED).to_value(),
             "auth-token" => settings.auth_token.as_ref().map(|_| REDACTED).to_value(),
             name => unimplemented!("property {name}"),
@@ -527,13 +556,13 @@ impl BaseSinkImpl for MjpegHttpSink {
         if !settings.path.starts_with('/')
             || matches!(
                 settings.path.as_str(),
-                "/" | "/stats" | "/metrics" | "/snapshot.jpg"
+                "/" | "/stats" | "/metrics" | "/snapshot.jpg" | "/timeline"
             )
         {
             return Err(gst::error_msg!(
                 gst::LibraryError::Settings,
                 (
-                    "path {:?} must start with / and not be /, /stats, /metrics or /snapshot.jpg",
+                    "path {:?} must start with / and not be /, /stats, /metrics, /snapshot.jpg or /timeline",
                     settings.path
                 )
             ));
@@ -579,6 +608,8 @@ impl BaseSinkImpl for MjpegHttpSink {
             auth: settings.auth,
             auth_token: settings.auth_token,
             camera: None,
+            replay: settings.replay,
+            max_replay_clients: settings.max_replay_clients,
         };
         let signals = SignalEmitter::spawn(self.obj().upcast_ref()).map_err(|err| {
             gst::error_msg!(

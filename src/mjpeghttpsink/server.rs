@@ -28,6 +28,7 @@ use super::CAT;
 use super::conn::{Abort, ClientSocket};
 use super::metrics;
 use super::nosigpipe::NoSigPipe;
+use super::replay;
 use super::stream::{
     Credentials, ResponseBody, STREAM_CONTENT_TYPE, Stream, StreamStats, full_body,
 };
@@ -358,7 +359,7 @@ where
         let abort = for_requests.clone();
         async move {
             Ok::<_, std::convert::Infallible>(match server {
-                Some(server) => route(&server, request, peer, abort),
+                Some(server) => route(&server, request, peer, abort).await,
                 None => plain(StatusCode::SERVICE_UNAVAILABLE, "stopping\n"),
             })
         }
@@ -491,7 +492,7 @@ fn allow_methods(mut response: Response<ResponseBody>) -> Response<ResponseBody>
     response
 }
 
-fn route(
+async fn route(
     server: &Server,
     request: Request<Incoming>,
     peer: SocketAddr,
@@ -506,9 +507,9 @@ fn route(
     let request_origin = request.headers().get(header::ORIGIN).cloned();
     let all = server.streams();
     // The streams this request is about.
-    let server_wide = matches!(path.as_str(), "/" | "/stats" | "/metrics");
+    let server_wide = matches!(path.as_str(), "/" | "/stats" | "/metrics" | "/timeline");
     let targets: Vec<Arc<Stream>> = match path.as_str() {
-        "/" | "/stats" | "/metrics" => all.clone(),
+        "/" | "/stats" | "/metrics" | "/timeline" => all.clone(),
         "/snapshot.jpg" => match query_param(&request, "stream") {
             Some(wanted) => all
                 .iter()
@@ -553,18 +554,189 @@ fn route(
         );
     }
     let head = method == Method::HEAD;
-    let mut response = match path.as_str() {
-        "/" => index(&visible, credentials.token.as_deref()),
-        "/stats" => stats_json(server, &visible),
-        "/metrics" => metrics_text(server, &visible),
-        "/snapshot.jpg" => snapshot(&visible[0]),
-        _ => open_stream(&visible[0], &request, peer, head, abort),
+    let mut response = match (path.as_str(), replay_params(&request)) {
+        ("/", _) => index(&visible, credentials.token.as_deref()),
+        ("/stats", _) => stats_json(server, &visible),
+        ("/metrics", _) => metrics_text(server, &visible),
+        ("/timeline", _) => timeline_json(&visible).await,
+        (_, Some(Err(reason))) => plain(StatusCode::BAD_REQUEST, &format!("{reason}\n")),
+        ("/snapshot.jpg", None) => snapshot(&visible[0]),
+        ("/snapshot.jpg", Some(Ok(params))) => replay_snapshot(&visible[0], params).await,
+        (_, None) => open_stream(&visible[0], &request, peer, head, abort),
+        (_, Some(Ok(params))) => replay_stream(&visible[0], params, head, abort).await,
     };
     if head {
         *response.body_mut() = full_body(Bytes::new());
     }
     let scope = if server_wide { &visible } else { &visible[..1] };
     with_cors(response, request_origin.as_ref(), scope, true)
+}
+
+/// `at` and `speed` of a replay request: none without `at`.
+#[derive(Debug, Clone, Copy)]
+struct ReplayParams {
+    at_ms: i64,
+    speed: f64,
+}
+
+fn replay_params(request: &Request<Incoming>) -> Option<Result<ReplayParams, String>> {
+    let text = |name: &str, value: Vec<u8>| {
+        String::from_utf8(value).map_err(|_| format!("{name}: not UTF-8"))
+    };
+    let speed = query_param(request, "speed");
+    let Some(at) = query_param(request, "at") else {
+        return speed.map(|_| Err("speed: replays need at=<time> too".into()));
+    };
+    let parse = || {
+        let at_ms = replay::parse_at(&text("at", at)?)?;
+        let speed = match speed {
+            Some(speed) => replay::parse_speed(&text("speed", speed)?)?,
+            None => 1.0,
+        };
+        Ok(ReplayParams { at_ms, speed })
+    };
+    Some(parse())
+}
+
+/// What replay reads for `stream`, or a 501 saying why it cannot.
+fn replay_source(stream: &Stream) -> Result<replay::Source, String> {
+    if !stream.replay_enabled() {
+        return Err("replay unavailable: turned off on this stream (replay=false)".into());
+    }
+    let element = stream
+        .element()
+        .ok_or("replay unavailable: the sink is gone")?;
+    replay::source(&element, stream.camera())
+}
+
+fn unavailable_response(reason: &str) -> Response<ResponseBody> {
+    plain(StatusCode::NOT_IMPLEMENTED, &format!("{reason}\n"))
+}
+
+fn too_many_replays() -> Response<ResponseBody> {
+    let mut response = plain(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too many replay clients (max-replay-clients)\n",
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    response
+}
+
+fn find_error_response(error: &replay::FindError) -> Response<ResponseBody> {
+    let status = match error {
+        replay::FindError::Empty => StatusCode::NOT_FOUND,
+        replay::FindError::Kafka(_) => StatusCode::BAD_GATEWAY,
+    };
+    plain(status, &format!("{error}\n"))
+}
+
+/// `X-Timestamp` of a record timestamp, as parts carry it.
+fn timestamp_value(ms: i64) -> HeaderValue {
+    let text = format!("{}.{:03}000", ms.div_euclid(1000), ms.rem_euclid(1000));
+    HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("0"))
+}
+
+fn mark_replay(
+    response: &mut Response<ResponseBody>,
+    name: &'static str,
+    mark: &replay::Mark,
+    clamp: Option<replay::Clamp>,
+) {
+    let headers = response.headers_mut();
+    headers.insert(name, timestamp_value(mark.timestamp_ms));
+    if let Some(clamp) = clamp {
+        headers.insert("x-replay-clamped", HeaderValue::from_static(clamp.as_str()));
+    }
+}
+
+async fn replay_snapshot(stream: &Arc<Stream>, params: ReplayParams) -> Response<ResponseBody> {
+    let source = match replay_source(stream) {
+        Ok(source) => source,
+        Err(reason) => return unavailable_response(&reason),
+    };
+    let Some(slot) = stream.enter_replay() else {
+        return too_many_replays();
+    };
+    let found = replay::snapshot(source, params.at_ms).await;
+    drop(slot);
+    let found = match found {
+        Ok(found) => found,
+        Err(error) => return find_error_response(&error),
+    };
+    let mut response = Response::new(full_body(found.jpeg.clone()));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
+    mark_replay(&mut response, "x-timestamp", &found.mark, found.clamp);
+    no_store(&mut response);
+    response
+}
+
+async fn replay_stream(
+    stream: &Arc<Stream>,
+    params: ReplayParams,
+    head: bool,
+    abort: Arc<Abort>,
+) -> Response<ResponseBody> {
+    let source = match replay_source(stream) {
+        Ok(source) => source,
+        Err(reason) => return unavailable_response(&reason),
+    };
+    let mut response = if head {
+        Response::new(full_body(Bytes::new()))
+    } else {
+        let Some(slot) = stream.enter_replay() else {
+            return too_many_replays();
+        };
+        let started = replay::start_replay(
+            stream.clone(),
+            source,
+            params.at_ms,
+            params.speed,
+            slot,
+            move || abort.abort(),
+        )
+        .await;
+        match started {
+            Ok((mark, clamp, body)) => {
+                let mut response = Response::new(body);
+                mark_replay(&mut response, "x-replay-from", &mark, clamp);
+                response
+            }
+            Err(error) => return find_error_response(&error),
+        }
+    };
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(STREAM_CONTENT_TYPE),
+    );
+    no_store(&mut response);
+    response
+}
+
+/// `/timeline`: the retained range and gaps of each stream the request may
+/// see (see replay.rs for how they are found).
+async fn timeline_json(streams: &[Arc<Stream>]) -> Response<ResponseBody> {
+    let mut entries = Vec::with_capacity(streams.len());
+    for stream in streams {
+        let path = stream.path().to_string();
+        entries.push(match replay_source(stream) {
+            Ok(source) => replay::timeline(path, source).await,
+            Err(reason) => replay::unavailable(path, reason),
+        });
+    }
+    let mut json =
+        serde_json::to_vec(&serde_json::json!({ "streams": entries })).unwrap_or_default();
+    json.push(b'\n');
+    let mut response = Response::new(full_body(json));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    no_store(&mut response);
+    response
 }
 
 fn open_stream(
