@@ -89,21 +89,24 @@ pub struct Mark {
 }
 
 /// The frame to show for time `at`, given each partition's newest frame at
-/// or before `at` (`before`) and oldest frame after it (`after`).
-/// `searched_to_start`: no partition has a frame before those searched, so
-/// nothing in `before` means `at` precedes the recording.
+/// or before `at` (`before`) and, where there is none, its oldest frame
+/// after it (`after`). `searched_to_start`: no partition has a frame before
+/// those searched, so nothing in `before` means `at` precedes the
+/// recording. `newer_records`: some partition has a record at or after
+/// `at`, so `at` is within the recording.
 pub fn choose(
     at: i64,
     before: &[Mark],
     after: &[Mark],
     searched_to_start: bool,
+    newer_records: bool,
 ) -> Option<(Mark, Option<Clamp>)> {
     if let Some(newest) = before
         .iter()
         .max_by_key(|m| (m.timestamp_ms, m.offset))
         .copied()
     {
-        let past_end = after.is_empty() && at > newest.timestamp_ms;
+        let past_end = !newer_records && at > newest.timestamp_ms;
         return Some((newest, past_end.then_some(Clamp::End)));
     }
     let oldest = after
@@ -353,43 +356,59 @@ impl Source {
             .collect())
     }
 
-    /// Calls `f` with each record of `partition` from `from` to `to`
-    /// inclusive, in order, until it returns false.
-    fn read_range(
+    /// Calls `f` with the records of each range `(partition, from, to)`
+    /// (`to` included), in offset order per partition, until it returns
+    /// false for that partition. Each call has a consumer of its own,
+    /// assigned once: librdkafka can abort the process when an assignment
+    /// changes while its fetchers stop (librdkafka issue 5573).
+    fn read_ranges(
         &self,
-        consumer: &ReplayConsumer,
-        partition: i32,
-        from: i64,
-        to: i64,
+        ranges: &[(i32, i64, i64)],
         mut f: impl FnMut(&BorrowedMessage) -> bool,
     ) -> Result<(), String> {
+        let mut open: HashMap<i32, (i64, i64)> = ranges
+            .iter()
+            .filter(|(_, from, to)| from <= to)
+            .map(|&(p, from, to)| (p, (from, to)))
+            .collect();
+        if open.is_empty() {
+            return Ok(());
+        }
+        let consumer = self.consumer()?;
         let mut list = TopicPartitionList::new();
-        list.add_partition_offset(&self.topic, partition, Offset::Offset(from))
-            .map_err(|err| err.to_string())?;
+        for (&p, &(from, _)) in &open {
+            list.add_partition_offset(&self.topic, p, Offset::Offset(from))
+                .map_err(|err| err.to_string())?;
+        }
         consumer.assign(&list).map_err(|err| err.to_string())?;
         let deadline = Instant::now() + self.timeout();
-        loop {
+        while !open.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(format!(
-                    "topic {} partition {partition}: no record {from}..={to} within {:?}",
+                    "topic {}: records {open:?} not read within {:?}",
                     self.topic,
                     self.timeout()
                 ));
             }
             match consumer.poll(left.min(POLL_INTERVAL)) {
-                Some(Ok(message)) if message.partition() == partition => {
+                Some(Ok(message)) => {
+                    let partition = message.partition();
+                    let Some(&(from, to)) = open.get(&partition) else {
+                        continue;
+                    };
                     if message.offset() < from {
                         continue;
                     }
                     if !f(&message) || message.offset() >= to {
-                        return Ok(());
+                        open.remove(&partition);
                     }
                 }
                 Some(Err(err)) => return Err(format!("topic {}: {err}", self.topic)),
-                _ => (),
+                None => (),
             }
         }
+        Ok(())
     }
 
     /// The JPEG of a record and its timestamp, when the record belongs to
@@ -424,74 +443,98 @@ impl Source {
         Some((message.timestamp().to_millis()?, jpeg))
     }
 
-    /// The frame at or before `at_ms` (see [`choose`]).
-    fn find(&self, consumer: &ReplayConsumer, at_ms: i64) -> Result<Found, FindError> {
-        let partitions = self.partitions(consumer).map_err(FindError::Kafka)?;
+    /// The frame at or before `at_ms` (see [`choose`]): in each partition
+    /// the records just before the first one at or after `at_ms`, further
+    /// back while none is of this stream (up to `LOOKBACK`); the first frame
+    /// after it where there is none before.
+    fn find(&self, control: &ReplayConsumer, at_ms: i64) -> Result<Found, FindError> {
+        let partitions = self.partitions(control).map_err(FindError::Kafka)?;
         let offsets = self
-            .offsets_at(consumer, &partitions, at_ms)
+            .offsets_at(control, &partitions, at_ms)
             .map_err(FindError::Kafka)?;
-        let mut before: Vec<(Mark, Bytes)> = Vec::new();
-        let mut after: Vec<(Mark, Bytes)> = Vec::new();
+        let mark_of = |message: &BorrowedMessage, ts| Mark {
+            partition: message.partition(),
+            offset: message.offset(),
+            timestamp_ms: ts,
+        };
+        // (partition, low, high, first offset at or after at_ms)
+        let mut searching: Vec<(i32, i64, i64, i64)> = partitions
+            .iter()
+            .zip(&offsets)
+            .filter(|((_, low, high), _)| low < high)
+            .map(|(&(p, low, high), &at_offset)| (p, low, high, at_offset))
+            .collect();
+        let all = searching.clone();
+        let mut before: HashMap<i32, (Mark, Bytes)> = HashMap::new();
         let mut searched_to_start = true;
-        for (&(partition, low, high), &at_offset) in partitions.iter().zip(&offsets) {
-            if low >= high {
-                continue;
-            }
-            let mut window = 2;
-            let mut found = None;
-            let mut from;
-            loop {
-                from = at_offset.saturating_sub(window).max(low);
-                let to = at_offset.min(high - 1);
-                self.read_range(consumer, partition, from, to, |message| {
-                    if let Some((ts, jpeg)) = self.frame(message)
-                        && ts <= at_ms
-                    {
-                        let mark = Mark {
-                            partition,
-                            offset: message.offset(),
-                            timestamp_ms: ts,
-                        };
-                        found = Some((mark, Bytes::copy_from_slice(jpeg)));
-                    }
-                    true
+        let mut window: i64 = 2;
+        while !searching.is_empty() {
+            let from = |low: i64, at_offset: i64| at_offset.saturating_sub(window).max(low);
+            let ranges: Vec<(i32, i64, i64)> = searching
+                .iter()
+                .map(|&(p, low, high, at_offset)| {
+                    (p, from(low, at_offset), at_offset.min(high - 1))
                 })
-                .map_err(FindError::Kafka)?;
-                if found.is_some() || from == low || window >= LOOKBACK {
-                    break;
+                .collect();
+            self.read_ranges(&ranges, |message| {
+                if let Some((ts, jpeg)) = self.frame(message)
+                    && ts <= at_ms
+                {
+                    before.insert(
+                        message.partition(),
+                        (mark_of(message, ts), Bytes::copy_from_slice(jpeg)),
+                    );
                 }
-                window = window.saturating_mul(8);
+                true
+            })
+            .map_err(FindError::Kafka)?;
+            searching.retain(|&(p, low, _, at_offset)| {
+                !before.contains_key(&p) && from(low, at_offset) > low
+            });
+            if window >= LOOKBACK {
+                searched_to_start &= searching.is_empty();
+                break;
             }
-            searched_to_start &= found.is_some() || from == low;
-            match found {
-                Some(found) => before.push(found),
-                None if at_offset < high => {
-                    let to = at_offset.saturating_add(LOOKBACK).min(high - 1);
-                    let mut next = None;
-                    self.read_range(consumer, partition, at_offset, to, |message| {
-                        let Some((ts, jpeg)) = self.frame(message) else {
-                            return true;
-                        };
-                        let mark = Mark {
-                            partition,
-                            offset: message.offset(),
-                            timestamp_ms: ts,
-                        };
-                        next = Some((mark, Bytes::copy_from_slice(jpeg)));
-                        false
-                    })
-                    .map_err(FindError::Kafka)?;
-                    after.extend(next);
-                }
-                None => (),
-            }
+            window = window.saturating_mul(8);
         }
-        let marks = |found: &[(Mark, Bytes)]| found.iter().map(|(m, _)| *m).collect::<Vec<_>>();
-        let (mark, clamp) = choose(at_ms, &marks(&before), &marks(&after), searched_to_start)
-            .ok_or(FindError::Empty)?;
+        let forward: Vec<(i32, i64, i64)> = all
+            .iter()
+            .filter(|(p, _, high, at_offset)| !before.contains_key(p) && at_offset < high)
+            .map(|&(p, _, high, at_offset)| {
+                (
+                    p,
+                    at_offset,
+                    at_offset.saturating_add(LOOKBACK).min(high - 1),
+                )
+            })
+            .collect();
+        let mut after: HashMap<i32, (Mark, Bytes)> = HashMap::new();
+        self.read_ranges(&forward, |message| {
+            let Some((ts, jpeg)) = self.frame(message) else {
+                return true;
+            };
+            after.insert(
+                message.partition(),
+                (mark_of(message, ts), Bytes::copy_from_slice(jpeg)),
+            );
+            false
+        })
+        .map_err(FindError::Kafka)?;
+        let marks = |found: &HashMap<i32, (Mark, Bytes)>| {
+            found.values().map(|(m, _)| *m).collect::<Vec<_>>()
+        };
+        let newer_records = all.iter().any(|(_, _, high, at_offset)| at_offset < high);
+        let (mark, clamp) = choose(
+            at_ms,
+            &marks(&before),
+            &marks(&after),
+            searched_to_start,
+            newer_records,
+        )
+        .ok_or(FindError::Empty)?;
         let jpeg = before
-            .into_iter()
-            .chain(after)
+            .into_values()
+            .chain(after.into_values())
             .find(|(m, _)| *m == mark)
             .map(|(_, jpeg)| jpeg)
             .ok_or(FindError::Empty)?;
@@ -639,14 +682,14 @@ fn read_replay(
     found_tx: oneshot::Sender<Result<Found, FindError>>,
     frames_tx: mpsc::Sender<(i64, Bytes)>,
 ) {
-    let consumer = match source.consumer() {
+    let control = match source.consumer() {
         Ok(consumer) => consumer,
         Err(reason) => {
             let _ = found_tx.send(Err(FindError::Kafka(reason)));
             return;
         }
     };
-    let found = match source.find(&consumer, at_ms) {
+    let found = match source.find(&control, at_ms) {
         Ok(found) => found,
         Err(err) => {
             let _ = found_tx.send(Err(err));
@@ -660,7 +703,7 @@ fn read_replay(
     }
     // The first frame's partition on from the record after it; the others
     // from the same time.
-    let positions = match source.offsets_at(&consumer, &partitions, start.timestamp_ms) {
+    let positions = match source.offsets_at(&control, &partitions, start.timestamp_ms) {
         Ok(positions) => positions,
         Err(reason) => {
             gst::warning!(super::CAT, obj = source.element, "replay: {reason}");
@@ -681,6 +724,15 @@ fn read_replay(
             return;
         }
     }
+    // A consumer of its own, assigned once (see read_ranges).
+    drop(control);
+    let consumer = match source.consumer() {
+        Ok(consumer) => consumer,
+        Err(reason) => {
+            gst::warning!(super::CAT, obj = source.element, "replay: {reason}");
+            return;
+        }
+    };
     if let Err(err) = consumer.assign(&list) {
         gst::warning!(super::CAT, obj = source.element, "replay: {err}");
         return;
@@ -841,19 +893,23 @@ fn read_range_of(source: &Source) -> Result<Range, String> {
     let partitions = topic_wide.partitions(&consumer)?;
     let mut start: Option<i64> = None;
     let mut end: Option<i64> = None;
-    for &(p, low, high) in &partitions {
-        if low >= high {
-            continue;
-        }
-        for offset in [low, high - 1] {
-            topic_wide.read_range(&consumer, p, offset, offset, |message| {
-                if let Some(ts) = message.timestamp().to_millis() {
-                    start = Some(start.map_or(ts, |s| s.min(ts)));
-                    end = Some(end.map_or(ts, |e| e.max(ts)));
-                }
-                false
-            })?;
-        }
+    let filled: Vec<&(i32, i64, i64)> = partitions
+        .iter()
+        .filter(|(_, low, high)| low < high)
+        .collect();
+    let oldest: Vec<(i32, i64, i64)> = filled.iter().map(|&&(p, low, _)| (p, low, low)).collect();
+    let newest: Vec<(i32, i64, i64)> = filled
+        .iter()
+        .map(|&&(p, _, high)| (p, high - 1, high - 1))
+        .collect();
+    for ranges in [oldest, newest] {
+        topic_wide.read_ranges(&ranges, |message| {
+            if let Some(ts) = message.timestamp().to_millis() {
+                start = Some(start.map_or(ts, |s| s.min(ts)));
+                end = Some(end.map_or(ts, |e| e.max(ts)));
+            }
+            false
+        })?;
     }
     let gaps = match (start, end) {
         (Some(start), Some(end)) => {
@@ -900,28 +956,32 @@ mod tests {
         let before = [mark(0, 9, 1000), mark(1, 4, 1200)];
         let after = [mark(0, 10, 1300), mark(1, 5, 1250)];
         assert_eq!(
-            choose(1240, &before, &after, false),
+            choose(1240, &before, &after, false, true),
+            Some((mark(1, 4, 1200), None))
+        );
+        assert_eq!(
+            choose(1240, &before, &[], true, true),
             Some((mark(1, 4, 1200), None))
         );
         // An exact time is its own frame, not past the end.
         assert_eq!(
-            choose(1200, &[mark(0, 4, 1200)], &[], true),
+            choose(1200, &[mark(0, 4, 1200)], &[], true, false),
             Some((mark(0, 4, 1200), None))
         );
         assert_eq!(
-            choose(5000, &[mark(0, 4, 1200)], &[], true),
+            choose(5000, &[mark(0, 4, 1200)], &[], true, false),
             Some((mark(0, 4, 1200), Some(Clamp::End)))
         );
         assert_eq!(
-            choose(10, &[], &after, true),
+            choose(10, &[], &after, true, true),
             Some((mark(1, 5, 1250), Some(Clamp::Start)))
         );
         // Not searched back to the start: the next frame, but not a clamp.
         assert_eq!(
-            choose(10, &[], &after, false),
+            choose(10, &[], &after, false, true),
             Some((mark(1, 5, 1250), None))
         );
-        assert_eq!(choose(10, &[], &[], true), None);
+        assert_eq!(choose(10, &[], &[], true, false), None);
     }
 
     #[test]
