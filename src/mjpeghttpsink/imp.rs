@@ -36,6 +36,22 @@
  * the streams the request's credentials open (401 when none), and
  * `/snapshot.jpg` without `?stream=` the first of them.
  *
+ * ## Replay
+ * Fed by a `kafkasrc` (directly or through elements of one input each,
+ * such as `jpegdec ! jpegenc`), the sink also serves the topic's history,
+ * with the kafkasrc's topic, key and client settings (`config`,
+ * `config-file`: SASL, TLS): `<path>?at=<time>[&speed=S]` replays from
+ * the frame at or before the time (ISO 8601 with a zone, or milliseconds
+ * since the epoch) at the recorded pace times S (0.25 to 8),
+ * `/snapshot.jpg?at=<time>` is that one frame, and `/timeline` gives each
+ * stream's retained range and gaps as JSON. A time outside the topic gives
+ * the nearest end with `X-Replay-Clamped: start|end`; a bad parameter is a
+ * 400 naming it. Each replay response reads with a Kafka consumer of its
+ * own, at most `max-replay-clients` at once per stream (503 beyond); live
+ * clients are not affected. Only JPEG records replay. `replay=false` turns
+ * it off; without a kafkasrc upstream, replay requests are answered 501
+ * with the reason.
+ *
  * The server listens on 127.0.0.1 by default: set `address=0.0.0.0` to
  * expose the camera to the network, preferably with `auth`.
  *
@@ -48,6 +64,7 @@
  * |[
  * gst-launch-1.0 kafkasrc topic=cam1 ! mjpeghttpsink port=8080
  * gst-launch-1.0 videotestsrc is-live=true ! jpegenc ! mjpeghttpsink address=0.0.0.0 auth=viewer:secret auth-token=s3cr3t
+ * curl -o then.jpg "http://127.0.0.1:8080/snapshot.jpg?at=2026-11-25T13:00:00Z"
  * ]|
  *
  * `auth` and `auth-token` read back as `***` once set, so that property

@@ -566,7 +566,9 @@ pub enum FindError {
 impl std::fmt::Display for FindError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            FindError::Empty => f.write_str("the topic holds no frame of this stream"),
+            FindError::Empty => f.write_str(
+                "the topic holds no JPEG frame of this stream (replay needs JPEG records)",
+            ),
             FindError::Kafka(reason) => write!(f, "cannot read the topic: {reason}"),
         }
     }
