@@ -153,6 +153,22 @@ fn snapshot_at_is_the_record_at_or_before_that_time() {
             assert!(body_bytes(response) == expected.value, "at={text}");
         }
     }
+    // A step forward: the next frame, across partitions; past the newest,
+    // the newest, clamped.
+    for (i, next) in [(0, 1), (7, 8), (58, 59), (59, 59)] {
+        let response = get(
+            port,
+            &format!("/snapshot.jpg?after={}", recording.ts(i)),
+            "",
+        );
+        assert_eq!(response.status, 200);
+        let clamped = (i == next).then_some("end");
+        assert_eq!(response.header("x-replay-clamped"), clamped, "after {i}");
+        assert!(
+            body_bytes(response) == recording.records[next].value,
+            "after {i}"
+        );
+    }
 }
 
 #[test]
@@ -257,6 +273,11 @@ fn bad_replay_parameters_are_refused_with_the_reason() {
             "speed: \"fast\" is not a number",
         ),
         ("speed=2".to_string(), "speed: replays need at=<time> too"),
+        (
+            format!("at={at}&after={at}"),
+            "at and after: give one of them",
+        ),
+        ("after=soon".to_string(), "after: \"soon\" is neither"),
     ] {
         for path in ["/video_feed", "/snapshot.jpg"] {
             let response = get(port, &format!("{path}?{query}"), "");

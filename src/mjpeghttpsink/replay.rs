@@ -65,9 +65,10 @@ impl Clamp {
     }
 }
 
-/// Parses `at`: milliseconds since the epoch or ISO 8601 with a zone.
-pub fn parse_at(text: &str) -> Result<i64, String> {
-    parse_time_ms(text).map_err(|reason| format!("at: {reason}"))
+/// Parses the time parameter `name` (`at`, `after`): milliseconds since
+/// the epoch or ISO 8601 with a zone.
+pub fn parse_time(name: &str, text: &str) -> Result<i64, String> {
+    parse_time_ms(text).map_err(|reason| format!("{name}: {reason}"))
 }
 
 /// Parses `speed`: a factor from 0.25 to 8.
@@ -497,29 +498,12 @@ impl Source {
             }
             window = window.saturating_mul(8);
         }
-        let forward: Vec<(i32, i64, i64)> = all
+        let unfound: Vec<(i32, i64, i64, i64)> = all
             .iter()
-            .filter(|(p, _, high, at_offset)| !before.contains_key(p) && at_offset < high)
-            .map(|&(p, _, high, at_offset)| {
-                (
-                    p,
-                    at_offset,
-                    at_offset.saturating_add(LOOKBACK).min(high - 1),
-                )
-            })
+            .filter(|(p, ..)| !before.contains_key(p))
+            .copied()
             .collect();
-        let mut after: HashMap<i32, (Mark, Bytes)> = HashMap::new();
-        self.read_ranges(&forward, |message| {
-            let Some((ts, jpeg)) = self.frame(message) else {
-                return true;
-            };
-            after.insert(
-                message.partition(),
-                (mark_of(message, ts), Bytes::copy_from_slice(jpeg)),
-            );
-            false
-        })
-        .map_err(FindError::Kafka)?;
+        let after = self.first_frames(&unfound).map_err(FindError::Kafka)?;
         let marks = |found: &HashMap<i32, (Mark, Bytes)>| {
             found.values().map(|(m, _)| *m).collect::<Vec<_>>()
         };
@@ -544,6 +528,67 @@ impl Source {
             clamp,
             partitions,
         })
+    }
+}
+
+impl Source {
+    /// Per partition `(partition, low, high, from)`, the first frame of
+    /// this stream at or after offset `from` (up to `LOOKBACK` records on).
+    fn first_frames(
+        &self,
+        partitions: &[(i32, i64, i64, i64)],
+    ) -> Result<HashMap<i32, (Mark, Bytes)>, String> {
+        let ranges: Vec<(i32, i64, i64)> = partitions
+            .iter()
+            .filter(|(_, _, high, from)| from < high)
+            .map(|&(p, _, high, from)| (p, from, from.saturating_add(LOOKBACK).min(high - 1)))
+            .collect();
+        let mut first = HashMap::new();
+        self.read_ranges(&ranges, |message| {
+            let Some((ts, jpeg)) = self.frame(message) else {
+                return true;
+            };
+            let mark = Mark {
+                partition: message.partition(),
+                offset: message.offset(),
+                timestamp_ms: ts,
+            };
+            first.insert(message.partition(), (mark, Bytes::copy_from_slice(jpeg)));
+            false
+        })?;
+        Ok(first)
+    }
+
+    /// The first frame after `after_ms` (a step forward), else the newest
+    /// frame, marked `Clamp::End`.
+    fn find_after(&self, control: &ReplayConsumer, after_ms: i64) -> Result<Found, FindError> {
+        let partitions = self.partitions(control).map_err(FindError::Kafka)?;
+        let offsets = self
+            .offsets_at(control, &partitions, after_ms.saturating_add(1))
+            .map_err(FindError::Kafka)?;
+        let searched: Vec<(i32, i64, i64, i64)> = partitions
+            .iter()
+            .zip(&offsets)
+            .map(|(&(p, low, high), &from)| (p, low, high, from))
+            .collect();
+        let next = self
+            .first_frames(&searched)
+            .map_err(FindError::Kafka)?
+            .into_values()
+            .min_by_key(|(m, _)| (m.timestamp_ms, m.offset));
+        match next {
+            Some((mark, jpeg)) => Ok(Found {
+                mark,
+                jpeg,
+                clamp: None,
+                partitions,
+            }),
+            None => {
+                let mut newest = self.find(control, after_ms)?;
+                newest.clamp = Some(Clamp::End);
+                Ok(newest)
+            }
+        }
     }
 }
 
@@ -574,12 +619,16 @@ impl std::fmt::Display for FindError {
     }
 }
 
-/// The frame at or before `at_ms`, read by a consumer of its own off the
-/// tokio workers.
-pub async fn snapshot(source: Source, at_ms: i64) -> Result<Found, FindError> {
+/// The frame at or before `at_ms` (or with `after`, the first one after
+/// it), read by consumers of its own off the tokio workers.
+pub async fn snapshot(source: Source, at_ms: i64, after: bool) -> Result<Found, FindError> {
     tokio::task::spawn_blocking(move || {
         let consumer = source.consumer().map_err(FindError::Kafka)?;
-        source.find(&consumer, at_ms)
+        if after {
+            source.find_after(&consumer, at_ms)
+        } else {
+            source.find(&consumer, at_ms)
+        }
     })
     .await
     .unwrap_or_else(|err| Err(FindError::Kafka(err.to_string())))
@@ -941,10 +990,17 @@ mod tests {
 
     #[test]
     fn at_and_speed_are_checked() {
-        assert_eq!(parse_at("1795611600250"), Ok(1_795_611_600_250));
-        assert_eq!(parse_at("2026-11-25T13:00:00.25Z"), Ok(1_795_611_600_250));
-        assert!(parse_at("yesterday").unwrap_err().starts_with("at: "));
-        assert!(parse_at("2026-11-25T13:00:00").is_err());
+        assert_eq!(parse_time("at", "1795611600250"), Ok(1_795_611_600_250));
+        assert_eq!(
+            parse_time("at", "2026-11-25T13:00:00.25Z"),
+            Ok(1_795_611_600_250)
+        );
+        assert!(
+            parse_time("after", "yesterday")
+                .unwrap_err()
+                .starts_with("after: ")
+        );
+        assert!(parse_time("at", "2026-11-25T13:00:00").is_err());
         assert_eq!(parse_speed("1"), Ok(1.0));
         assert_eq!(parse_speed("0.25"), Ok(0.25));
         assert_eq!(parse_speed("8"), Ok(8.0));

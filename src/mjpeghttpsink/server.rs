@@ -563,6 +563,10 @@ async fn route(
         ("/snapshot.jpg", None) => snapshot(&visible[0]),
         ("/snapshot.jpg", Some(Ok(params))) => replay_snapshot(&visible[0], params).await,
         (_, None) => open_stream(&visible[0], &request, peer, head, abort),
+        (_, Some(Ok(params))) if params.after => plain(
+            StatusCode::BAD_REQUEST,
+            "after: only /snapshot.jpg takes it; a stream takes at\n",
+        ),
         (_, Some(Ok(params))) => replay_stream(&visible[0], params, head, abort).await,
     };
     if head {
@@ -577,6 +581,8 @@ async fn route(
 struct ReplayParams {
     at_ms: i64,
     speed: f64,
+    /// `after=` instead of `at=`: the first frame after the time.
+    after: bool,
 }
 
 fn replay_params(request: &Request<Incoming>) -> Option<Result<ReplayParams, String>> {
@@ -584,16 +590,25 @@ fn replay_params(request: &Request<Incoming>) -> Option<Result<ReplayParams, Str
         String::from_utf8(value).map_err(|_| format!("{name}: not UTF-8"))
     };
     let speed = query_param(request, "speed");
-    let Some(at) = query_param(request, "at") else {
-        return speed.map(|_| Err("speed: replays need at=<time> too".into()));
+    let (name, at, after) = match (query_param(request, "at"), query_param(request, "after")) {
+        (Some(_), Some(_)) => return Some(Err("at and after: give one of them".into())),
+        (Some(at), None) => ("at", at, false),
+        (None, Some(after)) => ("after", after, true),
+        (None, None) => {
+            return speed.map(|_| Err("speed: replays need at=<time> too".into()));
+        }
     };
     let parse = || {
-        let at_ms = replay::parse_at(&text("at", at)?)?;
+        let at_ms = replay::parse_time(name, &text(name, at)?)?;
         let speed = match speed {
             Some(speed) => replay::parse_speed(&text("speed", speed)?)?,
             None => 1.0,
         };
-        Ok(ReplayParams { at_ms, speed })
+        Ok(ReplayParams {
+            at_ms,
+            speed,
+            after,
+        })
     };
     Some(parse())
 }
@@ -659,7 +674,7 @@ async fn replay_snapshot(stream: &Arc<Stream>, params: ReplayParams) -> Response
     let Some(slot) = stream.enter_replay() else {
         return too_many_replays();
     };
-    let found = replay::snapshot(source, params.at_ms).await;
+    let found = replay::snapshot(source, params.at_ms, params.after).await;
     drop(slot);
     let found = match found {
         Ok(found) => found,
