@@ -465,3 +465,88 @@ fn the_timeline_spans_the_records_and_shows_a_gap() {
     );
     assert!(to - from >= gap_ms - 2 * 2500, "{gaps:?}");
 }
+
+/// A 160×90 JPEG of one colour (0xAARRGGBB).
+fn solid_jpeg(argb: u32) -> Vec<u8> {
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc pattern=solid-color foreground-color={argb} num-buffers=1 ! \
+         video/x-raw,width=160,height=90 ! jpegenc ! appsink name=out"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let out = pipeline
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let sample = out.pull_sample().unwrap();
+    let jpeg = sample.buffer().unwrap().map_readable().unwrap().to_vec();
+    pipeline.set_state(gst::State::Null).unwrap();
+    jpeg
+}
+
+/// The page's time travel bar, driven by tests/browser/replay.py in
+/// headless Chromium: live, a typed time, one frame back and forward,
+/// clicks on the timeline, play at 4×, and back to live.
+#[test]
+fn the_page_travels_in_time_and_back_to_live() {
+    let _serial = serial();
+    init();
+    let topic = unique_topic("replay-page");
+    create_topic(&topic, 1, &[]);
+    let colours = [
+        solid_jpeg(0xffe00000),
+        solid_jpeg(0xff00c000),
+        solid_jpeg(0xff0000e0),
+    ];
+    let base = unix_now_ms() - 120_000;
+    let records: Vec<TimedRecord> = (0..60)
+        .map(|i| TimedRecord {
+            partition: 0,
+            key: None,
+            timestamp_ms: base + i as i64 * STEP_MS,
+            value: colours[i / 20].clone(),
+        })
+        .collect();
+    produce_timed(&topic, &records);
+    let (pipeline, _sink, port) = viewer(&topic, "", "");
+    let _stop = Stopped(pipeline);
+    // Without scripting: the live picture, and no bar.
+    let page = get(port, "/", "").body_string();
+    assert!(page.contains("<img src=\"/video_feed\""), "{page}");
+    assert!(page.contains("<footer id=\"transport\" hidden>"), "{page}");
+
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/replay.py");
+    let output = std::process::Command::new(python())
+        .arg(script)
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .arg(base.to_string())
+        .arg((base + 20 * STEP_MS).to_string())
+        .arg((base + 40 * STEP_MS).to_string())
+        .output()
+        .expect("run tests/browser/replay.py");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            "live blue",
+            "typed green",
+            "snapshot same",
+            "back red",
+            "forward green",
+            "click-start red",
+            "click-end blue",
+            "paused-red red",
+            "playing green",
+            "live-again blue",
+        ]
+    );
+}

@@ -827,7 +827,7 @@ fn index(streams: &[Arc<Stream>], token: Option<&[u8]>) -> Response<ResponseBody
     let mut html = format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>gst-kafka: {} camera(s)</title><style>{WALL_CSS}</style></head><body>\n\
+         <title>gst-kafka: {} camera(s)</title><style>{WALL_CSS}{TRANSPORT_CSS}</style></head><body>\n\
          <header><b>gst-kafka</b> <span>{} camera(s)</span>\
          <span id=\"hint\" hidden>This page is served over HTTP/1.1: browsers show at most six \
          streams per host. Serve it over HTTPS (tls-certificate, tls-key) for HTTP/2 and every \
@@ -849,7 +849,7 @@ fn index(streams: &[Arc<Stream>], token: Option<&[u8]>) -> Response<ResponseBody
     let stats_url = format!("/stats{suffix}");
     let _ = write!(
         html,
-        "</main>\n<script>const STATS = {};\n{WALL_JS}</script>\n</body></html>\n",
+        "</main>\n{TRANSPORT_HTML}<script>const STATS = {};\n{WALL_JS}{TRANSPORT_JS}</script>\n</body></html>\n",
         serde_json::to_string(&stats_url).unwrap_or_default()
     );
     let mut response = Response::new(full_body(html));
@@ -870,6 +870,224 @@ header{display:flex;gap:1em;align-items:baseline;padding:.5em 1em;background:#16
 .tile figcaption{position:absolute;left:0;right:0;bottom:0;padding:.2em .5em;background:rgba(0,0,0,.55);font-size:.9em}\
 .tile.stale img{opacity:.35}.tile.stale .state{color:#ff6b6b}\
 .tile.big{position:fixed;inset:0;z-index:10;cursor:zoom-out}.tile.big img{height:100%;aspect-ratio:auto}";
+
+/// The time travel bar: hidden until the script shows it, so that without
+/// scripting the page is the live wall.
+const TRANSPORT_HTML: &str = "<footer id=\"transport\" hidden>\
+<button id=\"live\" class=\"on\" title=\"Back to live (L)\">&#9679; Live</button>\
+<button id=\"back\" title=\"One frame back, while paused (&#8592;)\">&#9198;</button>\
+<button id=\"play\" title=\"Play or pause (space)\">&#9208;</button>\
+<button id=\"fwd\" title=\"One frame forward, while paused (&#8594;)\">&#9197;</button>\
+<select id=\"speed\" title=\"Replay speed\"><option>0.25</option><option>0.5</option>\
+<option selected>1</option><option>2</option><option>4</option><option>8</option></select>\
+<input id=\"when\" type=\"datetime-local\" step=\"0.001\" title=\"Go to a date and time (local)\">\
+<span id=\"clock\">LIVE</span><span id=\"note\"></span>\
+<div id=\"timeline\" title=\"Click or drag to travel\"><span id=\"tstart\"></span>\
+<span id=\"tend\"></span><div id=\"cursor\"></div></div></footer>\n";
+
+const TRANSPORT_CSS: &str = "body{padding-bottom:96px}\
+#transport{position:fixed;left:0;right:0;bottom:0;z-index:20;display:flex;flex-wrap:wrap;gap:.4em;align-items:center;padding:.5em 1em;background:#161a20;border-top:1px solid #2a313b}\
+#transport button,#transport select,#transport input{background:#232a33;color:#e8e8e8;border:1px solid #3a4350;border-radius:4px;padding:.25em .6em;font:inherit}\
+#transport button:disabled,#transport select:disabled,#transport input:disabled{opacity:.4}\
+#transport #live.on{background:#c62828;border-color:#e53935}\
+#clock{font-variant-numeric:tabular-nums;margin-left:.5em}#note{color:#f0b429}\
+#timeline{position:relative;flex:1 1 100%;height:26px;background:#2b3440;border-radius:4px;cursor:pointer;touch-action:none;overflow:hidden}\
+#timeline .gap{position:absolute;top:0;bottom:0;background:repeating-linear-gradient(45deg,#0b0d10 0 4px,#1a1f26 4px 8px)}\
+#timeline span{position:absolute;top:4px;font-size:.75em;color:#9aa4b1;pointer-events:none}#tstart{left:6px}#tend{right:6px}\
+#cursor{position:absolute;top:0;bottom:0;width:3px;margin-left:-1px;background:#f0b429;pointer-events:none}\
+.tile.replay figcaption .name::after{content:' \\23F5  replay';color:#f0b429}";
+
+/// Time travel: every tile of this tab follows one clock. Live shows the
+/// live streams; playing replays each tile from the position (`?at=` and
+/// `speed`); paused shows the frame of each tile at the position
+/// (`/snapshot.jpg?at=`), and steps one frame with `at=` (back) and
+/// `after=` (forward) from the first tile's frame time.
+const TRANSPORT_JS: &str = r#"
+const bar = document.getElementById('transport');
+const $ = id => document.getElementById(id);
+const TIMELINE = '/timeline' + suffix;
+const travel = {mode: 'live', pos: 0, base: 0, speed: 1, frame: null, start: null, end: null};
+const withToken = q => q + (suffix ? '&' + suffix.slice(1) : '');
+const encodePath = p => p.split('/').map(encodeURIComponent).join('/');
+const liveUrl = t => encodePath(t.dataset.path) + suffix;
+function position() {
+  if (travel.mode === 'live') return travel.end === null ? Date.now() : Math.max(travel.end, Date.now());
+  if (travel.mode === 'play') return travel.pos + (performance.now() - travel.base) * travel.speed;
+  return travel.pos;
+}
+function localText(ms) {
+  const d = new Date(ms);
+  return new Date(ms - d.getTimezoneOffset() * 60000).toISOString().slice(0, 23);
+}
+function render() {
+  $('live').classList.toggle('on', travel.mode === 'live');
+  $('play').innerHTML = travel.mode === 'play' ? '&#9208;' : '&#9654;';
+  const paused = travel.mode === 'pause';
+  $('back').disabled = !paused;
+  $('fwd').disabled = !paused;
+  for (const tile of tiles) tile.classList.toggle('replay', travel.mode !== 'live');
+}
+function tick() {
+  const now = position();
+  $('clock').textContent = travel.mode === 'live' ? 'LIVE'
+    : `${localText(now).replace('T', ' ')} ${travel.mode === 'play' ? '▶ ' + travel.speed + '×' : '⏸ paused'}`;
+  if (travel.start !== null && travel.end !== null && travel.end > travel.start) {
+    const x = Math.min(1, Math.max(0, (now - travel.start) / (Math.max(travel.end, now) - travel.start)));
+    $('cursor').style.left = (x * 100) + '%';
+  }
+}
+function setLive() {
+  travel.mode = 'live';
+  travel.frame = null;
+  for (const tile of tiles) tile.querySelector('img').src = liveUrl(tile);
+  render();
+}
+function play(at) {
+  travel.mode = 'play';
+  travel.pos = at;
+  travel.base = performance.now();
+  const t = Math.round(at);
+  for (const tile of tiles) {
+    tile.querySelector('img').src = encodePath(tile.dataset.path) + withToken(`?at=${t}&speed=${travel.speed}`);
+  }
+  render();
+}
+let shown = 0;
+async function show(at, how) {
+  travel.mode = 'pause';
+  travel.pos = at;
+  render();
+  const request = ++shown;
+  const t = Math.round(at);
+  const answers = await Promise.all(tiles.map(async tile => {
+    try {
+      const url = withToken(`/snapshot.jpg?stream=${encodeURIComponent(tile.dataset.path)}&${how}=${t}`);
+      const response = await fetch(url, {cache: 'no-store'});
+      if (!response.ok) return {tile, error: (await response.text()).trim()};
+      return {tile, blob: await response.blob(), at: parseFloat(response.headers.get('X-Timestamp')) * 1000,
+              clamped: response.headers.get('X-Replay-Clamped')};
+    } catch (e) {
+      return {tile, error: 'viewer unreachable'};
+    }
+  }));
+  if (request !== shown || travel.mode !== 'pause') return;
+  for (const answer of answers) {
+    const img = answer.tile.querySelector('img');
+    if (!answer.blob) continue;
+    if (img.src.startsWith('blob:')) URL.revokeObjectURL(img.src);
+    img.src = URL.createObjectURL(answer.blob);
+  }
+  const first = answers.find(a => a.blob);
+  $('note').textContent = first ? (first.clamped ? `no recording ${first.clamped === 'start' ? 'before' : 'after'} this` : '')
+    : (answers[0] ? answers[0].error : '');
+  if (first) {
+    travel.frame = Math.round(first.at);
+    travel.pos = first.at;
+    $('when').value = localText(first.at);
+  }
+}
+function pause() {
+  return show(position(), 'at');
+}
+function jump(at) {
+  if (travel.mode === 'pause') show(at, 'at'); else play(at);
+  $('when').value = localText(at);
+}
+function step(direction) {
+  if (travel.mode !== 'pause' || travel.frame === null) return;
+  if (direction < 0) show(travel.frame - 1, 'at'); else show(travel.frame, 'after');
+}
+function togglePlay() {
+  if (travel.mode === 'play') pause();
+  else if (travel.mode === 'pause') play(travel.pos);
+  else pause();
+}
+async function loadTimeline() {
+  try {
+    const answer = await (await fetch(TIMELINE, {cache: 'no-store'})).json();
+    const usable = answer.streams.filter(s => !s.unavailable && s.start !== null);
+    const line = $('timeline');
+    line.querySelectorAll('.gap').forEach(g => g.remove());
+    if (!usable.length) {
+      const why = answer.streams.map(s => s.unavailable).find(Boolean);
+      $('note').textContent = 'Live only: ' + (why || 'nothing recorded yet');
+      for (const id of ['back', 'play', 'fwd', 'speed', 'when']) $(id).disabled = true;
+      line.style.visibility = 'hidden';
+      return;
+    }
+    line.style.visibility = '';
+    $('play').disabled = $('speed').disabled = $('when').disabled = false;
+    travel.start = Math.min(...usable.map(s => s.start));
+    travel.end = Math.max(...usable.map(s => s.end));
+    $('tstart').textContent = localText(travel.start).replace('T', ' ');
+    $('tend').textContent = localText(travel.end).replace('T', ' ');
+    const span = Math.max(1, travel.end - travel.start);
+    for (const [from, to] of usable[0].gaps) {
+      const gap = document.createElement('div');
+      gap.className = 'gap';
+      gap.style.left = ((from - travel.start) / span * 100) + '%';
+      gap.style.width = ((to - from) / span * 100) + '%';
+      gap.title = 'nothing recorded';
+      line.append(gap);
+    }
+    render();
+  } catch (e) {
+    $('note').textContent = 'timeline unavailable';
+  }
+}
+function timeAt(event) {
+  const box = $('timeline').getBoundingClientRect();
+  const x = Math.min(1, Math.max(0, (event.clientX - box.left) / box.width));
+  return travel.start + x * (travel.end - travel.start);
+}
+let dragging = false;
+$('timeline').addEventListener('pointerdown', e => {
+  if (travel.start === null) return;
+  dragging = true;
+  $('timeline').setPointerCapture(e.pointerId);
+  $('clock').textContent = localText(timeAt(e)).replace('T', ' ');
+});
+$('timeline').addEventListener('pointermove', e => {
+  if (!dragging) return;
+  const at = timeAt(e);
+  $('cursor').style.left = ((at - travel.start) / (travel.end - travel.start) * 100) + '%';
+  $('clock').textContent = localText(at).replace('T', ' ');
+});
+$('timeline').addEventListener('pointerup', e => {
+  if (!dragging) return;
+  dragging = false;
+  jump(timeAt(e));
+});
+// Space and the arrows drive the bar, not a button that kept the focus.
+for (const button of bar.querySelectorAll('button')) button.addEventListener('click', () => button.blur());
+$('live').addEventListener('click', setLive);
+$('play').addEventListener('click', togglePlay);
+$('back').addEventListener('click', () => step(-1));
+$('fwd').addEventListener('click', () => step(1));
+$('speed').addEventListener('change', () => {
+  travel.speed = parseFloat($('speed').value);
+  if (travel.mode === 'play') play(position());
+  else travel.base = performance.now();
+});
+$('when').addEventListener('change', () => {
+  const at = new Date($('when').value).getTime();
+  if (!Number.isNaN(at)) jump(at);
+});
+document.addEventListener('keydown', e => {
+  if (e.target.closest && e.target.closest('input, select')) return;
+  if (e.key === ' ') togglePlay();
+  else if (e.key === 'ArrowLeft') travel.mode === 'play' ? play(position() - 10000) : step(-1);
+  else if (e.key === 'ArrowRight') travel.mode === 'play' ? play(position() + 10000) : step(1);
+  else if (e.key === 'l' || e.key === 'L') setLive();
+  else return;
+  e.preventDefault();
+});
+bar.hidden = false;
+render();
+loadTimeline();
+setInterval(loadTimeline, 5000);
+setInterval(tick, 200);
+"#;
 
 /// Enlarges a tile on click; every 2 s reads /stats, adds a tile for each
 /// camera that appeared since (in place of its sink's mixed stream) and
