@@ -250,6 +250,35 @@ fn replay_at_4x_keeps_the_recorded_pace() {
 }
 
 #[test]
+fn an_idle_replay_resends_its_last_frame() {
+    let _serial = serial();
+    let recording = Recording::new("replay-idle", 1, 5, None, |_| None);
+    let (pipeline, _sink, port) = viewer(&recording.topic, "", "keepalive-ms=300");
+    let _stop = Stopped(pipeline);
+    let mut parts = PartReader::open(get(
+        port,
+        &format!("/video_feed?at={}", recording.ts(3)),
+        "",
+    ));
+    for i in [3, 4] {
+        assert!(parts.next().body == recording.records[i].value, "frame {i}");
+    }
+    // Nothing newer: the newest frame again, so that browsers paint it.
+    let waited = Instant::now();
+    let again = parts.next();
+    assert!(again.body == recording.records[4].value);
+    assert_eq!(
+        header(&again, "x-timestamp"),
+        timestamp_text(recording.ts(4))
+    );
+    assert!(
+        waited.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        waited.elapsed()
+    );
+}
+
+#[test]
 fn bad_replay_parameters_are_refused_with_the_reason() {
     let _serial = serial();
     let recording = Recording::new("replay-bad", 1, 3, None, |_| None);

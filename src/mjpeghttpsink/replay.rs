@@ -815,6 +815,7 @@ async fn send_replay(
     tx: &mpsc::Sender<Bytes>,
 ) -> FeedEnd {
     let timeout = stream.send_timeout();
+    let keepalive = stream.keepalive();
     let stopped = stream.stopped();
     tokio::pin!(stopped);
     let opening = Bytes::from(format!("--{BOUNDARY}\r\n"));
@@ -823,24 +824,48 @@ async fn send_replay(
     }
     let mut pacer = Pacer::new(speed);
     let mut next = Some((first.mark.timestamp_ms, first.jpeg));
+    // The last frame sent and when: resent after `keepalive` of silence,
+    // as live does, so that browsers paint it.
+    let mut last: Option<(Frame, Instant)> = None;
     let mut seq = 0;
     loop {
         let (ts, jpeg) = match next.take() {
             Some(frame) => frame,
-            None => tokio::select! {
-                frame = frames.recv() => match frame {
-                    Some(frame) => frame,
-                    None => return FeedEnd::Done,
-                },
-                _ = tx.closed() => return FeedEnd::Done,
-                _ = &mut stopped => return FeedEnd::Done,
+            None => loop {
+                let resend = last.as_ref().map(|(_, at)| *at + keepalive);
+                tokio::select! {
+                    frame = frames.recv() => match frame {
+                        Some(frame) => break frame,
+                        None => return FeedEnd::Done,
+                    },
+                    _ = sleep_until_some(resend) => {
+                        if let Err(end) = resend_last(&mut last, tx, timeout).await {
+                            return end;
+                        }
+                    }
+                    _ = tx.closed() => return FeedEnd::Done,
+                    _ = &mut stopped => return FeedEnd::Done,
+                }
             },
         };
         let due = pacer.due(ts, Instant::now());
-        tokio::select! {
-            _ = tokio::time::sleep_until(due.into()) => (),
-            _ = tx.closed() => return FeedEnd::Done,
-            _ = &mut stopped => return FeedEnd::Done,
+        loop {
+            let resend = last
+                .as_ref()
+                .map(|(_, at)| *at + keepalive)
+                .filter(|at| *at < due);
+            tokio::select! {
+                _ = tokio::time::sleep_until(resend.unwrap_or(due).into()) => {
+                    if resend.is_none() {
+                        break;
+                    }
+                    if let Err(end) = resend_last(&mut last, tx, timeout).await {
+                        return end;
+                    }
+                }
+                _ = tx.closed() => return FeedEnd::Done,
+                _ = &mut stopped => return FeedEnd::Done,
+            }
         }
         seq += 1;
         let captured = UNIX_EPOCH + Duration::from_millis(ts.max(0) as u64);
@@ -848,7 +873,27 @@ async fn send_replay(
         if let Err(end) = send_all(tx, frame.part(false), timeout).await {
             return end;
         }
+        last = Some((frame, Instant::now()));
     }
+}
+
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn resend_last(
+    last: &mut Option<(Frame, Instant)>,
+    tx: &mpsc::Sender<Bytes>,
+    timeout: Duration,
+) -> Result<(), FeedEnd> {
+    if let Some((frame, at)) = last {
+        send_all(tx, frame.part(false), timeout).await?;
+        *at = Instant::now();
+    }
+    Ok(())
 }
 
 /// One stream's entry in `/timeline`.

@@ -294,6 +294,10 @@ impl Stream {
         self.config.send_timeout
     }
 
+    pub fn keepalive(&self) -> Duration {
+        self.config.keepalive
+    }
+
     pub fn max_connections(&self) -> u32 {
         self.config.max_connections
     }
