@@ -875,9 +875,9 @@ header{display:flex;gap:1em;align-items:baseline;padding:.5em 1em;background:#16
 /// scripting the page is the live wall.
 const TRANSPORT_HTML: &str = "<footer id=\"transport\" hidden>\
 <button id=\"live\" class=\"on\" title=\"Back to live (L)\">&#9679; Live</button>\
-<button id=\"back\" title=\"One frame back, while paused (&#8592;)\">&#9198;</button>\
-<button id=\"play\" title=\"Play or pause (space)\">&#9208;</button>\
-<button id=\"fwd\" title=\"One frame forward, while paused (&#8594;)\">&#9197;</button>\
+<button id=\"back\" title=\"One frame back, while paused (&#8592;)\">&#9664; Frame</button>\
+<button id=\"play\" title=\"Play or pause (space)\">Pause</button>\
+<button id=\"fwd\" title=\"One frame forward, while paused (&#8594;)\">Frame &#9654;</button>\
 <select id=\"speed\" title=\"Replay speed\"><option>0.25</option><option>0.5</option>\
 <option selected>1</option><option>2</option><option>4</option><option>8</option></select>\
 <input id=\"when\" type=\"datetime-local\" step=\"0.001\" title=\"Go to a date and time (local)\">\
@@ -885,7 +885,7 @@ const TRANSPORT_HTML: &str = "<footer id=\"transport\" hidden>\
 <div id=\"timeline\" title=\"Click or drag to travel\"><span id=\"tstart\"></span>\
 <span id=\"tend\"></span><div id=\"cursor\"></div></div></footer>\n";
 
-const TRANSPORT_CSS: &str = "body{padding-bottom:96px}\
+const TRANSPORT_CSS: &str = "body{padding-bottom:var(--bar,0)}\
 #transport{position:fixed;left:0;right:0;bottom:0;z-index:20;display:flex;flex-wrap:wrap;gap:.4em;align-items:center;padding:.5em 1em;background:#161a20;border-top:1px solid #2a313b}\
 #transport button,#transport select,#transport input{background:#232a33;color:#e8e8e8;border:1px solid #3a4350;border-radius:4px;padding:.25em .6em;font:inherit}\
 #transport button:disabled,#transport select:disabled,#transport input:disabled{opacity:.4}\
@@ -895,7 +895,9 @@ const TRANSPORT_CSS: &str = "body{padding-bottom:96px}\
 #timeline .gap{position:absolute;top:0;bottom:0;background:repeating-linear-gradient(45deg,#0b0d10 0 4px,#1a1f26 4px 8px)}\
 #timeline span{position:absolute;top:4px;font-size:.75em;color:#9aa4b1;pointer-events:none}#tstart{left:6px}#tend{right:6px}\
 #cursor{position:absolute;top:0;bottom:0;width:3px;margin-left:-1px;background:#f0b429;pointer-events:none}\
-.tile.replay figcaption .name::after{content:' \\23F5  replay';color:#f0b429}";
+.tile.replay figcaption .name::after{content:' \\00B7  replay';color:#f0b429}\
+.tile.replay .state{display:none}.tile.replay.stale img{opacity:1}\
+.tile.big{bottom:var(--bar,0)}";
 
 /// Time travel: every tile of this tab follows one clock. Live shows the
 /// live streams; playing replays each tile from the position (`?at=` and
@@ -921,7 +923,7 @@ function localText(ms) {
 }
 function render() {
   $('live').classList.toggle('on', travel.mode === 'live');
-  $('play').innerHTML = travel.mode === 'play' ? '&#9208;' : '&#9654;';
+  $('play').textContent = travel.mode === 'play' ? 'Pause' : '\u25B6 Play';
   const paused = travel.mode === 'pause';
   $('back').disabled = !paused;
   $('fwd').disabled = !paused;
@@ -930,7 +932,7 @@ function render() {
 function tick() {
   const now = position();
   $('clock').textContent = travel.mode === 'live' ? 'LIVE'
-    : `${localText(now).replace('T', ' ')} ${travel.mode === 'play' ? '▶ ' + travel.speed + '×' : '⏸ paused'}`;
+    : `${localText(now).replace('T', ' ')} ${travel.mode === 'play' ? 'playing ' + travel.speed + '\u00D7' : 'paused'}`;
   if (travel.start !== null && travel.end !== null && travel.end > travel.start) {
     const x = Math.min(1, Math.max(0, (now - travel.start) / (Math.max(travel.end, now) - travel.start)));
     $('cursor').style.left = (x * 100) + '%';
@@ -1083,6 +1085,10 @@ document.addEventListener('keydown', e => {
   e.preventDefault();
 });
 bar.hidden = false;
+// Room for the bar under the wall and an enlarged tile, however it wraps.
+const fitBar = () => document.body.style.setProperty('--bar', bar.offsetHeight + 'px');
+fitBar();
+window.addEventListener('resize', fitBar);
 render();
 loadTimeline();
 setInterval(loadTimeline, 5000);
