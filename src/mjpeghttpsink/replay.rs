@@ -272,6 +272,12 @@ fn upstream_kafkasrc(sink: &gst::Element) -> Result<KafkaSrc, String> {
 
 type ReplayConsumer = BaseConsumer<KafkaContext>;
 
+/// Closes `consumer` off the caller's path: librdkafka's close and destroy
+/// take about 100 ms, which a seek should not wait for.
+fn dispose(consumer: ReplayConsumer) {
+    crate::runtime::RUNTIME.spawn_blocking(move || drop(consumer));
+}
+
 impl Source {
     fn consumer(&self) -> Result<ReplayConsumer, String> {
         let defaults = [
@@ -362,12 +368,14 @@ impl Source {
     /// false for that partition. Each call has a consumer of its own,
     /// assigned once: librdkafka can abort the process when an assignment
     /// changes while its fetchers stop (librdkafka issue 5573).
+    /// `spare`: a consumer never assigned, used instead of a new one.
     fn read_ranges(
         &self,
+        spare: &mut Option<ReplayConsumer>,
         ranges: &[(i32, i64, i64)],
-        mut f: impl FnMut(&BorrowedMessage) -> bool,
+        f: impl FnMut(&BorrowedMessage) -> bool,
     ) -> Result<(), String> {
-        let mut open: HashMap<i32, (i64, i64)> = ranges
+        let open: HashMap<i32, (i64, i64)> = ranges
             .iter()
             .filter(|(_, from, to)| from <= to)
             .map(|&(p, from, to)| (p, (from, to)))
@@ -375,7 +383,21 @@ impl Source {
         if open.is_empty() {
             return Ok(());
         }
-        let consumer = self.consumer()?;
+        let consumer = match spare.take() {
+            Some(consumer) => consumer,
+            None => self.consumer()?,
+        };
+        let read = self.read_assigned(&consumer, open, f);
+        dispose(consumer);
+        read
+    }
+
+    fn read_assigned(
+        &self,
+        consumer: &ReplayConsumer,
+        mut open: HashMap<i32, (i64, i64)>,
+        mut f: impl FnMut(&BorrowedMessage) -> bool,
+    ) -> Result<(), String> {
         let mut list = TopicPartitionList::new();
         for (&p, &(from, _)) in &open {
             list.add_partition_offset(&self.topic, p, Offset::Offset(from))
@@ -448,11 +470,12 @@ impl Source {
     /// the records just before the first one at or after `at_ms`, further
     /// back while none is of this stream (up to `LOOKBACK`); the first frame
     /// after it where there is none before.
-    fn find(&self, control: &ReplayConsumer, at_ms: i64) -> Result<Found, FindError> {
-        let partitions = self.partitions(control).map_err(FindError::Kafka)?;
+    fn find(&self, control: ReplayConsumer, at_ms: i64) -> Result<Found, FindError> {
+        let partitions = self.partitions(&control).map_err(FindError::Kafka)?;
         let offsets = self
-            .offsets_at(control, &partitions, at_ms)
+            .offsets_at(&control, &partitions, at_ms)
             .map_err(FindError::Kafka)?;
+        let mut spare = Some(control);
         let mark_of = |message: &BorrowedMessage, ts| Mark {
             partition: message.partition(),
             offset: message.offset(),
@@ -477,7 +500,7 @@ impl Source {
                     (p, from(low, at_offset), at_offset.min(high - 1))
                 })
                 .collect();
-            self.read_ranges(&ranges, |message| {
+            self.read_ranges(&mut spare, &ranges, |message| {
                 if let Some((ts, jpeg)) = self.frame(message)
                     && ts <= at_ms
                 {
@@ -503,7 +526,12 @@ impl Source {
             .filter(|(p, ..)| !before.contains_key(p))
             .copied()
             .collect();
-        let after = self.first_frames(&unfound).map_err(FindError::Kafka)?;
+        let after = self
+            .first_frames(&mut spare, &unfound)
+            .map_err(FindError::Kafka)?;
+        if let Some(unused) = spare {
+            dispose(unused);
+        }
         let marks = |found: &HashMap<i32, (Mark, Bytes)>| {
             found.values().map(|(m, _)| *m).collect::<Vec<_>>()
         };
@@ -536,6 +564,7 @@ impl Source {
     /// this stream at or after offset `from` (up to `LOOKBACK` records on).
     fn first_frames(
         &self,
+        spare: &mut Option<ReplayConsumer>,
         partitions: &[(i32, i64, i64, i64)],
     ) -> Result<HashMap<i32, (Mark, Bytes)>, String> {
         let ranges: Vec<(i32, i64, i64)> = partitions
@@ -544,7 +573,7 @@ impl Source {
             .map(|&(p, _, high, from)| (p, from, from.saturating_add(LOOKBACK).min(high - 1)))
             .collect();
         let mut first = HashMap::new();
-        self.read_ranges(&ranges, |message| {
+        self.read_ranges(spare, &ranges, |message| {
             let Some((ts, jpeg)) = self.frame(message) else {
                 return true;
             };
@@ -561,18 +590,19 @@ impl Source {
 
     /// The first frame after `after_ms` (a step forward), else the newest
     /// frame, marked `Clamp::End`.
-    fn find_after(&self, control: &ReplayConsumer, after_ms: i64) -> Result<Found, FindError> {
-        let partitions = self.partitions(control).map_err(FindError::Kafka)?;
+    fn find_after(&self, control: ReplayConsumer, after_ms: i64) -> Result<Found, FindError> {
+        let partitions = self.partitions(&control).map_err(FindError::Kafka)?;
         let offsets = self
-            .offsets_at(control, &partitions, after_ms.saturating_add(1))
+            .offsets_at(&control, &partitions, after_ms.saturating_add(1))
             .map_err(FindError::Kafka)?;
+        let mut spare = Some(control);
         let searched: Vec<(i32, i64, i64, i64)> = partitions
             .iter()
             .zip(&offsets)
             .map(|(&(p, low, high), &from)| (p, low, high, from))
             .collect();
         let next = self
-            .first_frames(&searched)
+            .first_frames(&mut spare, &searched)
             .map_err(FindError::Kafka)?
             .into_values()
             .min_by_key(|(m, _)| (m.timestamp_ms, m.offset));
@@ -584,6 +614,10 @@ impl Source {
                 partitions,
             }),
             None => {
+                let control = match spare {
+                    Some(unused) => unused,
+                    None => self.consumer().map_err(FindError::Kafka)?,
+                };
                 let mut newest = self.find(control, after_ms)?;
                 newest.clamp = Some(Clamp::End);
                 Ok(newest)
@@ -625,9 +659,9 @@ pub async fn snapshot(source: Source, at_ms: i64, after: bool) -> Result<Found, 
     tokio::task::spawn_blocking(move || {
         let consumer = source.consumer().map_err(FindError::Kafka)?;
         if after {
-            source.find_after(&consumer, at_ms)
+            source.find_after(consumer, at_ms)
         } else {
-            source.find(&consumer, at_ms)
+            source.find(consumer, at_ms)
         }
     })
     .await
@@ -740,7 +774,7 @@ fn read_replay(
             return;
         }
     };
-    let found = match source.find(&control, at_ms) {
+    let found = match source.find(control, at_ms) {
         Ok(found) => found,
         Err(err) => {
             let _ = found_tx.send(Err(err));
@@ -752,9 +786,17 @@ fn read_replay(
     if found_tx.send(Ok(found)).is_err() {
         return;
     }
-    // The first frame's partition on from the record after it; the others
-    // from the same time.
-    let positions = match source.offsets_at(&control, &partitions, start.timestamp_ms) {
+    // A consumer of its own, assigned once (see read_ranges): the first
+    // frame's partition on from the record after it, the others from the
+    // same time.
+    let consumer = match source.consumer() {
+        Ok(consumer) => consumer,
+        Err(reason) => {
+            gst::warning!(super::CAT, obj = source.element, "replay: {reason}");
+            return;
+        }
+    };
+    let positions = match source.offsets_at(&consumer, &partitions, start.timestamp_ms) {
         Ok(positions) => positions,
         Err(reason) => {
             gst::warning!(super::CAT, obj = source.element, "replay: {reason}");
@@ -775,15 +817,6 @@ fn read_replay(
             return;
         }
     }
-    // A consumer of its own, assigned once (see read_ranges).
-    drop(control);
-    let consumer = match source.consumer() {
-        Ok(consumer) => consumer,
-        Err(reason) => {
-            gst::warning!(super::CAT, obj = source.element, "replay: {reason}");
-            return;
-        }
-    };
     if let Err(err) = consumer.assign(&list) {
         gst::warning!(super::CAT, obj = source.element, "replay: {err}");
         return;
@@ -999,7 +1032,7 @@ fn read_range_of(source: &Source) -> Result<Range, String> {
         .map(|&&(p, _, high)| (p, high - 1, high - 1))
         .collect();
     for ranges in [oldest, newest] {
-        topic_wide.read_ranges(&ranges, |message| {
+        topic_wide.read_ranges(&mut None, &ranges, |message| {
             if let Some(ts) = message.timestamp().to_millis() {
                 start = Some(start.map_or(ts, |s| s.min(ts)));
                 end = Some(end.map_or(ts, |e| e.max(ts)));
@@ -1018,6 +1051,7 @@ fn read_range_of(source: &Source) -> Result<Range, String> {
         }
         _ => Vec::new(),
     };
+    dispose(consumer);
     Ok(Range { start, end, gaps })
 }
 
