@@ -288,14 +288,16 @@ impl Source {
             ),
             ("enable.auto.commit", "false".into()),
             ("enable.auto.offset.store", "false".into()),
-            ("fetch.max.bytes", "67108864".into()),
+            // Small fetches and queue: a replay reads at the pace of one
+            // camera, and twenty of them must not hold a gigabyte (a fetch
+            // still returns a record larger than these).
             (
-                "max.partition.fetch.bytes",
+                "fetch.max.bytes",
                 kafka::DEFAULT_MAX_MESSAGE_BYTES.to_string(),
             ),
+            ("max.partition.fetch.bytes", "1048576".into()),
             ("fetch.wait.max.ms", "10".into()),
-            // Read-ahead is bounded by the pace: a replay needs little.
-            ("queued.max.messages.kbytes", "32768".into()),
+            ("queued.max.messages.kbytes", "2048".into()),
             ("allow.auto.create.topics", "false".into()),
         ];
         let config = self
