@@ -38,6 +38,25 @@ if [ ! -f "$frames_dir/.complete" ]; then
     touch "$frames_dir/.complete"
 fi
 
+frames_4k_dir=$cache/bench-frames-4k
+if [ ! -f "$frames_4k_dir/.complete" ]; then
+    echo "bench: making 60 4K JPEG frames of 1.5-4 MB in $frames_4k_dir" >&2
+    rm -rf "$frames_4k_dir"
+    mkdir -p "$frames_4k_dir"
+    # Three levels of noise: 20 frames each of about 1.7, 2.6 and 3.6 MB,
+    # numbered on (multifilesrc reads f-00000 to f-00059 in turn).
+    index=0
+    for alpha in 0.002 0.005 0.01; do
+        gst-launch-1.0 -q compositor name=mix sink_1::alpha="$alpha" ! video/x-raw,width=3840,height=2160 \
+            ! videoconvert ! jpegenc quality=95 \
+            ! multifilesink index=$index location="$frames_4k_dir/f-%05d.jpg" \
+            videotestsrc num-buffers=20 pattern=smpte horizontal-speed=8 ! video/x-raw,width=3840,height=2160,framerate=30/1 ! mix. \
+            videotestsrc num-buffers=20 pattern=snow ! video/x-raw,width=3840,height=2160,framerate=30/1 ! mix.
+        index=$((index + 20))
+    done
+    touch "$frames_4k_dir/.complete"
+fi
+
 if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
     port=$((29092 + RANDOM % 1000))
     KAFKA_BOOTSTRAP=$(KAFKA_HOME=$broker_home KAFKA_PORT=$port scripts/kafka.sh start | tail -n 1)
@@ -45,7 +64,7 @@ fi
 
 # shellcheck disable=SC2086
 "$python" scripts/bench/bench.py --bootstrap "$KAFKA_BOOTSTRAP" --frames-dir "$frames_dir" \
-    --work-dir "$work_dir" ${BENCH_ARGS:-}
+    --frames-4k-dir "$frames_4k_dir" --work-dir "$work_dir" ${BENCH_ARGS:-}
 # shellcheck disable=SC2086
 "$python" scripts/bench/wall.py --bootstrap "$KAFKA_BOOTSTRAP" --frames-dir "$frames_dir" \
     --work-dir "$work_dir" ${WALL_BENCH_ARGS:-}

@@ -12,7 +12,7 @@
 # Environment:
 #   RTSP_URL      a real camera (default: the test camera, examples/test-camera.rs)
 #   BROKERS       an existing Kafka cluster, host:port[,host:port…] (default: a local broker)
-#   TOPIC         default rtsp-stream
+#   TOPIC         default rtsp-stream (cameras with CAMERAS)
 #   HTTP_ADDRESS  default 127.0.0.1 (0.0.0.0 exposes the stream to the network)
 #   HTTP_PORT     default 8080
 #   DEMO_SECONDS  stop by itself after this many seconds (default: run until Ctrl-C)
@@ -25,7 +25,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 
-TOPIC=${TOPIC:-rtsp-stream}
+if [ -n "${CAMERAS:-}" ]; then TOPIC=${TOPIC:-cameras}; else TOPIC=${TOPIC:-rtsp-stream}; fi
 HTTP_ADDRESS=${HTTP_ADDRESS:-127.0.0.1}
 HTTP_PORT=${HTTP_PORT:-8080}
 CAMERA_PORT=${CAMERA_PORT:-8554}

@@ -8,6 +8,7 @@
 #   scripts/kafka.sh status           running or not, pids, bootstrap address
 #   scripts/kafka.sh logs [NODE]      print a node's log (default node 1)
 #   scripts/kafka.sh kill-node N      SIGKILL node N (fault tests)
+#   scripts/kafka.sh stop-node N      stop node N cleanly (SIGTERM), as a rolling restart does
 #   scripts/kafka.sh pause-node N     SIGSTOP node N; resume-node N sends SIGCONT
 #   scripts/kafka.sh start-node N     restart node N of an existing setup
 #
@@ -366,6 +367,10 @@ kill-node)
     # Gone for sure (ports and the data directory lock released) on return.
     while alive "$pid"; do sleep 0.05; done
     ;;
+stop-node)
+    require_node "${2:-}"
+    stop_node "$2"
+    ;;
 pause-node | resume-node)
     require_node "${2:-}"
     pid=$(node_pid "$2") || die "node $2 is not running"
@@ -379,7 +384,7 @@ start-node)
     bootstrap
     ;;
 *)
-    sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

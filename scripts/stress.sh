@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The long reliability runs, beyond the per-commit suite:
-#   cluster   tests/cluster.rs against three brokers (partition leader killed)
+#   cluster   tests/cluster.rs against three brokers (partition leader killed,
+#             rolling restart under a live viewer, frozen leader)
 #   faults    tests/reliability.rs (broker killed/gone/frozen, group members
 #             killed, a thousand HTTP clients) in release mode
 #   soak      30 fps through the whole chain for SOAK_SECONDS (default 1800)

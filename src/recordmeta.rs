@@ -21,10 +21,15 @@ pub struct RecordInfo<'a> {
 }
 
 impl RecordInfo<'_> {
-    /// What a camera is called: its key, or else its producer's stream id.
+    /// What a camera is called: the key its producer was given. A record
+    /// keyed by its own stream id (kafkasink without `key`) names no camera:
+    /// that id is new at every start of the producer, and a wall of them
+    /// would grow a dead tile per restart. `.` and `..` name none either,
+    /// since browsers resolve them as path segments.
     pub fn camera(&self) -> Option<&str> {
-        let named = |name: &&str| !name.is_empty();
-        self.key.filter(named).or(self.stream_id.filter(named))
+        self.key
+            .filter(|key| !matches!(*key, "" | "." | ".."))
+            .filter(|key| Some(*key) != self.stream_id)
     }
 }
 
@@ -86,21 +91,16 @@ mod tests {
         add(buffer.get_mut().unwrap(), &info);
         assert_eq!(with(&buffer, |got| got == &info), Some(true));
         assert_eq!(info.camera(), Some("door"));
-        let unkeyed = RecordInfo {
-            key: None,
+        let named = |key: Option<&'static str>| RecordInfo {
+            key,
             ..info.clone()
         };
-        assert_eq!(unkeyed.camera(), Some("kafkasink-1"));
-        let empty_key = RecordInfo {
-            key: Some(""),
-            stream_id: None,
-            ..info
-        };
-        assert_eq!(empty_key.camera(), None);
-        let empty_key_with_id = RecordInfo {
-            stream_id: Some("kafkasink-2"),
-            ..empty_key
-        };
-        assert_eq!(empty_key_with_id.camera(), Some("kafkasink-2"));
+        assert_eq!(named(None).camera(), None);
+        assert_eq!(named(Some("")).camera(), None);
+        assert_eq!(named(Some(".")).camera(), None);
+        assert_eq!(named(Some("..")).camera(), None);
+        assert_eq!(named(Some("a/../b")).camera(), Some("a/../b"));
+        // kafkasink without `key` keys its records by its stream id.
+        assert_eq!(named(Some("kafkasink-1")).camera(), None);
     }
 }

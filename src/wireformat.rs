@@ -1,11 +1,16 @@
 // SPDX-License-Identifier: MPL-2.0
 
-//! The record headers `kafkasink` writes and `kafkasrc` reads, version 1.
-//! docs/wire-format.md is the specification; this is its only implementation.
+//! The record headers `kafkasink` writes and `kafkasrc` reads: version 1 for
+//! a frame in one record, version 2 for a chunk of a frame larger than
+//! Kafka's record limit. docs/wire-format.md is the specification; this is
+//! its only implementation.
 
 use std::fmt;
 
 pub const VERSION: &str = "1";
+/// The version of a record holding one chunk of a frame: a reader of
+/// version 1 refuses it rather than taking a piece for a frame.
+pub const CHUNK_VERSION: &str = "2";
 
 pub const VERSION_KEY: &str = "gst-version";
 pub const CAPS_KEY: &str = "gst-caps";
@@ -15,6 +20,10 @@ pub const PTS_KEY: &str = "gst-pts";
 pub const DTS_KEY: &str = "gst-dts";
 pub const DURATION_KEY: &str = "gst-duration";
 pub const FLAGS_KEY: &str = "gst-flags";
+pub const CHUNK_INDEX_KEY: &str = "gst-chunk-index";
+/// The header a plain client checks to recognise a chunk.
+pub const CHUNK_COUNT_KEY: &str = "gst-chunk-count";
+pub const FRAME_SIZE_KEY: &str = "gst-frame-size";
 
 /// Longest caps or stream id accepted from a record: anything longer is a
 /// corrupt or hostile record, not a stream description.
@@ -30,6 +39,16 @@ const FLAG_NAMES: [(gst::BufferFlags, &str); 6] = [
     (gst::BufferFlags::MARKER, "marker"),
 ];
 
+/// Where a chunk record's value goes in its frame: chunk `index` of
+/// `count`, of a frame of `frame_size` bytes. The frame is named by the
+/// record's stream id and sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chunk {
+    pub index: u64,
+    pub count: u64,
+    pub frame_size: u64,
+}
+
 /// What the headers of one record say about its buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordMeta<'a> {
@@ -40,6 +59,8 @@ pub struct RecordMeta<'a> {
     pub dts: Option<gst::ClockTime>,
     pub duration: Option<gst::ClockTime>,
     pub flags: gst::BufferFlags,
+    /// Set on a chunk (version 2), whose stream id and seq are then set too.
+    pub chunk: Option<Chunk>,
 }
 
 impl Default for RecordMeta<'_> {
@@ -52,6 +73,7 @@ impl Default for RecordMeta<'_> {
             dts: None,
             duration: None,
             flags: gst::BufferFlags::empty(),
+            chunk: None,
         }
     }
 }
@@ -63,6 +85,9 @@ pub enum HeaderError {
     TooLong(&'static str, usize),
     BadNumber(&'static str, String),
     UnknownFlag(String),
+    /// A version 2 record whose chunk headers are missing or contradict
+    /// each other.
+    BadChunk(&'static str),
 }
 
 impl fmt::Display for HeaderError {
@@ -71,7 +96,7 @@ impl fmt::Display for HeaderError {
             HeaderError::UnsupportedVersion(v) => {
                 write!(
                     f,
-                    "unsupported wire format version {v:?} (this build reads {VERSION})"
+                    "unsupported wire format version {v:?} (this build reads {VERSION} and {CHUNK_VERSION})"
                 )
             }
             HeaderError::NotText(key) => write!(f, "header {key} is not UTF-8 text"),
@@ -87,6 +112,7 @@ impl fmt::Display for HeaderError {
             HeaderError::UnknownFlag(flag) => {
                 write!(f, "header {FLAGS_KEY} has unknown flag {flag:?}")
             }
+            HeaderError::BadChunk(why) => write!(f, "chunk record: {why}"),
         }
     }
 }
@@ -137,15 +163,20 @@ fn flags(value: &[u8]) -> Result<gst::BufferFlags, HeaderError> {
 
 /// Reads the headers of one record. Headers this version does not know are
 /// ignored so that later versions can add some; a header with no value
-/// counts as absent.
+/// counts as absent. Chunk headers count only on a version 2 record, which
+/// must have all of them, a stream id and a sequence number.
 pub fn decode<'a>(
     headers: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
 ) -> Result<RecordMeta<'a>, HeaderError> {
     let mut meta = RecordMeta::default();
+    let mut chunked = false;
+    let (mut index, mut count, mut frame_size) = (None, None, None);
     for (key, value) in headers {
         let Some(value) = value else { continue };
         match key {
-            VERSION_KEY if value != VERSION.as_bytes() => {
+            VERSION_KEY if value == CHUNK_VERSION.as_bytes() => chunked = true,
+            VERSION_KEY if value == VERSION.as_bytes() => chunked = false,
+            VERSION_KEY => {
                 let shown = &value[..value.len().min(16)];
                 return Err(HeaderError::UnsupportedVersion(
                     String::from_utf8_lossy(shown).into(),
@@ -158,10 +189,46 @@ pub fn decode<'a>(
             DTS_KEY => meta.dts = Some(clock_time(DTS_KEY, value)?),
             DURATION_KEY => meta.duration = Some(clock_time(DURATION_KEY, value)?),
             FLAGS_KEY => meta.flags = flags(value)?,
+            CHUNK_INDEX_KEY => index = Some(number(CHUNK_INDEX_KEY, value)?),
+            CHUNK_COUNT_KEY => count = Some(number(CHUNK_COUNT_KEY, value)?),
+            FRAME_SIZE_KEY => frame_size = Some(number(FRAME_SIZE_KEY, value)?),
             _ => (),
         }
     }
+    if chunked {
+        meta.chunk = Some(chunk(&meta, index, count, frame_size)?);
+    }
     Ok(meta)
+}
+
+/// The chunk a version 2 record holds, once its headers are all read.
+fn chunk(
+    meta: &RecordMeta,
+    index: Option<u64>,
+    count: Option<u64>,
+    frame_size: Option<u64>,
+) -> Result<Chunk, HeaderError> {
+    let (Some(index), Some(count), Some(frame_size)) = (index, count, frame_size) else {
+        return Err(HeaderError::BadChunk(
+            "gst-chunk-index, gst-chunk-count or gst-frame-size missing",
+        ));
+    };
+    if meta.stream_id.is_none() || meta.seq.is_none() {
+        return Err(HeaderError::BadChunk("no gst-stream-id or gst-seq"));
+    }
+    if index >= count {
+        return Err(HeaderError::BadChunk(
+            "gst-chunk-index not below gst-chunk-count",
+        ));
+    }
+    if frame_size < count {
+        return Err(HeaderError::BadChunk("fewer frame bytes than chunks"));
+    }
+    Ok(Chunk {
+        index,
+        count,
+        frame_size,
+    })
 }
 
 /// The wire value of the flags worth carrying, or `None` when there are none.
@@ -242,7 +309,7 @@ mod tests {
     #[test]
     fn rejects_garbage() {
         let cases: Vec<(&str, &[u8])> = vec![
-            (VERSION_KEY, b"2"),
+            (VERSION_KEY, b"3"),
             (SEQ_KEY, b"-1"),
             (SEQ_KEY, b""),
             (SEQ_KEY, b"99999999999999999999"),
@@ -262,6 +329,46 @@ mod tests {
             decode([(CAPS_KEY, Some(&long[..]))]),
             Err(HeaderError::TooLong(CAPS_KEY, MAX_TEXT_LEN + 1))
         );
+    }
+
+    #[test]
+    fn chunks_are_version_2_with_every_chunk_header() {
+        let chunk: [(&str, Option<&[u8]>); 6] = [
+            (VERSION_KEY, Some(b"2")),
+            (STREAM_ID_KEY, Some(b"cam1")),
+            (SEQ_KEY, Some(b"9")),
+            (CHUNK_INDEX_KEY, Some(b"1")),
+            (CHUNK_COUNT_KEY, Some(b"3")),
+            (FRAME_SIZE_KEY, Some(b"3000000")),
+        ];
+        assert_eq!(
+            decode(chunk).unwrap().chunk,
+            Some(Chunk {
+                index: 1,
+                count: 3,
+                frame_size: 3_000_000
+            })
+        );
+        // Chunk headers on a version 1 record mean nothing.
+        let mut whole = chunk;
+        whole[0].1 = Some(b"1");
+        assert_eq!(decode(whole).unwrap().chunk, None);
+        for (at, value) in [
+            (1, None),
+            (2, None),
+            (3, None),
+            (4, None),
+            (5, None),
+            (3, Some(&b"3"[..])),
+            (5, Some(&b"2"[..])),
+        ] {
+            let mut broken = chunk;
+            broken[at].1 = value;
+            assert!(
+                matches!(decode(broken), Err(HeaderError::BadChunk(_))),
+                "{broken:?} accepted"
+            );
+        }
     }
 
     #[test]

@@ -234,13 +234,21 @@ fn http11_over_tls_is_offered_too() {
     let transfers = curl(&certificate, port, "--http1.1", &["/cam1"]);
     assert_eq!(transfers[0].http_version, "1.1");
     assert!(jpeg_parts(&transfers[0].body) >= 30, "{:?}", transfers[0]);
-    // A plain HTTP request to the HTTPS port gets nothing served.
+    // A plain HTTP request to the HTTPS port is refused at once, not left
+    // hanging (curl's code 28 would be its own timeout).
+    let asked = std::time::Instant::now();
     let plain = Command::new("curl")
-        .args(["--silent", "--max-time", "5", "--output", "/dev/null"])
+        .args(["--silent", "--max-time", "10", "--output", "/dev/null"])
         .arg(format!("http://127.0.0.1:{port}/snapshot.jpg"))
         .status()
         .unwrap();
     assert!(!plain.success());
+    assert_ne!(plain.code(), Some(28));
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
     pipeline.set_state(gst::State::Null).unwrap();
 }
 
@@ -351,4 +359,75 @@ fn sinks_sharing_a_port_must_agree_on_tls() {
         message.contains("other tls-certificate and tls-key settings"),
         "{message}"
     );
+}
+
+#[test]
+fn an_http2_connection_that_asks_nothing_is_closed() {
+    let certificate = Certificate::new("h2-silent");
+    let (pipeline, port) = two_cameras(&certificate);
+    // openssl s_client negotiates h2 and then sends nothing; with its input
+    // held open it exits only when the server closes the connection.
+    let opened = std::time::Instant::now();
+    let mut client = Command::new("openssl")
+        .args(["s_client", "-alpn", "h2", "-connect"])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run openssl s_client");
+    let closed = wait_until(Duration::from_secs(20), || {
+        client.try_wait().unwrap().is_some()
+    });
+    let after = opened.elapsed();
+    let _ = client.kill();
+    let output = client.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("ALPN protocol: h2"), "{text}");
+    assert!(closed, "still open after {after:?}");
+    // The 5 s a request head gets, not at once and not much later.
+    assert!(
+        (Duration::from_secs(4)..Duration::from_secs(10)).contains(&after),
+        "{after:?}"
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn sinks_naming_the_same_files_differently_share_a_port() {
+    init();
+    let certificate = Certificate::new("tls-same");
+    let port = free_port();
+    // The same files by a path relative to the working directory.
+    let relative = |path: PathBuf| {
+        let up = "../".repeat(std::env::current_dir().unwrap().components().count() - 1);
+        format!("{up}{}", path.strip_prefix("/").unwrap().display())
+    };
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc is-live=true ! jpegenc ! mjpeghttpsink port={port} path=/a {} \
+         videotestsrc is-live=true ! jpegenc ! mjpeghttpsink port={port} path=/b \
+         tls-certificate={} tls-key={}",
+        certificate.properties(),
+        relative(certificate.cert()),
+        relative(certificate.key()),
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    for path in ["/a", "/b"] {
+        assert!(
+            wait_until(Duration::from_secs(10), || Command::new("curl")
+                .args(["--silent", "--fail", "--output", "/dev/null", "--cacert"])
+                .arg(certificate.cert())
+                .arg(format!(
+                    "https://127.0.0.1:{port}/snapshot.jpg?stream={path}"
+                ))
+                .status()
+                .unwrap()
+                .success()),
+            "{path}"
+        );
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
 }

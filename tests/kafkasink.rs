@@ -249,6 +249,20 @@ fn push_with_caps(
     sink_properties: &str,
     sizes: &[usize],
 ) -> (gst::Pipeline, End) {
+    let buffers: Vec<Vec<u8>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, size)| vec![(i % 251) as u8; *size])
+        .collect();
+    push_buffers(caps, sink_properties, &buffers)
+}
+
+/// Pushes these buffers (PTS 40 ms apart) through appsrc into a kafkasink.
+fn push_buffers(
+    caps: &gst::Caps,
+    sink_properties: &str,
+    buffers: &[Vec<u8>],
+) -> (gst::Pipeline, End) {
     let pipeline = launch(&format!(
         "appsrc name=src format=time ! kafkasink name=sink bootstrap-servers={} {sink_properties}",
         bootstrap()
@@ -262,8 +276,8 @@ fn push_with_caps(
     let bus = pipeline.bus().unwrap();
     // A failed start posts the error read below.
     let _ = pipeline.set_state(gst::State::Playing);
-    for (i, size) in sizes.iter().enumerate() {
-        let mut buffer = gst::Buffer::from_mut_slice(vec![(i % 251) as u8; *size]);
+    for (i, data) in buffers.iter().enumerate() {
+        let mut buffer = gst::Buffer::from_mut_slice(data.clone());
         buffer
             .get_mut()
             .unwrap()
@@ -281,7 +295,7 @@ fn push_with_caps(
 fn record_over_the_producer_limit_names_size_limit_and_setting() {
     let topic = unique_topic("sink-too-large");
     let (pipeline, end) = push_sizes(
-        &format!("topic={topic} create-topic=true max-message-bytes=20000"),
+        &format!("topic={topic} create-topic=true max-message-bytes=20000 chunking=off"),
         &[1000, 50_000],
     );
     pipeline.set_state(gst::State::Null).unwrap();
@@ -289,6 +303,7 @@ fn record_over_the_producer_limit_names_size_limit_and_setting() {
     assert!(message.contains("frame of 50000 bytes"), "{message}");
     assert!(message.contains("limit of 20000 bytes"), "{message}");
     assert!(message.contains("max-message-bytes"), "{message}");
+    assert!(message.contains("chunking=auto"), "{message}");
     assert_eq!(record_count(&topic), 1);
 }
 
@@ -296,7 +311,10 @@ fn record_over_the_producer_limit_names_size_limit_and_setting() {
 fn key_and_headers_count_towards_the_record_limit() {
     // 880 bytes fit a 1000-byte record alone, not with these key or headers.
     let long_key = "k".repeat(200);
-    for properties in ["", &format!("write-headers=false key={long_key}")] {
+    for properties in [
+        "chunking=off",
+        &format!("write-headers=false key={long_key}"),
+    ] {
         let topic = unique_topic("sink-record-parts");
         let (pipeline, end) = push_sizes(
             &format!("topic={topic} create-topic=true max-message-bytes=1000 {properties}"),
@@ -355,12 +373,97 @@ fn caps_longer_than_kafkasrc_reads_are_refused_at_negotiation() {
 fn record_over_the_topic_limit_names_the_topic_setting() {
     let topic = unique_topic("sink-topic-limit");
     create_topic(&topic, 1, &[("max.message.bytes", "30000")]);
-    let (pipeline, end) = push_sizes(&format!("topic={topic}"), &[40_000]);
+    let (pipeline, end) = push_sizes(&format!("topic={topic} chunking=off"), &[40_000]);
     pipeline.set_state(gst::State::Null).unwrap();
     let message = expect_error(end);
     assert!(message.contains("frame of 40000 bytes"), "{message}");
     assert!(message.contains("limit of 30000 bytes"), "{message}");
     assert!(message.contains("max.message.bytes"), "{message}");
+    assert_eq!(record_count(&topic), 0);
+}
+
+#[test]
+fn frames_over_a_1_mb_topic_limit_are_chunked_on_one_partition() {
+    const LIMIT: usize = 1_048_576;
+    init();
+    let topic = unique_topic("sink-chunked");
+    create_topic(&topic, 3, &[("max.message.bytes", &LIMIT.to_string())]);
+    let frames: Vec<Vec<u8>> = [1000, 3_000_000, 700_000, 2_500_000]
+        .iter()
+        .enumerate()
+        .map(|(i, len)| random_bytes(*len, i as u64 + 1))
+        .collect();
+    let (pipeline, end) = push_buffers(
+        &gst::Caps::new_empty_simple("image/jpeg"),
+        &format!("topic={topic} key=cam7"),
+        &frames,
+    );
+    assert!(matches!(end, End::Eos), "{end:?}");
+    let stats = sink_stats(&pipeline);
+    pipeline.set_state(gst::State::Null).unwrap();
+
+    let records = read_topic(&topic);
+    // 1 + 3 + 1 + 3 records, all in the key's one partition, in order.
+    assert_eq!(records.len(), 8);
+    let partition = records[0].partition;
+    assert!(records.iter().all(|r| r.partition == partition));
+    assert!(
+        records
+            .iter()
+            .all(|r| r.key.as_deref() == Some(&b"cam7"[..]))
+    );
+    let mut at = 0;
+    for (seq, frame) in frames.iter().enumerate() {
+        let first = &records[at];
+        assert_eq!(first.header("gst-seq"), Some(seq.to_string().as_str()));
+        if frame.len() < LIMIT {
+            // A frame that fits is one record as ever: no chunk header.
+            assert_eq!(first.header("gst-version"), Some("1"));
+            assert_eq!(first.header("gst-chunk-count"), None);
+            assert_eq!(&first.value, frame);
+            at += 1;
+            continue;
+        }
+        let count: usize = first.header("gst-chunk-count").unwrap().parse().unwrap();
+        assert_eq!(count, frame.len().div_ceil(LIMIT - 1000), "frame {seq}");
+        let chunks = &records[at..at + count];
+        for (index, chunk) in chunks.iter().enumerate() {
+            assert_eq!(chunk.header("gst-version"), Some("2"));
+            assert_eq!(chunk.header("gst-seq"), Some(seq.to_string().as_str()));
+            assert_eq!(
+                chunk.header("gst-chunk-index"),
+                Some(index.to_string().as_str())
+            );
+            assert_eq!(
+                chunk.header("gst-frame-size"),
+                Some(frame.len().to_string().as_str())
+            );
+            assert_eq!(chunk.timestamp_ms, first.timestamp_ms);
+            // The frame's caps and times on chunk 0 only.
+            assert_eq!(chunk.header("gst-caps").is_some(), index == 0);
+            assert_eq!(
+                chunk.header("gst-pts"),
+                (index == 0)
+                    .then(|| (seq as u64 * 40_000_000).to_string())
+                    .as_deref()
+            );
+            let size: usize = 4
+                + chunk.value.len()
+                + chunk
+                    .headers
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum::<usize>();
+            assert!(size < LIMIT, "chunk record of at least {size} bytes");
+        }
+        let rebuilt: Vec<u8> = chunks.iter().flat_map(|c| c.value.clone()).collect();
+        assert!(&rebuilt == frame, "frame {seq} not rebuilt byte for byte");
+        at += count;
+    }
+    assert_eq!(stats.get::<u64>("frames-chunked").unwrap(), 2);
+    assert_eq!(stats.get::<u64>("chunks-sent").unwrap(), 6);
+    assert_eq!(stats.get::<u64>("records-acked").unwrap(), 8);
+    assert_eq!(stats.get::<u64>("delivery-errors").unwrap(), 0);
 }
 
 #[test]
@@ -561,4 +664,25 @@ fn librdkafka_statistics_are_posted_as_element_messages() {
             || json.contains("\"type\":\"producer\""),
         "{json}"
     );
+}
+
+#[test]
+fn chunks_of_a_limit_below_librdkafkas_batch_size_are_not_batched_over_it() {
+    init();
+    // librdkafka batches up to 1,000,000 bytes by default: ten chunks of a
+    // 100 kB limit would go as one batch the broker refuses.
+    let topic = unique_topic("sink-small-limit");
+    create_topic(&topic, 1, &[("max.message.bytes", "100000")]);
+    let frames: Vec<Vec<u8>> = (0..5).map(|i| random_bytes(600_000, 30 + i)).collect();
+    let (pipeline, end) = push_buffers(
+        &gst::Caps::new_empty_simple("image/jpeg"),
+        &format!("topic={topic}"),
+        &frames,
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(matches!(end, End::Eos), "{end:?}");
+    let records = read_topic(&topic);
+    assert_eq!(records.len(), 5 * 7);
+    let rebuilt: Vec<u8> = records.iter().flat_map(|r| r.value.clone()).collect();
+    assert!(rebuilt == frames.concat());
 }

@@ -1029,3 +1029,353 @@ fn runtime() -> tokio::runtime::Runtime {
         .build()
         .unwrap()
 }
+
+/// The chunk records of frame `seq` of `stream` cut in `pieces`, as
+/// kafkasink writes them (docs/wire-format.md), chunk `i` stamped
+/// `timestamp(i)`.
+fn chunk_records(
+    stream: &str,
+    seq: u64,
+    frame: &[u8],
+    pieces: usize,
+    timestamp: impl Fn(usize) -> i64,
+) -> Vec<Produced> {
+    let values: Vec<&[u8]> = frame.chunks(frame.len().div_ceil(pieces)).collect();
+    let count = values.len();
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(index, value)| {
+            let mut headers = vec![
+                ("gst-version", "2".to_string()),
+                ("gst-stream-id", stream.to_string()),
+                ("gst-seq", seq.to_string()),
+                ("gst-chunk-index", index.to_string()),
+                ("gst-chunk-count", count.to_string()),
+                ("gst-frame-size", frame.len().to_string()),
+            ];
+            if index == 0 {
+                headers.push(("gst-caps", "application/octet-stream".to_string()));
+                headers.push(("gst-pts", (seq * 1_000_000_000).to_string()));
+            }
+            let headers = headers
+                .into_iter()
+                .map(|(key, value)| (key.to_string(), value.into_bytes()))
+                .collect();
+            (value.to_vec(), Some(timestamp(index)), headers)
+        })
+        .collect()
+}
+
+/// A whole record of frame `seq` of `stream`, as kafkasink writes it.
+fn whole_record(stream: &str, seq: u64, frame: &[u8], timestamp: i64) -> Produced {
+    let headers = [
+        ("gst-version", "1".to_string()),
+        ("gst-stream-id", stream.to_string()),
+        ("gst-seq", seq.to_string()),
+        ("gst-caps", "application/octet-stream".to_string()),
+        ("gst-pts", (seq * 1_000_000_000).to_string()),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_string(), value.into_bytes()))
+    .collect();
+    (frame.to_vec(), Some(timestamp), headers)
+}
+
+fn stat(stats: &gst::Structure, field: &str) -> u64 {
+    stats.get::<u64>(field).unwrap()
+}
+
+#[test]
+fn frames_over_a_1_mb_topic_limit_come_out_byte_identical() {
+    let topic = unique_topic("src-chunked");
+    create_topic(&topic, 1, &[("max.message.bytes", "1048576")]);
+    let frames: Vec<Vec<u8>> = [3_000_000, 20_000, 3_500_000, 1_048_576, 5000]
+        .iter()
+        .enumerate()
+        .map(|(i, len)| random_bytes(*len, 100 + i as u64))
+        .collect();
+    let writer = launch(&format!(
+        "appsrc name=src format=time caps=application/octet-stream \
+         ! kafkasink topic={topic} bootstrap-servers={}",
+        bootstrap()
+    ));
+    let appsrc = writer
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    writer.set_state(gst::State::Playing).unwrap();
+    for (i, frame) in frames.iter().enumerate() {
+        let mut buffer = gst::Buffer::from_mut_slice(frame.clone());
+        let buffer_ref = buffer.get_mut().unwrap();
+        buffer_ref.set_pts(gst::ClockTime::from_mseconds(i as u64 * 40));
+        buffer_ref.set_duration(gst::ClockTime::from_mseconds(40));
+        appsrc.push_buffer(buffer).unwrap();
+    }
+    appsrc.end_of_stream().unwrap();
+    assert!(matches!(
+        wait_end(&writer.bus().unwrap(), TIMEOUT),
+        End::Eos
+    ));
+    writer.set_state(gst::State::Null).unwrap();
+    // 3 + 1 + 4 + 2 + 1 records.
+    assert_eq!(record_count(&topic), 11);
+
+    let (samples, warnings, stats) = read_to_eos(&format!(
+        "topic={topic} start-from=earliest stop-at=end timestamp-mode=original"
+    ));
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(samples.len(), frames.len());
+    // Where each frame starts: 3 + 1 + 4 + 2 + 1 records.
+    let first_offsets = [0i64, 3, 4, 8, 10];
+    for (i, (sample, frame)) in samples.iter().zip(&frames).enumerate() {
+        assert!(&value(sample) == frame, "frame {i} differs");
+        let buffer = sample.buffer().unwrap();
+        let meta = gst::meta::CustomMeta::from_buffer(buffer, "GstKafkaRecordMeta").unwrap();
+        assert_eq!(
+            meta.structure().get::<i64>("offset").unwrap(),
+            first_offsets[i]
+        );
+        assert_eq!(buffer.offset(), first_offsets[i] as u64);
+        assert_eq!(
+            buffer.pts(),
+            Some(gst::ClockTime::from_mseconds(i as u64 * 40))
+        );
+        assert_eq!(buffer.duration(), Some(gst::ClockTime::from_mseconds(40)));
+        assert_eq!(
+            sample.caps().unwrap(),
+            &gst::Caps::new_empty_simple("application/octet-stream")
+        );
+    }
+    assert_eq!(stat(&stats, "frames-reassembled"), 3);
+    assert_eq!(stat(&stats, "buffers-pushed"), 5);
+    assert_eq!(stat(&stats, "records-received"), 11);
+    assert_eq!(stat(&stats, "incomplete-frames"), 0);
+    assert_eq!(stat(&stats, "partial-bytes"), 0);
+    assert_eq!(stat(&stats, "sequence-gaps"), 0);
+}
+
+#[test]
+fn two_writers_interleaving_chunks_on_one_partition_are_told_apart() {
+    let topic = unique_topic("src-interleaved");
+    create_topic(&topic, 1, &[]);
+    let base = 1_795_000_000_000i64;
+    let a: Vec<Vec<u8>> = (0..3).map(|i| random_bytes(30_000, 10 + i)).collect();
+    let b: Vec<Vec<u8>> = (0..3).map(|i| random_bytes(20_000, 20 + i)).collect();
+    let mut records = Vec::new();
+    for seq in 0..3 {
+        let ts = base + seq as i64 * 1000;
+        let mut of_a = chunk_records("cam-a", seq, &a[seq as usize], 3, |_| ts).into_iter();
+        let mut of_b = chunk_records("cam-b", seq, &b[seq as usize], 2, |_| ts + 1).into_iter();
+        // a0 b0 a1 c b1 a2: the other writer and a third, whole one, in
+        // the middle of each frame.
+        records.extend(of_a.next());
+        records.extend(of_b.next());
+        records.extend(of_a.next());
+        records.push(whole_record("cam-c", seq, b"small", ts + 2));
+        records.extend(of_b.next());
+        records.extend(of_a.next());
+    }
+    produce_with_headers(&topic, &records);
+
+    let (samples, warnings, stats) =
+        read_to_eos(&format!("topic={topic} start-from=earliest stop-at=end"));
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let out: Vec<Vec<u8>> = samples.iter().map(value).collect();
+    let mut expect = Vec::new();
+    for seq in 0..3 {
+        // In the order each frame was completed.
+        expect.extend([b"small".to_vec(), b[seq].clone(), a[seq].clone()]);
+    }
+    assert!(
+        out == expect,
+        "frames mixed up: {:?}",
+        out.iter().map(Vec::len).collect::<Vec<_>>()
+    );
+    assert_eq!(stat(&stats, "frames-reassembled"), 6);
+    assert_eq!(stat(&stats, "incomplete-frames"), 0);
+    assert_eq!(stat(&stats, "sequence-gaps"), 0);
+}
+
+/// Frames 0..5 of 3 chunks each, one second apart from `base`; frame 2's
+/// chunks stamped 1 ms apart, as a writer that stamps each chunk would.
+fn produce_timed_chunked(topic: &str, base: i64) -> Vec<Vec<u8>> {
+    let frames: Vec<Vec<u8>> = (0..5).map(|i| random_bytes(9000, 40 + i)).collect();
+    let mut records = Vec::new();
+    for (seq, frame) in frames.iter().enumerate() {
+        let ts = base + seq as i64 * 1000;
+        let spread = if seq == 2 { 1 } else { 0 };
+        records.extend(chunk_records("cam", seq as u64, frame, 3, |i| {
+            ts + spread * i as i64
+        }));
+    }
+    produce_with_headers(topic, &records);
+    frames
+}
+
+#[test]
+fn a_start_time_inside_a_chunked_frame_starts_at_the_next_frame() {
+    let topic = unique_topic("src-chunk-start");
+    create_topic(&topic, 1, &[]);
+    let base = 1_795_000_000_000i64;
+    let frames = produce_timed_chunked(&topic, base);
+    // Between frames: the next frame's chunk 0, nothing skipped. At frame
+    // 2's second chunk: the rest of frame 2 is skipped, not lost.
+    for (start, first, skipped) in [(base + 500, 1, 0), (base + 2001, 3, 2)] {
+        let (samples, warnings, stats) = read_to_eos(&format!(
+            "topic={topic} start-from=timestamp start-time={start} stop-at=end"
+        ));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let out: Vec<Vec<u8>> = samples.iter().map(value).collect();
+        assert!(
+            out == frames[first..],
+            "start {start}: {} frames",
+            out.len()
+        );
+        assert_eq!(stat(&stats, "chunks-skipped"), skipped, "start {start}");
+        assert_eq!(stat(&stats, "incomplete-frames"), 0, "start {start}");
+    }
+}
+
+#[test]
+fn a_seek_inside_a_chunked_frame_lands_on_the_next_frame() {
+    let topic = unique_topic("src-chunk-seek");
+    create_topic(&topic, 1, &[]);
+    let base = 1_795_000_000_000i64;
+    let frames = produce_timed_chunked(&topic, base);
+    let (pipeline, appsink) = source(&format!(
+        "topic={topic} start-from=earliest timestamp-mode=original"
+    ));
+    appsink.set_max_buffers(1);
+    pipeline.set_state(gst::State::Paused).unwrap();
+    pipeline.state(gst::ClockTime::from_seconds(30)).0.unwrap();
+    let first = appsink
+        .try_pull_preroll(gst::ClockTime::from_seconds(10))
+        .unwrap();
+    assert!(value(&first) == frames[0]);
+    // 2.001 s in: frame 2's second chunk.
+    pipeline
+        .seek_simple(gst::SeekFlags::FLUSH, gst::ClockTime::from_mseconds(2001))
+        .unwrap();
+    pipeline.state(gst::ClockTime::from_seconds(30)).0.unwrap();
+    let landed = appsink
+        .try_pull_preroll(gst::ClockTime::from_seconds(10))
+        .unwrap();
+    assert!(value(&landed) == frames[3], "landed elsewhere than frame 3");
+    assert_eq!(
+        landed.buffer().unwrap().pts(),
+        Some(gst::ClockTime::from_seconds(3))
+    );
+    let stats = stats(&pipeline);
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert_eq!(stat(&stats, "chunks-skipped"), 2);
+    assert_eq!(stat(&stats, "incomplete-frames"), 0);
+}
+
+#[test]
+fn partial_frames_are_held_within_max_partial_bytes() {
+    let topic = unique_topic("src-partial-bound");
+    create_topic(&topic, 1, &[]);
+    let base = 1_795_000_000_000i64;
+    // One frame of 150 kB, then two writers' 60 kB frames interleaved: with
+    // 100 kB allowed, the large one is never started, and the older of the
+    // two is pushed out when the newer starts.
+    let a = random_bytes(60_000, 1);
+    let b = random_bytes(60_000, 2);
+    let large = random_bytes(150_000, 3);
+    let c = random_bytes(60_000, 4);
+    let mut of_a = chunk_records("cam-a", 0, &a, 2, |_| base).into_iter();
+    let mut of_b = chunk_records("cam-b", 0, &b, 2, |_| base).into_iter();
+    let mut records = chunk_records("cam-d", 0, &large, 3, |_| base);
+    records.extend(of_a.next());
+    records.extend(of_b.next());
+    records.extend(of_a.next());
+    records.extend(of_b.next());
+    records.extend(chunk_records("cam-c", 0, &c, 2, |_| base));
+    produce_with_headers(&topic, &records);
+
+    let (samples, warnings, stats) = read_to_eos(&format!(
+        "topic={topic} start-from=earliest stop-at=end max-partial-bytes=100000"
+    ));
+    let out: Vec<Vec<u8>> = samples.iter().map(value).collect();
+    assert!(out == [b.clone(), c.clone()], "{} frames", out.len());
+    assert_eq!(stat(&stats, "incomplete-frames"), 2);
+    assert_eq!(stat(&stats, "partial-bytes"), 0);
+    // The first warning names the frame; the second, within a second, is
+    // held back and counted at EOS (unless the reader took over a second).
+    assert!(
+        warnings[0].contains("frame 0 of stream cam-d")
+            && warnings[0].contains("larger than max-partial-bytes"),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[1].contains("1 more incomplete chunked frame")
+            || (warnings[1].contains("stream cam-a")
+                && warnings[1].contains("raise max-partial-bytes")),
+        "{warnings:?}"
+    );
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+}
+
+#[test]
+fn a_sink_killed_mid_frame_leaves_no_partial_frame() {
+    let topic = unique_topic("src-sink-killed");
+    // 100 kB records: a 1280x720 RGB frame (2.7 MB) is 28 chunks, which a
+    // producer holding one record at a time and lingering 50 ms on each
+    // takes over a second to write.
+    create_topic(&topic, 1, &[("max.message.bytes", "100000")]);
+    let mut sink = Process(
+        std::process::Command::new("gst-launch-1.0")
+            .args(
+                format!(
+                    "-q videotestsrc num-buffers=3 ! video/x-raw,format=RGB,width=1280,height=720 \
+                     ! kafkasink topic={topic} bootstrap-servers={} linger-ms=50 \
+                     config=config,queue.buffering.max.messages=1",
+                    bootstrap()
+                )
+                .split_whitespace(),
+            )
+            .env("GST_PLUGIN_PATH", plugin_dir())
+            .spawn()
+            .unwrap(),
+    );
+    // Killed once the first frame and part of the second are in the topic.
+    let frame_records = 28usize;
+    assert!(
+        wait_until(TIMEOUT, || record_count(&topic) > frame_records as i64 + 2),
+        "the sink wrote {} records",
+        record_count(&topic)
+    );
+    // SAFETY: a signal to our own child.
+    unsafe {
+        libc::kill(sink.0.id() as i32, libc::SIGKILL);
+    }
+    let _ = sink.0.wait();
+    let written = read_topic(&topic);
+    assert!(
+        written.len() < 2 * frame_records,
+        "killed too late: {} records",
+        written.len()
+    );
+    assert_eq!(
+        written[0].header("gst-chunk-count"),
+        Some(frame_records.to_string().as_str())
+    );
+    let first_frame: Vec<u8> = written[..frame_records]
+        .iter()
+        .flat_map(|record| record.value.clone())
+        .collect();
+
+    let (samples, warnings, stats) =
+        read_to_eos(&format!("topic={topic} start-from=earliest stop-at=end"));
+    assert_eq!(samples.len(), 1);
+    assert!(value(&samples[0]) == first_frame);
+    assert_eq!(value(&samples[0]).len(), 1280 * 720 * 3);
+    assert_eq!(stat(&stats, "incomplete-frames"), 1);
+    assert_eq!(stat(&stats, "buffers-pushed"), 1);
+    assert!(
+        warnings.len() == 1 && warnings[0].contains("frame 1 of stream kafkasink0-"),
+        "{warnings:?}"
+    );
+}

@@ -1050,7 +1050,7 @@ fn metrics_parse_as_prometheus_text_and_match_stats() {
     let sample = |name: &str| metrics[name]["/cam\"1\\"].as_f64().unwrap();
     assert_eq!(sample("mjpeghttpsink_frames_in_total"), 5.0);
     assert_eq!(sample("mjpeghttpsink_clients"), 1.0);
-    assert_eq!(sample("mjpeghttpsink_clients_total"), 2.0);
+    assert_eq!(sample("mjpeghttpsink_clients_opened_total"), 2.0);
     assert_eq!(sample("mjpeghttpsink_frames_sent_total"), 6.0);
     assert_eq!(sample("mjpeghttpsink_bytes_sent_total"), bytes as f64);
     assert_eq!(sample("mjpeghttpsink_not_jpeg_total"), 0.0);
@@ -1058,7 +1058,7 @@ fn metrics_parse_as_prometheus_text_and_match_stats() {
     assert!((0.0..10.0).contains(&age), "{age}");
     for (metric, field) in [
         ("mjpeghttpsink_frames_in_total", "frames_in"),
-        ("mjpeghttpsink_clients_total", "clients_total"),
+        ("mjpeghttpsink_clients_opened_total", "clients_total"),
         ("mjpeghttpsink_frames_sent_total", "frames_sent_total"),
         ("mjpeghttpsink_frames_skipped_total", "frames_skipped_total"),
         ("mjpeghttpsink_bytes_sent_total", "bytes_sent_total"),

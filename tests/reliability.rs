@@ -594,6 +594,241 @@ fn header<'a>(key: &'a str, value: &'a str) -> rdkafka::message::Header<'a, &'a 
     }
 }
 
+/// Sets the `message.max.bytes` of every broker (a dynamic setting) and
+/// waits until they describe it.
+fn set_broker_record_limit(bytes: usize) {
+    use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+        rdkafka::config::ClientConfig::new()
+            .set("bootstrap.servers", bootstrap())
+            .create()
+            .unwrap();
+    let brokers: Vec<i32> = admin
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(10))
+        .unwrap()
+        .brokers()
+        .iter()
+        .map(|b| b.id())
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let value = bytes.to_string();
+    for id in brokers {
+        let change =
+            AlterConfig::new(ResourceSpecifier::Broker(id)).set("message.max.bytes", &value);
+        for result in runtime
+            .block_on(admin.alter_configs([&change], &AdminOptions::new()))
+            .unwrap()
+        {
+            result.expect("broker config altered");
+        }
+        let described = || {
+            let resource = ResourceSpecifier::Broker(id);
+            runtime
+                .block_on(admin.describe_configs([&resource], &AdminOptions::new()))
+                .ok()
+                .and_then(|results| results.into_iter().next()?.ok())
+                .and_then(|config| config.get("message.max.bytes")?.value.clone())
+        };
+        assert!(
+            wait_until(TIMEOUT, || described().as_deref() == Some(value.as_str())),
+            "broker {id} keeps message.max.bytes {:?}",
+            described()
+        );
+    }
+}
+
+#[test]
+fn a_broker_with_kafkas_stock_1_mb_limit_gets_chunks_even_if_the_topic_allows_more() {
+    let _serial = serial();
+    own_broker();
+    // The topic allows 16 MiB (its own setting), the broker Kafka's default.
+    let topic = unique_topic("broker-limit");
+    create_topic(&topic, 1, &[]);
+    set_broker_record_limit(1_048_588);
+    let frames: Vec<Vec<u8>> = (0..3).map(|i| random_bytes(3_000_000, 70 + i)).collect();
+    let writer = launch(&format!(
+        "appsrc name=src format=time caps=application/octet-stream \
+         ! kafkasink topic={topic} bootstrap-servers={}",
+        bootstrap()
+    ));
+    let appsrc = writer
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    writer.set_state(gst::State::Playing).unwrap();
+    for frame in &frames {
+        appsrc
+            .push_buffer(gst::Buffer::from_mut_slice(frame.clone()))
+            .unwrap();
+    }
+    appsrc.end_of_stream().unwrap();
+    let end = wait_end(&writer.bus().unwrap(), TIMEOUT);
+    writer.set_state(gst::State::Null).unwrap();
+    set_broker_record_limit(16_777_216);
+    assert!(matches!(end, End::Eos), "{end:?}");
+    let records = read_topic(&topic);
+    assert_eq!(records.len(), 9, "3 MB frames in 1 MB chunks");
+    assert!(records.iter().all(|r| r.value.len() < 1_048_588));
+
+    let reader = launch(&format!(
+        "kafkasrc topic={topic} bootstrap-servers={} start-from=earliest stop-at=end ! appsink name=out sync=false",
+        bootstrap()
+    ));
+    let appsink = reader
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    reader.set_state(gst::State::Playing).unwrap();
+    let mut read = Vec::new();
+    while let Some(sample) = appsink.try_pull_sample(gst::ClockTime::from_seconds(30)) {
+        read.push(sample.buffer().unwrap().map_readable().unwrap().to_vec());
+    }
+    reader.set_state(gst::State::Null).unwrap();
+    assert!(read == frames, "{} frames read back", read.len());
+}
+
+#[test]
+fn group_member_killed_mid_frame_resumes_on_the_frame_boundary() {
+    let _serial = serial();
+    own_broker();
+    let topic = unique_topic("group-kill-chunked");
+    let group = unique_topic("g");
+    create_topic(&topic, 1, &[]);
+    // Two writers on one partition: cam-a's frames of three 4 KiB chunks,
+    // cam-b's whole 4 KiB frames in between. Per cycle i, at offsets 5i..:
+    // a_i chunk 0, b_2i, a_i chunk 1, b_2i+1, a_i chunk 2.
+    const CYCLES: u64 = 40;
+    let frame = |stream: char, seq: u64, len: usize| {
+        let mut value = format!("{stream}{seq:07}").into_bytes();
+        value.resize(len, b'.');
+        value
+    };
+    let producer: rdkafka::producer::BaseProducer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .unwrap();
+    let send = |value: &[u8], headers: rdkafka::message::OwnedHeaders| {
+        producer
+            .send(
+                rdkafka::producer::BaseRecord::<(), _>::to(&topic)
+                    .payload(value)
+                    .headers(headers),
+            )
+            .unwrap();
+    };
+    let whole = |stream: &str, seq: u64| {
+        rdkafka::message::OwnedHeaders::new()
+            .insert(header("gst-version", "1"))
+            .insert(header("gst-stream-id", stream))
+            .insert(header("gst-seq", &seq.to_string()))
+    };
+    let chunk = |seq: u64, index: u64| {
+        rdkafka::message::OwnedHeaders::new()
+            .insert(header("gst-version", "2"))
+            .insert(header("gst-stream-id", "cam-a"))
+            .insert(header("gst-seq", &seq.to_string()))
+            .insert(header("gst-chunk-index", &index.to_string()))
+            .insert(header("gst-chunk-count", "3"))
+            .insert(header("gst-frame-size", "12288"))
+    };
+    for i in 0..CYCLES {
+        let a = frame('A', i, 3 * 4096);
+        send(&a[..4096], chunk(i, 0));
+        send(&frame('B', 2 * i, 4096), whole("cam-b", 2 * i));
+        send(&a[4096..8192], chunk(i, 1));
+        send(&frame('B', 2 * i + 1, 4096), whole("cam-b", 2 * i + 1));
+        send(&a[8192..], chunk(i, 2));
+    }
+    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(30)).unwrap();
+
+    // The victim writes the frames it pushes into a pipe of 256 KiB: 12
+    // cycles of 20 KiB, then b_24 and b_25; it blocks writing a_12, whose
+    // chunk 0 is at offset 60. It committed what it pushed, but never past
+    // that chunk 0: 60, not 64 (after b_25).
+    let (mut pipe, stdout) = small_pipe();
+    let fast = "config=config,session.timeout.ms=6000,heartbeat.interval.ms=500";
+    let mut victim = Launched::spawn_with(
+        &format!(
+            "-q kafkasrc topic={topic} bootstrap-servers={} group-id={group} start-from=earliest {fast} \
+             ! fdsink fd=1",
+            bootstrap()
+        ),
+        stdout,
+    );
+    assert!(
+        wait_until(TIMEOUT, || pipe_bytes(&pipe) == PIPE_BYTES
+            && source_blocked_writing(victim.0.id())),
+        "the victim wrote {} bytes",
+        pipe_bytes(&pipe)
+    );
+    assert!(
+        wait_until(TIMEOUT, || committed_offset(&group, &topic) == Some(60)),
+        "committed: {:?}",
+        committed_offset(&group, &topic)
+    );
+    // SIGKILL, as a crash would: no commit at stop.
+    victim.kill();
+    let mut written = Vec::new();
+    std::io::Read::read_to_end(&mut pipe, &mut written).unwrap();
+    let mut expected_before = Vec::new();
+    for i in 0..12 {
+        expected_before.extend(frame('B', 2 * i, 4096));
+        expected_before.extend(frame('B', 2 * i + 1, 4096));
+        expected_before.extend(frame('A', i, 3 * 4096));
+    }
+    expected_before.extend(frame('B', 24, 4096));
+    expected_before.extend(frame('B', 25, 4096));
+    // The rest of the pipe: the part of a_12 written before it blocked.
+    assert!(written.starts_with(&expected_before));
+    assert_eq!(written.len(), PIPE_BYTES);
+
+    let successor = launch(&format!(
+        "kafkasrc name=src topic={topic} bootstrap-servers={} group-id={group} {fast} ! appsink name=out sync=false",
+        bootstrap()
+    ));
+    let appsink = successor
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    successor.set_state(gst::State::Playing).unwrap();
+    let last = frame('A', CYCLES - 1, 3 * 4096);
+    let mut after = Vec::new();
+    while after.last() != Some(&last) {
+        let sample = appsink
+            .try_pull_sample(gst::ClockTime::from_seconds(30))
+            .expect("the rest of the topic");
+        after.push(sample.buffer().unwrap().map_readable().unwrap().to_vec());
+    }
+    let src = stats(&successor, "src");
+    successor.set_state(gst::State::Null).unwrap();
+    // a_12 whole, from its chunk 0; b_24 and b_25 again from the log, but
+    // dropped as pushed already (the commit's metadata names b_25).
+    let mut expected_after = vec![frame('A', 12, 3 * 4096)];
+    for i in 13..CYCLES {
+        expected_after.push(frame('B', 2 * i, 4096));
+        expected_after.push(frame('B', 2 * i + 1, 4096));
+        expected_after.push(frame('A', i, 3 * 4096));
+    }
+    assert!(
+        after == expected_after,
+        "the successor pushed {:?}",
+        after
+            .iter()
+            .map(|f| String::from_utf8_lossy(&f[..8]).to_string())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(src.get::<u64>("duplicates").unwrap(), 2, "{src}");
+    assert_eq!(src.get::<u64>("incomplete-frames").unwrap(), 0, "{src}");
+    assert_eq!(src.get::<u64>("chunks-skipped").unwrap(), 0, "{src}");
+}
+
 #[test]
 fn group_survivor_takes_over_the_partitions_of_a_killed_member() {
     let _serial = serial();

@@ -55,6 +55,11 @@ fn unquoted(word: &str) -> &str {
 /// `video/x-raw,…` (caps) and `$ingest` no.
 fn leading_name(word: &str) -> Option<&str> {
     let word = word.trim_start_matches(['"', '\'', '(', '[']);
+    // A Python f-string: `f"video/x-raw,…"` is caps, not an element `f`.
+    let word = word
+        .strip_prefix("f\"")
+        .or_else(|| word.strip_prefix("f'"))
+        .unwrap_or(word);
     let end = word
         .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
         .unwrap_or(word.len());
@@ -78,11 +83,13 @@ fn linked_elements(line: &str, found: &mut BTreeSet<String>) {
             previous_link = i + 1;
             continue;
         }
-        let before = words[previous_link..i]
+        // Words of a substitution (`{len(frames)`) are not elements.
+        let before = raw[previous_link..i]
             .iter()
+            .zip(&words[previous_link..i])
             .rev()
-            .copied()
-            .find(|word| is_element_name(word));
+            .find(|(raw, word)| !raw.contains(['{', '}']) && is_element_name(word))
+            .map(|(_, word)| *word);
         let after = raw.get(i + 1).and_then(|word| leading_name(word));
         found.extend(before.into_iter().chain(after).map(str::to_string));
         previous_link = i + 1;
@@ -170,6 +177,10 @@ fn the_scan_finds_elements_in_each_kind_of_description() {
     );
     linked_elements("if ! command -v kcat; then", &mut found);
     linked_elements(r#"[ ! -x "$venv/bin/python" ] || ! cmp -s a b"#, &mut found);
+    linked_elements(
+        r#"["multifilesrc", f"stop-index={len(frames) - 1}", "!", f"video/x-raw,width={w}", "!", "jpegenc"]"#,
+        &mut found,
+    );
     made_elements(r#"gst::ElementFactory::make("tee")"#, &mut found);
     let expected: BTreeSet<String> = [
         "videotestsrc",
@@ -179,6 +190,7 @@ fn the_scan_finds_elements_in_each_kind_of_description() {
         "jpegparse",
         "appsrc",
         "fakesink",
+        "multifilesrc",
         "tee",
     ]
     .into_iter()

@@ -16,6 +16,10 @@
 #[allow(dead_code)]
 mod wireformat;
 
+#[path = "../../src/kafkasrc/reassembly.rs"]
+#[allow(dead_code)]
+mod reassembly;
+
 #[path = "../../src/kafkasrc/engine.rs"]
 #[allow(dead_code)]
 mod engine;
@@ -28,7 +32,7 @@ use libfuzzer_sys::fuzz_target;
 
 use engine::{Config, Decision, Engine, Record};
 
-const KEYS: [&str; 9] = [
+const KEYS: [&str; 12] = [
     wireformat::VERSION_KEY,
     wireformat::CAPS_KEY,
     wireformat::STREAM_ID_KEY,
@@ -37,6 +41,9 @@ const KEYS: [&str; 9] = [
     wireformat::DTS_KEY,
     wireformat::DURATION_KEY,
     wireformat::FLAGS_KEY,
+    wireformat::CHUNK_INDEX_KEY,
+    wireformat::CHUNK_COUNT_KEY,
+    wireformat::FRAME_SIZE_KEY,
     "someone-else",
 ];
 
@@ -121,6 +128,7 @@ fuzz_target!(|input: Input| {
         stop_at_end: input.stop_at_end,
         stop_time_ms: input.stop_time_ms,
         partitions: vec![0, 1, 2],
+        max_partial_bytes: 1 << 20,
     };
     let ends: HashMap<i32, i64> = input
         .end_offsets
@@ -160,6 +168,7 @@ fuzz_target!(|input: Input| {
             Decision::Eos => assert!(engine.at_eos()),
         }
         assert!(engine.tracked_streams() <= engine::MAX_TRACKS);
+        assert!(engine.counters().partial_bytes <= 1 << 20);
     }
     let counters = engine.counters();
     assert_eq!(counters.buffers_pushed, pushes);

@@ -24,6 +24,10 @@ EXAMPLES = RELEASE / "examples"
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
 CLIENT_COUNTS = [1, 10, 100, 500]
+# Kafka's default record limits (broker message.max.bytes, and so a new
+# topic's max.message.bytes) and the raised ones scripts/kafka.sh sets.
+STOCK_LIMIT = 1048588
+RAISED_LIMIT = 16777216
 FANOUT_SECONDS = 10
 
 
@@ -107,11 +111,12 @@ class Bench:
         # Let GStreamer rescan its registry now rather than in a timed run.
         subprocess.run(["gst-inspect-1.0", "kafka"], env=self.env, check=True, stdout=subprocess.DEVNULL)
 
-    def topic(self, name, partitions=1):
+    def topic(self, name, partitions=1, max_message_bytes=RAISED_LIMIT):
         self.topic_seq += 1
         topic = f"bench-{name}-{os.getpid()}-{self.topic_seq}"
         subprocess.run([str(EXAMPLES / "kafka-topics"), "--bootstrap-server", self.bootstrap, "create", topic,
-                        "--partitions", str(partitions), "--replication-factor", "1"],
+                        "--partitions", str(partitions), "--replication-factor", "1",
+                        "--max-message-bytes", str(max_message_bytes)],
                        check=True, stdout=subprocess.DEVNULL)
         return topic
 
@@ -226,6 +231,125 @@ class Bench:
                 log(f"consume {name}: {self.count_for(name) / wall:.1f} records/s")
         self.delete_topic(topic)
         self.results["consume"] = {name: self.rates(name, r) for name, r in runs.items()}
+
+    # Case 6: frames over the record limit
+
+    def broker_limit(self, limit):
+        """Sets every broker's message.max.bytes (a dynamic per-broker
+        setting), as a stock broker (1 MB) or a raised one has it."""
+        from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
+                                           ResourceType)
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        entry = ConfigEntry("message.max.bytes", str(limit), incremental_operation=AlterConfigOpType.SET)
+        brokers = [ConfigResource(ResourceType.BROKER, str(b), incremental_configs=[entry])
+                   for b in admin.list_topics(timeout=10).brokers]
+        for broker in brokers:
+            for future in admin.incremental_alter_configs([broker]).values():
+                future.result()
+        # The brokers apply it asynchronously: wait until each describes it.
+        deadline = time.monotonic() + 30
+        for broker in brokers:
+            described = ConfigResource(ResourceType.BROKER, broker.name)
+            while next(iter(admin.describe_configs([described]).values())).result()[
+                    "message.max.bytes"].value != str(limit):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"broker {broker.name} does not take message.max.bytes={limit}")
+                time.sleep(0.1)
+
+    def chunked(self):
+        frames = sorted(str(p) for p in Path(self.args.frames_4k_dir).glob("f-*.jpg"))
+        sizes = [os.path.getsize(p) for p in frames]
+        n = self.args.records_4k
+        frame_bytes = sum(sizes[i % len(sizes)] for i in range(n))
+        pattern = str(Path(self.args.frames_4k_dir) / "f-%05d.jpg")
+        modes = {
+            "1 MB limits, chunked": (STOCK_LIMIT, []),
+            "16 MiB limits, chunking=off": (RAISED_LIMIT, ["chunking=off"]),
+        }
+        runs = {}
+        for round_ in range(self.args.rounds + 1):
+            names = list(modes) if round_ % 2 == 0 else list(reversed(modes))
+            for name in names:
+                limit, extra = modes[name]
+                self.broker_limit(limit)
+                topic = self.topic("4k", max_message_bytes=limit)
+                ingest = ["gst-launch-1.0", "-q", "multifilesrc", f"location={pattern}",
+                          f"stop-index={len(frames) - 1}", "loop=true", f"num-buffers={n}", "caps=image/jpeg",
+                          "!", "kafkasink", f"topic={topic}", f"bootstrap-servers={self.bootstrap}"] + extra
+                wall_in, cpu_in = timed(ingest, self.env)
+                records = self.record_count(topic)
+                consume = ["gst-launch-1.0", "-v", "kafkasrc", f"topic={topic}",
+                           f"bootstrap-servers={self.bootstrap}", "start-from=earliest", "stop-at=end", "!",
+                           "fakesink", "silent=false"]
+                output = []
+                wall_out, cpu_out = timed(consume, self.env, output)
+                read = sum(": last-message = chain" in line for line in output[0].splitlines())
+                self.delete_topic(topic)
+                if read != n:
+                    raise RuntimeError(f"{name}: kafkasrc pushed {read} frames instead of {n}")
+                log(f"4K {name}: {records} records, ingest {n / wall_in:.1f} frames/s, "
+                    f"consume {n / wall_out:.1f} frames/s")
+                # The first round warms the broker and the page cache up.
+                if round_ > 0:
+                    runs.setdefault(name, []).append((records, wall_in, cpu_in, wall_out, cpu_out))
+        latency = {name: self.paced_4k(frames, *modes[name]) for name in modes}
+        self.broker_limit(RAISED_LIMIT)
+        self.results["chunked"] = {
+            "latency": latency,
+            "frames": n,
+            "frame_mb_mean": frame_bytes / n / 1e6,
+            "frame_mb_min": min(sizes) / 1e6,
+            "frame_mb_max": max(sizes) / 1e6,
+            "modes": {
+                name: {
+                    "records": [r[0] for r in rs],
+                    "ingest_frames_per_s": [n / r[1] for r in rs],
+                    "ingest_mb_per_s": [frame_bytes / r[1] / 1e6 for r in rs],
+                    "ingest_cpu_s_per_1000": [r[2] / n * 1000 for r in rs],
+                    "consume_frames_per_s": [n / r[3] for r in rs],
+                    "consume_mb_per_s": [frame_bytes / r[3] / 1e6 for r in rs],
+                    "consume_cpu_s_per_1000": [r[4] / n * 1000 for r in rs],
+                }
+                for name, rs in runs.items()
+            },
+        }
+
+    def paced_4k(self, frames, limit, extra):
+        """A 30 fps stream of the 4K frames (imagesequencesrc, paced by the
+        clock) through kafkasink, the broker, kafkasrc and mjpeghttpsink to
+        one HTTP client: frames/s and latency from the record timestamp
+        (the time the frame was published) to the whole frame at the
+        client."""
+        seconds = self.args.latency_seconds
+        sequence = Path(self.args.work_dir) / f"seq-4k-{limit}"
+        sequence.mkdir(exist_ok=True)
+        count = 30 * (seconds + 8)
+        for i in range(count):
+            link = sequence / f"f-{i:05d}.jpg"
+            if not link.exists():
+                link.symlink_to(frames[i % len(frames)])
+        self.broker_limit(limit)
+        topic = self.topic("4k-paced", max_message_bytes=limit)
+        port = free_port()
+        server = self.viewer("kafkasrc ! mjpeghttpsink", topic, port)
+        producer = None
+        try:
+            wait_port(port, server)
+            producer = subprocess.Popen(
+                ["gst-launch-1.0", "-q", "imagesequencesrc", f"location={sequence}/f-%05d.jpg", "start-index=0",
+                 f"stop-index={count - 1}", "framerate=30/1", "!", "identity", "sync=true", "!", "kafkasink",
+                 f"topic={topic}", f"bootstrap-servers={self.bootstrap}"] + extra,
+                env=self.env, stderr=subprocess.DEVNULL)
+            path = str(Path(self.args.work_dir) / f"latency-4k-{limit}.txt")
+            result = self.clients(port, 1, seconds, latencies=path)
+        finally:
+            if producer:
+                stop(producer, signal.SIGINT)
+            stop(server)
+            self.delete_topic(topic)
+        log(f"4K paced, limit {limit}: {result['fps_median']:.1f} fps, p50 {result['latency_ms_p50']:.1f} ms, "
+            f"p99 {result['latency_ms_p99']:.1f} ms")
+        return result
 
     # Case 3: fan-out
 
@@ -475,6 +599,42 @@ def report(bench, commit, command, elapsed):
         targets.append(("p99 camera-to-client latency (whole chain)", f"{chain['latency_ms_p99']:.1f} ms",
                         chain["latency_ms_p99"] < 30, "< 30 ms"))
         lines.append("")
+    if "chunked" in r:
+        c = r["chunked"]
+        lines += ["## 6. Frames over the record limit (chunking)", "",
+                  f"{c['frames']} 4K JPEG frames per run (3840×2160, jpegenc quality 95, "
+                  f"{c['frame_mb_min']:.1f}–{c['frame_mb_max']:.1f} MB, {c['frame_mb_mean']:.1f} MB on average), "
+                  "published as fast as possible by `multifilesrc ! kafkasink`, then read back to the end by "
+                  "`kafkasrc ! fakesink`: through a topic and broker with Kafka's stock limits "
+                  f"(max.message.bytes and message.max.bytes {STOCK_LIMIT}), where kafkasink cuts each frame "
+                  "into chunk records and kafkasrc puts them together again, against the same stream "
+                  f"with both limits raised to {RAISED_LIMIT} and chunking=off. {bench.args.rounds} rounds "
+                  "after a warm-up round, order alternating; each run includes the process's start-up "
+                  "(and, for ingest, the wait for the last acknowledgement).", "",
+                  "| limits | records per run | ingest frames/s | ingest MB/s | ingest CPU s per 1000 frames | "
+                  "consume frames/s | consume MB/s | consume CPU s per 1000 frames |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for name, m in c["modes"].items():
+            lines.append(f"| {name} | {statistics.median(m['records']):.0f} | "
+                         f"{spread(m['ingest_frames_per_s'])} | {spread(m['ingest_mb_per_s'])} | "
+                         f"{spread(m['ingest_cpu_s_per_1000'])} | {spread(m['consume_frames_per_s'])} | "
+                         f"{spread(m['consume_mb_per_s'])} | {spread(m['consume_cpu_s_per_1000'])} |")
+        lines += ["", f"The same frames as a 30 fps stream (imagesequencesrc paced by the clock) for "
+                  f"{bench.args.latency_seconds} s after a 2 s warm-up, through kafkasink, the broker, kafkasrc "
+                  "and mjpeghttpsink to one HTTP client (examples/mjpeg-clients.rs): frames/s at the client and "
+                  "latency from the record timestamp (when the frame was published) to the whole frame at the "
+                  "client.", "",
+                  "| limits | frames/s at the client | p50 ms | p99 ms | max ms | frames |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for name, m in c["latency"].items():
+            lines.append(f"| {name} | {m['fps_median']:.1f} | {m['latency_ms_p50']:.1f} | "
+                         f"{m['latency_ms_p99']:.1f} | {m['latency_ms_max']:.1f} | {m['frames']} |")
+        chunked, whole = c["modes"]["1 MB limits, chunked"], c["modes"]["16 MiB limits, chunking=off"]
+        for step in ["ingest", "consume"]:
+            ratio = statistics.median(chunked[f"{step}_frames_per_s"]) / statistics.median(
+                whole[f"{step}_frames_per_s"])
+            targets.append((f"4K {step}, chunked / unchunked frames/s", ratio, ratio >= 0.9, "≥ 0.9"))
+        lines.append("")
     lines += ["## Targets", "", "| target | measured | goal | result |", "| --- | --- | --- | --- |"]
     for name, value, ok, goal in targets:
         shown = f"{value:.2f}×" if isinstance(value, float) else value
@@ -497,7 +657,9 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-clients", type=int, default=500)
     parser.add_argument("--latency-seconds", type=int, default=20)
-    parser.add_argument("--cases", default="ingest,consume,fanout,latency")
+    parser.add_argument("--frames-4k-dir")
+    parser.add_argument("--records-4k", type=int, default=150)
+    parser.add_argument("--cases", default="ingest,consume,fanout,latency,chunked")
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     parser.add_argument("--command", default="scripts/bench.sh")
     args = parser.parse_args()
@@ -512,6 +674,8 @@ def main():
         bench.fanout()
     if "latency" in cases:
         bench.latency()
+    if "chunked" in cases:
+        bench.chunked()
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     text, targets = report(bench, commit, args.command, time.monotonic() - started)

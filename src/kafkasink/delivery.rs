@@ -9,12 +9,13 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{DeliveryResult, Message};
+use rdkafka::message::{DeliveryResult, Headers, Message};
 use rdkafka::producer::ProducerContext;
 use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
 
 use crate::kafka::KafkaContext;
+use crate::wireformat;
 
 /// The producer's client context: the shared one, plus delivery accounting.
 pub type SinkContext = KafkaContext<Delivery>;
@@ -39,6 +40,10 @@ pub struct Counters {
     pub dropped: u64,
     /// Records that found librdkafka's queue full and waited for room.
     pub queue_full_waits: u64,
+    /// Frames over the record limit sent as chunks, and their chunks (also
+    /// counted as records).
+    pub frames_chunked: u64,
+    pub chunks_sent: u64,
     pub last_partition: i32,
     pub last_offset: i64,
     pub latency_last_us: u64,
@@ -116,6 +121,13 @@ impl Delivery {
         counters.bytes_sent -= bytes as u64;
     }
 
+    /// Counts a frame sent as `chunks` chunk records.
+    pub fn chunked(&self, chunks: usize) {
+        let mut counters = self.counters_mut();
+        counters.frames_chunked += 1;
+        counters.chunks_sent += chunks as u64;
+    }
+
     pub fn queue_full_wait(&self) {
         self.counters_mut().queue_full_waits += 1;
     }
@@ -169,8 +181,11 @@ impl Delivery {
             Err((error, message)) => {
                 counters.delivery_errors += 1;
                 if counters.first_error.is_none() {
-                    counters.first_error =
-                        Some(describe_delivery_error(error, message.payload_len()));
+                    let mut reason = describe_delivery_error(error, message.payload_len());
+                    if let Some(frame) = chunk_of(message) {
+                        reason = format!("{frame}: {reason}");
+                    }
+                    counters.first_error = Some(reason);
                 }
             }
         }
@@ -187,6 +202,24 @@ impl ProducerContext for SinkContext {
     fn delivery(&self, result: &DeliveryResult<'_>, sent_at_us: usize) {
         self.extra.delivered(result, sent_at_us);
     }
+}
+
+/// "chunk I of N of frame SEQ" when `message` is a chunk record: a frame
+/// is lost with any of its chunks.
+fn chunk_of(message: &impl Message) -> Option<String> {
+    let headers = message.headers()?;
+    let value = |key: &str| {
+        headers
+            .iter()
+            .find(|header| header.key == key)
+            .and_then(|header| std::str::from_utf8(header.value?).ok())
+    };
+    let index = value(wireformat::CHUNK_INDEX_KEY)?;
+    Some(format!(
+        "chunk {index} of {} of frame {} (gst-seq)",
+        value(wireformat::CHUNK_COUNT_KEY).unwrap_or("?"),
+        value(wireformat::SEQ_KEY).unwrap_or("?")
+    ))
 }
 
 /// librdkafka's reason for a failed record, with what to do about the

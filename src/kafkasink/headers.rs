@@ -17,6 +17,13 @@ const RECORD_OVERHEAD: usize = 61 + 36;
 /// Bytes a header adds to its key and value: two varint lengths.
 const HEADER_OVERHEAD: usize = 10;
 
+/// The most the chunk headers add to a record: three numbers of up to 20
+/// digits.
+pub const CHUNK_HEADERS_MAX_LEN: usize = 3 * (HEADER_OVERHEAD + 20)
+    + wireformat::CHUNK_INDEX_KEY.len()
+    + wireformat::CHUNK_COUNT_KEY.len()
+    + wireformat::FRAME_SIZE_KEY.len();
+
 /// The size of a record as Kafka's limits count it, at most.
 pub fn record_size(key_len: usize, value_len: usize, headers_len: usize) -> usize {
     RECORD_OVERHEAD
@@ -47,7 +54,7 @@ impl RecordHeaders {
 }
 
 /// Writes the headers of one stream's records.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct HeaderWriter {
     stream_id: Arc<str>,
     /// The current caps as text, serialized once per caps change.
@@ -73,18 +80,52 @@ impl HeaderWriter {
         Ok(())
     }
 
+    /// The headers of a record holding the whole of `buffer`.
     pub fn headers(&self, seq: u64, buffer: &gst::BufferRef) -> RecordHeaders {
+        self.build(wireformat::VERSION, seq, Some(buffer), None)
+    }
+
+    /// The headers of a chunk of frame `seq`; `buffer`, the frame's, is
+    /// given for chunk 0, which alone carries its caps, times and flags.
+    pub fn chunk_headers(
+        &self,
+        seq: u64,
+        chunk: wireformat::Chunk,
+        buffer: Option<&gst::BufferRef>,
+    ) -> RecordHeaders {
+        self.build(wireformat::CHUNK_VERSION, seq, buffer, Some(chunk))
+    }
+
+    fn build(
+        &self,
+        version: &str,
+        seq: u64,
+        buffer: Option<&gst::BufferRef>,
+        chunk: Option<wireformat::Chunk>,
+    ) -> RecordHeaders {
         let mut number = [0u8; 20];
         let mut headers = RecordHeaders {
-            headers: OwnedHeaders::new_with_capacity(8),
+            headers: OwnedHeaders::new_with_capacity(11),
             len: 0,
         }
-        .insert(wireformat::VERSION_KEY, wireformat::VERSION.as_bytes())
+        .insert(wireformat::VERSION_KEY, version.as_bytes())
         .insert(wireformat::STREAM_ID_KEY, self.stream_id.as_bytes())
         .insert(
             wireformat::SEQ_KEY,
             wireformat::encode_number(seq, &mut number),
         );
+        if let Some(chunk) = chunk {
+            for (key, value) in [
+                (wireformat::CHUNK_INDEX_KEY, chunk.index),
+                (wireformat::CHUNK_COUNT_KEY, chunk.count),
+                (wireformat::FRAME_SIZE_KEY, chunk.frame_size),
+            ] {
+                headers = headers.insert(key, wireformat::encode_number(value, &mut number));
+            }
+        }
+        let Some(buffer) = buffer else {
+            return headers;
+        };
         if let Some(caps) = &self.caps {
             headers = headers.insert(wireformat::CAPS_KEY, caps.as_bytes());
         }
@@ -140,6 +181,38 @@ mod tests {
             .map(|(key, value)| key.len() + value.map_or(0, <[u8]>::len))
             .sum();
         assert_eq!(written.len, raw + HEADER_OVERHEAD * pairs.len());
+    }
+
+    #[test]
+    fn chunk_headers_decode_and_stay_within_their_bound() {
+        gst::init().unwrap();
+        let mut writer = HeaderWriter::new("cam-1".into());
+        writer
+            .set_caps(&gst::Caps::new_empty_simple("image/jpeg"))
+            .unwrap();
+        let mut buffer = gst::Buffer::new();
+        buffer
+            .get_mut()
+            .unwrap()
+            .set_pts(gst::ClockTime::from_mseconds(40));
+        let whole = writer.headers(u64::MAX, &buffer);
+        let chunk = wireformat::Chunk {
+            index: u64::MAX - 1,
+            count: u64::MAX,
+            frame_size: u64::MAX,
+        };
+        let first = writer.chunk_headers(u64::MAX, chunk, Some(&buffer));
+        let other = writer.chunk_headers(u64::MAX, chunk, None);
+        assert_eq!(first.len, whole.len + CHUNK_HEADERS_MAX_LEN);
+        assert!(other.len < first.len);
+        for (written, caps) in [(&first, Some("image/jpeg")), (&other, None)] {
+            let meta =
+                wireformat::decode(written.headers.iter().map(|h| (h.key, h.value))).unwrap();
+            assert_eq!(meta.chunk, Some(chunk));
+            assert_eq!((meta.stream_id, meta.seq), (Some("cam-1"), Some(u64::MAX)));
+            assert_eq!(meta.caps, caps);
+            assert_eq!(meta.pts.is_some(), caps.is_some());
+        }
     }
 
     #[test]

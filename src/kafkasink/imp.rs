@@ -17,6 +17,13 @@
  * librdkafka's reason and how many records were lost; EOS is let through
  * only once every record is acknowledged (within `flush-timeout-ms`).
  *
+ * A frame larger than the Kafka record limit (the smallest of
+ * `max-message-bytes`, the topic's `max.message.bytes` and the brokers'
+ * `message.max.bytes`, read at start) is cut into chunk records on the
+ * frame's partition, which `kafkasrc` puts together again
+ * (`chunking=auto`); `chunking=off` refuses it with an error. Plain Kafka
+ * clients recognise chunks by their `gst-chunk-count` header.
+ *
  * ## Example launch lines
  * |[
  * gst-launch-1.0 -e videotestsrc is-live=true ! jpegenc ! kafkasink topic=cam1
@@ -53,13 +60,18 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, NewTopic, OwnedResourceSpecifier, ResourceSpecifier,
+    TopicReplication,
+};
+use rdkafka::config::ClientConfig;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
+use super::chunking::{self, Plan};
 use super::delivery::{self, Delivery, SinkContext};
 use super::headers::{self, CapsTooLong, HeaderWriter};
-use super::{Acks, Compression, QueueFull};
+use super::{Acks, Chunking, Compression, QueueFull};
 use crate::capturetime;
 use crate::kafka::{self, ClientSettings, KafkaContext, TopicError};
 use crate::runtime::{self, Canceller};
@@ -83,6 +95,7 @@ const DEFAULT_RETENTION_MS: i64 = -1;
 const DEFAULT_FLUSH_TIMEOUT_MS: u32 = DEFAULT_MESSAGE_TIMEOUT_MS;
 const DEFAULT_WRITE_HEADERS: bool = true;
 const DEFAULT_PARTITION: i32 = -1;
+const DEFAULT_CHUNKING: Chunking = Chunking::Auto;
 
 /// The producer queue (librdkafka's defaults, set explicitly so that the
 /// bound stated in the README does not move with librdkafka): 1 GiB holds
@@ -90,6 +103,9 @@ const DEFAULT_PARTITION: i32 = -1;
 /// away.
 const QUEUE_MAX_KBYTES: u32 = 1_048_576;
 const QUEUE_MAX_MESSAGES: u32 = 100_000;
+/// librdkafka's default `batch.size`: a record limit below it bounds the
+/// batches too.
+const LIBRDKAFKA_BATCH_SIZE: usize = 1_000_000;
 /// How often a sink blocked on a full queue says so, with how long the
 /// brokers have acknowledged nothing.
 const QUEUE_FULL_WARNING_INTERVAL: Duration = Duration::from_secs(10);
@@ -120,6 +136,7 @@ struct Settings {
     retention_ms: i64,
     flush_timeout_ms: u32,
     write_headers: bool,
+    chunking: Chunking,
 }
 
 impl Default for Settings {
@@ -142,6 +159,7 @@ impl Default for Settings {
             retention_ms: DEFAULT_RETENTION_MS,
             flush_timeout_ms: DEFAULT_FLUSH_TIMEOUT_MS,
             write_headers: DEFAULT_WRITE_HEADERS,
+            chunking: DEFAULT_CHUNKING,
         }
     }
 }
@@ -176,12 +194,35 @@ impl Settings {
     }
 }
 
-/// The largest record the producer and the topic accept, and the setting
-/// that sets it.
+/// The largest record the producer, the topic and the brokers accept, and
+/// the setting that sets it.
 #[derive(Debug, Clone, Copy)]
 struct RecordLimit {
     bytes: usize,
     setting: &'static str,
+}
+
+impl RecordLimit {
+    /// The smallest of the producer's limit and those the broker told.
+    fn smallest(producer: usize, topic: Option<usize>, broker: Option<usize>) -> RecordLimit {
+        [
+            (Some(producer), "the max-message-bytes property"),
+            (topic, "the topic's max.message.bytes"),
+            (broker, "the brokers' message.max.bytes"),
+        ]
+        .into_iter()
+        .filter_map(|(bytes, setting)| {
+            Some(RecordLimit {
+                bytes: bytes?,
+                setting,
+            })
+        })
+        .min_by_key(|limit| limit.bytes)
+        .unwrap_or(RecordLimit {
+            bytes: producer,
+            setting: "the max-message-bytes property",
+        })
+    }
 }
 
 /// Where and how the records of one run go, fixed at start; shared with
@@ -193,6 +234,7 @@ struct Target {
     partition: Option<i32>,
     queue_full: QueueFull,
     record_limit: RecordLimit,
+    chunking: Chunking,
     flush_timeout: Duration,
     drop_warnings: Throttle,
     block_warnings: Throttle,
@@ -202,6 +244,13 @@ impl Target {
     fn delivery(&self) -> &Delivery {
         &self.producer.context().extra
     }
+}
+
+/// The record limits the broker told at start.
+#[derive(Debug, Default, Clone, Copy)]
+struct BrokerLimits {
+    topic: Option<usize>,
+    broker: Option<usize>,
 }
 
 struct Started {
@@ -352,6 +401,8 @@ impl KafkaSink {
             .field("delivery-errors", counters.delivery_errors)
             .field("dropped", counters.dropped)
             .field("queue-full-waits", counters.queue_full_waits)
+            .field("frames-chunked", counters.frames_chunked)
+            .field("chunks-sent", counters.chunks_sent)
             .field("last-partition", counters.last_partition)
             .field("last-offset", counters.last_offset)
             .field("delivery-latency-last-us", counters.latency_last_us)
@@ -360,14 +411,15 @@ impl KafkaSink {
             .build()
     }
 
-    /// Makes sure the topic exists (creating it when asked) and returns the
-    /// record size limit it imposes, if the broker tells.
+    /// Makes sure the topic exists (creating it when asked) and returns its
+    /// partition count and the record size limits of the topic and of the
+    /// brokers, as far as the broker tells.
     fn prepare_topic(
         &self,
         settings: &Settings,
         producer: &ThreadedProducer<SinkContext>,
         admin: &AdminClient<KafkaContext>,
-    ) -> Result<(usize, Option<usize>), gst::ErrorMessage> {
+    ) -> Result<(usize, BrokerLimits), gst::ErrorMessage> {
         let topic = settings.topic.as_deref().unwrap_or_default();
         let client = &settings.client;
         let timeout = client.connect_timeout();
@@ -402,14 +454,54 @@ impl KafkaSink {
                 )
             ));
         }
-        let limit = self.topic_record_limit(admin, topic, timeout);
         // An idempotent producer asks for its producer id after a metadata
         // response, from a broker that is up; the first response came from
         // the bootstrap connection, when none was. Asking again now that
         // the partition leaders are connected spares the first records
-        // librdkafka's 500 ms retry.
-        let _ = producer.client().fetch_metadata(Some(topic), timeout);
-        Ok((partitions, limit))
+        // librdkafka's 500 ms retry. The brokers it names are those whose
+        // limit counts.
+        let brokers: Vec<i32> = producer
+            .client()
+            .fetch_metadata(Some(topic), timeout)
+            .map(|metadata| metadata.brokers().iter().map(|b| b.id()).collect())
+            .unwrap_or_default();
+        let limits = self.record_limits(admin, topic, &brokers, timeout);
+        Ok((partitions, limits))
+    }
+
+    /// `producer`, or when the record limit is below librdkafka's batch size
+    /// (and `config` does not set one), a producer whose batches stay within
+    /// the limit: librdkafka puts records of a partition together up to
+    /// `batch.size`, and a broker refuses a batch over the topic's limit
+    /// however small its records (two chunks of a 100 kB limit, say).
+    fn bounded_batches(
+        &self,
+        producer: ThreadedProducer<SinkContext>,
+        config: &ClientConfig,
+        element: &gst::Element,
+        (topic, timeout): (&str, Duration),
+        limit: RecordLimit,
+    ) -> Result<ThreadedProducer<SinkContext>, gst::ErrorMessage> {
+        if limit.bytes >= LIBRDKAFKA_BATCH_SIZE || config.get("batch.size").is_some() {
+            return Ok(producer);
+        }
+        gst::debug!(
+            CAT,
+            imp = self,
+            "record limit {} bytes: batches bounded to it",
+            limit.bytes
+        );
+        let mut bounded = config.clone();
+        bounded.set("batch.size", limit.bytes.to_string());
+        let replacement: ThreadedProducer<SinkContext> = bounded
+            .create_with_context(KafkaContext::with(element, Delivery::default()))
+            .map_err(kafka::config_error)?;
+        // As in prepare_topic: the producer id comes once a metadata
+        // response named the connected leaders.
+        let _ = replacement.client().fetch_metadata(Some(topic), timeout);
+        // Dropping a producer joins its polling thread: not here.
+        std::thread::spawn(move || drop(producer));
+        Ok(replacement)
     }
 
     /// A new topic takes a moment to show in the brokers' metadata.
@@ -482,43 +574,66 @@ impl KafkaSink {
         }
     }
 
-    /// The topic's `max.message.bytes`, or `None` if the broker does not say
-    /// (e.g. no permission to describe configs): the broker still enforces it.
-    fn topic_record_limit(
+    /// The topic's `max.message.bytes` and the smallest `message.max.bytes`
+    /// of `brokers`; `None` where the broker does not say (e.g. no
+    /// permission to describe configs): the broker still enforces it.
+    fn record_limits(
         &self,
         admin: &AdminClient<KafkaContext>,
         topic: &str,
+        brokers: &[i32],
         timeout: Duration,
-    ) -> Option<usize> {
+    ) -> BrokerLimits {
         let options = AdminOptions::new().request_timeout(Some(timeout));
-        let resource = ResourceSpecifier::Topic(topic);
-        let result = runtime::wait(&self.canceller, async {
-            tokio::time::timeout(timeout, admin.describe_configs([&resource], &options)).await
-        });
-        let limit =
-            match result {
-                Ok(Ok(Ok(resources))) => resources
-                    .into_iter()
-                    .next()
-                    .and_then(|r| r.ok())
-                    .and_then(|r| {
-                        r.entries
-                            .iter()
-                            .find(|e| e.name == "max.message.bytes")
-                            .and_then(|e| e.value.as_deref()?.parse().ok())
-                    }),
-                _ => None,
+        // One request per resource: a broker describes only its own
+        // configs, so each broker's request goes to that broker.
+        let resources: Vec<ResourceSpecifier> = std::iter::once(ResourceSpecifier::Topic(topic))
+            .chain(brokers.iter().map(|&id| ResourceSpecifier::Broker(id)))
+            .collect();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let described = runtime::wait(&self.canceller, async {
+            let mut described = Vec::new();
+            for resource in &resources {
+                let request = admin.describe_configs([resource], &options);
+                if let Ok(Ok(results)) = tokio::time::timeout_at(deadline, request).await {
+                    described.extend(results.into_iter().flatten());
+                }
+            }
+            described
+        })
+        .unwrap_or_default();
+        let mut limits = BrokerLimits::default();
+        for resource in described {
+            let (name, is_topic) = match resource.specifier {
+                OwnedResourceSpecifier::Topic(_) => ("max.message.bytes", true),
+                OwnedResourceSpecifier::Broker(_) => ("message.max.bytes", false),
+                _ => continue,
             };
+            let Some(bytes) = resource
+                .get(name)
+                .and_then(|entry| entry.value.as_deref()?.parse::<usize>().ok())
+            else {
+                continue;
+            };
+            let slot = if is_topic {
+                &mut limits.topic
+            } else {
+                &mut limits.broker
+            };
+            *slot = Some(slot.map_or(bytes, |known| known.min(bytes)));
+        }
         gst::debug!(
             CAT,
             imp = self,
-            "topic {topic} max.message.bytes: {limit:?}"
+            "record limits: topic {topic} max.message.bytes {:?}, brokers {brokers:?} message.max.bytes {:?}",
+            limits.topic,
+            limits.broker
         );
-        limit
+        limits
     }
 
     fn send(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let (target, headers) = {
+        let (target, headers, seq) = {
             let mut state = self.state.lock().unwrap();
             let State::Started(started) = &mut *state else {
                 gst::element_imp_error!(self, gst::CoreError::Failed, ("not started"));
@@ -530,7 +645,7 @@ impl KafkaSink {
                 .headers
                 .as_ref()
                 .map(|writer| writer.headers(seq, buffer));
-            (started.target.clone(), headers)
+            (started.target.clone(), headers, seq)
         };
         let delivery = target.delivery();
         let topic = target.topic.as_str();
@@ -541,13 +656,20 @@ impl KafkaSink {
         let record_size = headers::record_size(target.key.len(), size, headers_len);
         let limit = target.record_limit;
         if record_size > limit.bytes {
+            if target.chunking == Chunking::Auto && headers.is_some() {
+                return self.send_chunks(&target, seq, buffer, headers_len);
+            }
+            let instead = match target.chunking {
+                Chunking::Auto => "write-headers=true to let chunking=auto cut it",
+                Chunking::Off => "chunking=auto to cut it into chunk records",
+            };
             gst::element_imp_error!(
                 self,
                 gst::ResourceError::Write,
                 (
                     "record of {record_size} bytes (a frame of {size} bytes, a key of {} bytes, \
                      {headers_len} bytes of headers) is larger than the Kafka record limit of {} \
-                     bytes: raise {}",
+                     bytes: raise {}, or set {instead}",
                     target.key.len(),
                     limit.bytes,
                     limit.setting
@@ -598,31 +720,137 @@ impl KafkaSink {
                     self.drop_record(&target);
                     return Ok(gst::FlowSuccess::Ok);
                 }
-                QueueFull::Block => {
-                    if !waited {
-                        waited = true;
-                        delivery.queue_full_wait();
-                    }
-                    if target.block_warnings.allow().is_some() {
-                        gst::element_imp_warning!(
-                            self,
-                            gst::ResourceError::Write,
-                            (
-                                "Kafka producer queue full: {}; holding the stream back until \
-                                 the brokers take records again (queue-full=block)",
-                                self.outage(&target)
-                            )
-                        );
-                    }
-                    gst::trace!(CAT, imp = self, "queue full, waiting for deliveries");
-                    runtime::wait(&self.canceller, async {
-                        let _ = tokio::time::timeout(DELIVERY_POLL, delivery.progress()).await;
-                    })
-                    .map_err(|_| gst::FlowError::Flushing)?;
-                    self.check_delivery(delivery, topic)?;
-                }
+                QueueFull::Block => self.wait_for_room(&target, &mut waited)?,
             }
         }
+    }
+
+    /// librdkafka's queue is full (queue-full=block, or the rest of a frame
+    /// whose first chunk is sent): waits for a delivery to make room, and
+    /// says so every QUEUE_FULL_WARNING_INTERVAL.
+    fn wait_for_room(&self, target: &Target, waited: &mut bool) -> Result<(), gst::FlowError> {
+        let delivery = target.delivery();
+        if !*waited {
+            *waited = true;
+            delivery.queue_full_wait();
+        }
+        if target.block_warnings.allow().is_some() {
+            gst::element_imp_warning!(
+                self,
+                gst::ResourceError::Write,
+                (
+                    "Kafka producer queue full: {}; holding the stream back until \
+                     the brokers take records again (queue-full=block)",
+                    self.outage(target)
+                )
+            );
+        }
+        gst::trace!(CAT, imp = self, "queue full, waiting for deliveries");
+        runtime::wait(&self.canceller, async {
+            let _ = tokio::time::timeout(DELIVERY_POLL, delivery.progress()).await;
+        })
+        .map_err(|_| gst::FlowError::Flushing)?;
+        self.check_delivery(delivery, &target.topic)
+    }
+
+    /// Sends frame `seq`, too large for one record, as chunk records
+    /// (docs/wire-format.md) to one partition, in order. With
+    /// queue-full=drop only the first chunk may be dropped (the whole frame
+    /// then): once it is sent, the others wait for room, as a frame cut
+    /// short is lost for readers anyway.
+    fn send_chunks(
+        &self,
+        target: &Target,
+        seq: u64,
+        buffer: &gst::Buffer,
+        frame_headers_len: usize,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let writer = match &*self.state.lock().unwrap() {
+            State::Started(started) => started.headers.clone(),
+            State::Stopped => None,
+        };
+        let Some(writer) = writer else {
+            return Err(gst::FlowError::Flushing);
+        };
+        let (topic, limit) = (target.topic.as_str(), target.record_limit);
+        let plan = Plan::new(
+            buffer.size(),
+            target.key.len(),
+            frame_headers_len,
+            limit.bytes,
+        )
+        .map_err(|chunking::NoRoom(room)| {
+            gst::element_imp_error!(
+                self,
+                gst::ResourceError::Write,
+                (
+                    "the Kafka record limit of {} bytes leaves {room} bytes per chunk beside \
+                     the key and headers, less than {}: raise {}",
+                    limit.bytes,
+                    chunking::MIN_CHUNK_LEN,
+                    limit.setting
+                )
+            );
+            gst::FlowError::Error
+        })?;
+        let timestamp = self.capture_time_ms(buffer);
+        let map = buffer.map_readable().map_err(|_| {
+            gst::element_imp_error!(self, gst::ResourceError::Read, ("cannot map buffer"));
+            gst::FlowError::Error
+        })?;
+        gst::trace!(
+            CAT,
+            imp = self,
+            "frame {seq} of {} bytes as {} chunks",
+            map.len(),
+            plan.count()
+        );
+        let delivery = target.delivery();
+        let mut waited = false;
+        for (chunk, value) in plan.chunks(map.as_slice()) {
+            let frame = (chunk.index == 0).then_some(buffer.as_ref());
+            let mut record = BaseRecord::with_opaque_to(topic, 0usize)
+                .payload(value)
+                .key(target.key.as_bytes())
+                .timestamp(timestamp)
+                .headers(writer.chunk_headers(seq, chunk, frame).headers);
+            if let Some(partition) = target.partition {
+                record = record.partition(partition);
+            }
+            loop {
+                record.delivery_opaque = delivery.sending(value.len());
+                let err = match target.producer.send(record) {
+                    Ok(()) => break,
+                    Err((err, returned)) => {
+                        delivery.not_sent(value.len());
+                        record = returned;
+                        err
+                    }
+                };
+                if err.rdkafka_error_code() != Some(RDKafkaErrorCode::QueueFull) {
+                    gst::element_imp_error!(
+                        self,
+                        gst::ResourceError::Write,
+                        (
+                            "cannot produce chunk {} of {} of frame {seq} ({} bytes) to topic \
+                             {topic}: {}",
+                            chunk.index,
+                            chunk.count,
+                            map.len(),
+                            delivery::describe_delivery_error(&err, value.len())
+                        )
+                    );
+                    return Err(gst::FlowError::Error);
+                }
+                if chunk.index == 0 && target.queue_full == QueueFull::Drop {
+                    self.drop_record(target);
+                    return Ok(gst::FlowSuccess::Ok);
+                }
+                self.wait_for_room(target, &mut waited)?;
+            }
+        }
+        delivery.chunked(plan.count());
+        Ok(gst::FlowSuccess::Ok)
     }
 
     fn drop_record(&self, target: &Target) {
@@ -778,6 +1006,11 @@ impl ObjectImpl for KafkaSink {
                     .default_value(DEFAULT_WRITE_HEADERS)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecEnum::builder_with_default("chunking", DEFAULT_CHUNKING)
+                    .nick("Chunking")
+                    .blurb("A frame larger than the Kafka record limit (the smallest of max-message-bytes, the topic's and the brokers' limits): cut into chunk records kafkasrc puts together again (auto), or an error (off)")
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecString::builder("uri")
                     .nick("URI")
                     .blurb("kafka://host:port[,host:port…]/topic?property=value&…: sets bootstrap-servers, topic and the properties named in the query; reads back the current settings, secrets left out")
@@ -785,7 +1018,7 @@ impl ObjectImpl for KafkaSink {
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("Records and bytes sent and acknowledged, in flight, delivery errors, dropped, records that waited on a full queue, last offset, delivery latency")
+                    .blurb("Records and bytes sent and acknowledged, in flight, delivery errors, dropped, records that waited on a full queue, frames sent as chunks and their chunks (counted as records too), last offset, delivery latency")
                     .read_only()
                     .build(),
             ]);
@@ -831,6 +1064,7 @@ impl ObjectImpl for KafkaSink {
                 settings.flush_timeout_ms = value.get().expect("type checked upstream")
             }
             "write-headers" => settings.write_headers = value.get().expect("type checked upstream"),
+            "chunking" => settings.chunking = value.get().expect("type checked upstream"),
             name => unimplemented!("property {name}"),
         }
     }
@@ -863,6 +1097,7 @@ impl ObjectImpl for KafkaSink {
             "retention-ms" => settings.retention_ms.to_value(),
             "flush-timeout-ms" => settings.flush_timeout_ms.to_value(),
             "write-headers" => settings.write_headers.to_value(),
+            "chunking" => settings.chunking.to_value(),
             name => unimplemented!("property {name}"),
         }
     }
@@ -938,19 +1173,19 @@ impl BaseSinkImpl for KafkaSink {
         // Dropping an admin client joins its polling thread, which can take
         // 100 ms: not on the state-change thread.
         std::thread::spawn(move || drop(admin));
-        let (partitions, topic_limit) = prepared?;
-
-        let producer_limit = settings.max_message_bytes as usize;
-        let record_limit = match topic_limit {
-            Some(topic_limit) if topic_limit < producer_limit => RecordLimit {
-                bytes: topic_limit,
-                setting: "the topic's max.message.bytes (and the broker's message.max.bytes)",
-            },
-            _ => RecordLimit {
-                bytes: producer_limit,
-                setting: "the max-message-bytes property",
-            },
-        };
+        let (partitions, limits) = prepared?;
+        let record_limit = RecordLimit::smallest(
+            settings.max_message_bytes as usize,
+            limits.topic,
+            limits.broker,
+        );
+        let producer = self.bounded_batches(
+            producer,
+            &config,
+            &element,
+            (&topic, settings.client.connect_timeout()),
+            record_limit,
+        )?;
         let stream_id: Arc<str> = format!("{}-{:016x}", element.name(), kafka::random_u64()).into();
         let key = settings
             .key
@@ -959,9 +1194,10 @@ impl BaseSinkImpl for KafkaSink {
         gst::info!(
             CAT,
             imp = self,
-            "publishing to {topic} ({partitions} partition(s)) at {}, stream id {stream_id}, record limit {} bytes",
+            "publishing to {topic} ({partitions} partition(s)) at {}, stream id {stream_id}, record limit {} bytes ({})",
             settings.client.bootstrap_servers,
-            record_limit.bytes
+            record_limit.bytes,
+            record_limit.setting
         );
         let target = Target {
             producer,
@@ -970,6 +1206,7 @@ impl BaseSinkImpl for KafkaSink {
             partition: (settings.partition >= 0).then_some(settings.partition),
             queue_full: settings.queue_full,
             record_limit,
+            chunking: settings.chunking,
             flush_timeout: Duration::from_millis(settings.flush_timeout_ms.into()),
             drop_warnings: Throttle::default(),
             block_warnings: Throttle::new(QUEUE_FULL_WARNING_INTERVAL),

@@ -3,6 +3,7 @@
 use gst::glib;
 use gst::prelude::*;
 
+mod chunking;
 mod delivery;
 mod headers;
 mod imp;
@@ -56,6 +57,20 @@ pub enum QueueFull {
     Block,
     #[enum_value(name = "Drop: drop the buffer, warn and count it", nick = "drop")]
     Drop,
+}
+
+/// What to do with a frame larger than the Kafka record limit.
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstKafkaSinkChunking")]
+pub enum Chunking {
+    #[enum_value(
+        name = "Auto: cut it into chunk records that kafkasrc puts together again",
+        nick = "auto"
+    )]
+    Auto,
+    #[enum_value(name = "Off: refuse it with an error", nick = "off")]
+    Off,
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MPL-2.0
 
 //! kafkasrc's per-record logic, apart from GStreamer elements and Kafka
-//! clients: stop conditions, per-stream sequence tracking, caps tracking
-//! and timestamping. It reads a borrowed view of one record and says what
+//! clients: stop conditions, reassembly of chunked frames (reassembly.rs),
+//! per-stream sequence tracking, caps tracking and timestamping. It reads a borrowed view of one record and says what
 //! to do with it; `imp.rs` turns that decision into a buffer. Every value
 //! taken from a record is treated as hostile: arithmetic on it is checked,
 //! and what the engine remembers is bounded whatever the records say.
@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use gst::glib;
 
+use super::reassembly::{ChunkRecord, Dropped, Outcome, Reassembly};
 use crate::wireformat::{self, HeaderError, RecordMeta};
 
 /// Most streams (`gst-stream-id`s) tracked at once. Each kafkasink run is
@@ -81,6 +82,8 @@ pub struct Config {
     pub stop_time_ms: Option<i64>,
     /// Partitions read, each of which must pass stop-time before EOS.
     pub partitions: Vec<i32>,
+    /// Bound of the bytes held for chunked frames not complete yet.
+    pub max_partial_bytes: u64,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -96,6 +99,15 @@ pub struct Counters {
     pub duplicates: u64,
     pub stream_restarts: u64,
     pub bad_records: u64,
+    /// Frames put together from chunk records and pushed.
+    pub frames_reassembled: u64,
+    /// Chunked frames dropped because a chunk of them never came (or the
+    /// bound on what is held for them was exceeded).
+    pub incomplete_frames: u64,
+    /// Chunks of frames the reader joined in the middle of, not used.
+    pub chunks_skipped: u64,
+    /// Bytes held now for chunked frames not complete yet.
+    pub partial_bytes: u64,
     pub latency_last_ms: i64,
     pub latency_max_ms: i64,
     pub last_partition: i32,
@@ -145,6 +157,9 @@ pub enum Skip {
     Duplicate,
     /// A delta unit before the first keyframe of its stream.
     BeforeKeyframe,
+    /// A chunk of a frame: held until the frame is complete, or not used
+    /// (redelivered, part of a frame joined mid-way or dropped).
+    Chunk,
     Bad(BadRecord),
 }
 
@@ -170,6 +185,9 @@ pub struct Push {
     pub offset: u64,
     /// The record timestamp, when it is a representable time since the epoch.
     pub capture_time: Option<Duration>,
+    /// A frame put together from chunk records: its bytes, which the
+    /// buffer takes over. `None`: the buffer is the record's value.
+    pub frame: Option<Vec<u8>>,
     /// The producer's stream id (`gst-stream-id`), if the record had one.
     pub stream_id: Option<String>,
 }
@@ -200,6 +218,50 @@ struct Anchor {
     wall_ms: i64,
 }
 
+/// The headers of a chunked frame's chunk 0, kept until its last chunk.
+#[derive(Debug)]
+struct FrameMeta {
+    caps: Option<String>,
+    stream_id: Option<String>,
+    seq: Option<u64>,
+    pts: Option<gst::ClockTime>,
+    dts: Option<gst::ClockTime>,
+    duration: Option<gst::ClockTime>,
+    flags: gst::BufferFlags,
+}
+
+impl FrameMeta {
+    fn new(meta: &RecordMeta) -> Self {
+        FrameMeta {
+            caps: meta.caps.map(str::to_string),
+            stream_id: meta.stream_id.map(str::to_string),
+            seq: meta.seq,
+            pts: meta.pts,
+            dts: meta.dts,
+            duration: meta.duration,
+            flags: meta.flags,
+        }
+    }
+
+    /// The bytes it keeps beyond its fixed size, for the bound.
+    fn kept_len(meta: &RecordMeta) -> usize {
+        meta.caps.map_or(0, str::len) + meta.stream_id.map_or(0, str::len)
+    }
+
+    fn view(&self) -> RecordMeta<'_> {
+        RecordMeta {
+            caps: self.caps.as_deref(),
+            stream_id: self.stream_id.as_deref(),
+            seq: self.seq,
+            pts: self.pts,
+            dts: self.dts,
+            duration: self.duration,
+            flags: self.flags,
+            chunk: None,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Engine {
     config: Config,
@@ -220,6 +282,7 @@ pub struct Engine {
     passed_stop: HashSet<i32>,
     anchor: Option<Anchor>,
     discont: bool,
+    reassembly: Reassembly<FrameMeta>,
 }
 
 /// `ms` as a clock time, if it is one (non-negative, and its nanoseconds
@@ -237,6 +300,7 @@ pub fn lags(timestamp_ms: Option<i64>, now_ms: i64, max_lag_ms: u32) -> bool {
 
 impl Engine {
     pub fn new(config: Config, end_offsets: HashMap<i32, i64>) -> Self {
+        let config_max_partial_bytes = config.max_partial_bytes;
         Engine {
             config,
             counters: Counters::default(),
@@ -250,6 +314,7 @@ impl Engine {
             passed_stop: HashSet::new(),
             anchor: None,
             discont: true,
+            reassembly: Reassembly::new(config_max_partial_bytes),
         }
     }
 
@@ -269,10 +334,37 @@ impl Engine {
     }
 
     /// After the consumer was repositioned (seek, catch-up): sequence and
-    /// keyframe state start over, the next buffer is DISCONT.
+    /// keyframe state start over, the next buffer is DISCONT, and chunked
+    /// frames are read from their next chunk 0 (what was held is let go,
+    /// not counted as lost).
     pub fn repositioned(&mut self) {
         self.tracks.clear();
         self.discont = true;
+        self.reassembly.repositioned();
+        self.counters.partial_bytes = 0;
+    }
+
+    /// At the end of the stream: chunked frames still incomplete are
+    /// dropped and counted.
+    pub fn finish(&mut self) {
+        self.reassembly.finish();
+        self.sync_reassembly();
+    }
+
+    /// Chunked frames dropped incomplete since the last call, for warnings.
+    pub fn take_dropped(&mut self) -> Vec<Dropped> {
+        self.reassembly.take_dropped()
+    }
+
+    /// The offset of the first chunk of the oldest frame of `partition`
+    /// still being put together: what a consumer group may commit at most.
+    pub fn oldest_unfinished(&self, partition: i32) -> Option<i64> {
+        self.reassembly.oldest_unfinished(partition)
+    }
+
+    fn sync_reassembly(&mut self) {
+        self.counters.incomplete_frames = self.reassembly.drops();
+        self.counters.partial_bytes = self.reassembly.held_bytes();
     }
 
     /// Takes `last_seq` as the sequence number pushed last of stream
@@ -376,33 +468,93 @@ impl Engine {
             Ok(meta) => meta,
             Err(err) => return self.bad(BadRecord::Headers(err)),
         };
+        let stream_id = meta.stream_id.unwrap_or_default();
+        let Some(chunk) = meta.chunk else {
+            if meta.stream_id.is_some() {
+                let stream = self.hasher.hash_one(stream_id);
+                self.reassembly.whole_record(partition, stream, stream_id);
+                self.sync_reassembly();
+            }
+            return self.decide(&meta, record.timestamp_ms, offset, None, now_ms);
+        };
+        let stream = self.hasher.hash_one(stream_id);
+        let outcome = self.reassembly.add(
+            ChunkRecord {
+                partition,
+                offset,
+                stream,
+                stream_id,
+                seq: meta.seq.unwrap_or_default(),
+                chunk,
+                value: record.payload,
+            },
+            FrameMeta::kept_len(&meta),
+            || FrameMeta::new(&meta),
+        );
+        self.sync_reassembly();
+        match outcome {
+            Outcome::Complete {
+                frame,
+                first_offset,
+                first,
+            } => {
+                let decision = self.decide(
+                    &first.view(),
+                    record.timestamp_ms,
+                    first_offset,
+                    Some(frame),
+                    now_ms,
+                );
+                if matches!(decision, Decision::Push(_)) {
+                    self.counters.frames_reassembled =
+                        self.counters.frames_reassembled.saturating_add(1);
+                }
+                decision
+            }
+            Outcome::JoinedMidFrame => {
+                self.counters.chunks_skipped = self.counters.chunks_skipped.saturating_add(1);
+                Decision::Skip(Skip::Chunk)
+            }
+            Outcome::Held | Outcome::Ignored => Decision::Skip(Skip::Chunk),
+        }
+    }
 
+    /// Decides what becomes of a frame: a record's, or one put together
+    /// from chunks (`frame`), whose first record is at `offset`.
+    fn decide(
+        &mut self,
+        meta: &RecordMeta,
+        timestamp_ms: Option<i64>,
+        offset: i64,
+        frame: Option<Vec<u8>>,
+        now_ms: i64,
+    ) -> Decision {
         // Everything that can make the record bad is decided before the
         // sequence bookkeeping, so that a bad record changes no state.
-        let new_caps = match self.caps_change(&meta) {
+        let new_caps = match self.caps_change(meta) {
             Ok(caps) => caps,
             Err(why) => return self.bad(why),
         };
         let candidate_anchor = Anchor {
             pts: meta.pts,
-            wall_ms: record.timestamp_ms.unwrap_or(now_ms),
+            wall_ms: timestamp_ms.unwrap_or(now_ms),
         };
         let timing = if self.config.original_timestamps {
             // Both this timestamp and the anchor's are then representable,
             // so is any distance between them.
-            if let Some(ms) = record.timestamp_ms
+            if let Some(ms) = timestamp_ms
                 && clock_time_ms(ms).is_none()
             {
                 return self.bad(BadRecord::Timestamp(ms));
             }
             let anchor = self.anchor.unwrap_or(candidate_anchor);
-            let (pts, dts) = original_times(&anchor, &meta, record.timestamp_ms, now_ms);
+            let (pts, dts) = original_times(&anchor, meta, timestamp_ms, now_ms);
             Timing::Original { pts, dts }
         } else {
             Timing::Live
         };
 
-        if let Some(skip) = self.check_sequence(&meta) {
+        if let Some(skip) = self.check_sequence(meta) {
             return Decision::Skip(skip);
         }
 
@@ -418,7 +570,7 @@ impl Engine {
             flags |= gst::BufferFlags::DISCONT;
         }
         let counters = &mut self.counters;
-        if let Some(ms) = record.timestamp_ms {
+        if let Some(ms) = timestamp_ms {
             let latency = now_ms.saturating_sub(ms);
             counters.latency_last_ms = latency;
             counters.latency_max_ms = counters.latency_max_ms.max(latency);
@@ -430,10 +582,10 @@ impl Engine {
             duration: meta.duration,
             flags,
             offset: u64::try_from(offset).unwrap_or(u64::MAX),
-            capture_time: record
-                .timestamp_ms
+            capture_time: timestamp_ms
                 .and_then(clock_time_ms)
                 .map(|time| Duration::from_nanos(time.nseconds())),
+            frame,
             stream_id: meta.stream_id.map(str::to_owned),
         })
     }

@@ -18,7 +18,11 @@
  * below its sequence number.
  *
  * Each buffer carries the record timestamp (the capture time) as a
- * `timestamp/x-unix` reference timestamp meta.
+ * `timestamp/x-unix` reference timestamp meta, and the record it was made
+ * of as a custom meta `GstKafkaRecordMeta` (fields `partition`, `offset`,
+ * and when the record has them `key`, `stream-id`, `timestamp-ms`; read it
+ * with `gst_buffer_get_custom_meta (buffer, "GstKafkaRecordMeta")`):
+ * mjpeghttpsink serves each camera of a topic by its key.
  *
  * Started before its topic exists, the element waits for it, as Kafka's own
  * consumers do (a warning after a few seconds says so, and `stats` field
@@ -29,6 +33,17 @@
  * A viewer joining an H.264/H.265 stream mid-way waits for the next keyframe
  * (records flagged delta-unit before it are skipped and counted), so the
  * decoder never sees undecodable frames.
+ *
+ * Frames that `kafkasink` cut into chunk records (frames larger than the
+ * Kafka record limit) are pushed whole, as one buffer, once all their
+ * chunks arrived, never in part. A frame missing a chunk (its writer
+ * killed mid-frame, a chunk gone) is dropped, counted in `stats` field
+ * `incomplete-frames` and warned about. Unfinished frames are held in at
+ * most `max-partial-bytes`; past it the oldest is dropped with a warning.
+ * Starting, seeking or catching up inside a chunked frame skips to the
+ * next frame without counting a loss (`chunks-skipped`); with `group-id`,
+ * offsets are committed only up to the first chunk of a frame still being
+ * put together, so a successor resumes on a frame boundary.
  *
  * Records that cannot be used (empty, undecodable headers, caps that do not
  * parse, or in `original` mode a timestamp before 1970 or after 2554) are
@@ -78,6 +93,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::engine::{self, Decision, Engine, Record, Skip, Timing};
 use super::group::{self, Rebalances, SrcContext};
+use super::reassembly::{self, Dropped};
 use super::{StartFrom, StopAt, TimestampMode, TopicSource};
 use crate::capturetime;
 use crate::kafka::{self, ClientSettings, KafkaContext, TopicError, TopicInfo};
@@ -95,6 +111,7 @@ const DEFAULT_CAPS: &str = "image/jpeg";
 const DEFAULT_TIMESTAMP_MODE: TimestampMode = TimestampMode::Live;
 const DEFAULT_MAX_LAG_MS: u32 = 0;
 const DEFAULT_WAIT_FOR_TOPIC: bool = true;
+const DEFAULT_MAX_PARTIAL_BYTES: u64 = reassembly::DEFAULT_MAX_PARTIAL_BYTES;
 /// How often a missing topic is looked up again, and after how long the
 /// wait for it is reported on the bus.
 const TOPIC_POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -124,6 +141,7 @@ struct Settings {
     timestamp_mode: TimestampMode,
     max_lag_ms: u32,
     wait_for_topic: bool,
+    max_partial_bytes: u64,
 }
 
 impl Default for Settings {
@@ -142,6 +160,7 @@ impl Default for Settings {
             timestamp_mode: DEFAULT_TIMESTAMP_MODE,
             max_lag_ms: DEFAULT_MAX_LAG_MS,
             wait_for_topic: DEFAULT_WAIT_FOR_TOPIC,
+            max_partial_bytes: DEFAULT_MAX_PARTIAL_BYTES,
         }
     }
 }
@@ -166,8 +185,16 @@ struct Started {
     pending_store: Option<PendingCommit>,
     pending_seek: Option<gst::ClockTime>,
     bad_record_warnings: Throttle,
+    incomplete_frame_warnings: Throttle,
     /// The topic did not exist at start: what opening it later needs.
     waiting_for_topic: Option<TopicWait>,
+}
+
+/// Chunked frames dropped incomplete, to warn about: each with what the
+/// warning throttle said, and how many warnings it held back.
+struct IncompleteFrames {
+    frames: Vec<(Dropped, Option<u64>)>,
+    held_back: u64,
 }
 
 /// A pushed record to commit: partition, offset and the commit metadata
@@ -407,9 +434,12 @@ impl KafkaSrc {
                         .flat_map(|headers| headers.iter())
                         .map(|header| (header.key, header.value)),
                 );
-                if next <= stop
-                    && decoded.is_ok_and(|meta| !meta.flags.contains(gst::BufferFlags::DELTA_UNIT))
-                {
+                // A chunked frame starts at its chunk 0, which has its flags.
+                let starts_frame = |meta: &wireformat::RecordMeta| {
+                    meta.chunk.is_none_or(|chunk| chunk.index == 0)
+                        && !meta.flags.contains(gst::BufferFlags::DELTA_UNIT)
+                };
+                if next <= stop && decoded.is_ok_and(|meta| starts_frame(&meta)) {
                     keyframe = Some(message.offset());
                 }
             }
@@ -534,8 +564,35 @@ impl KafkaSrc {
                 })?;
             match described {
                 Ok(info) => {
-                    let (partitions, end_offsets) = self
-                        .open_topic(&consumer, &settings, &topic, info, wait.start_time_ms, true)
+                    gst::debug!(CAT, imp = self, "topic {topic} exists now: opening it");
+                    // Reading the partitions' offsets waits for their
+                    // leaders, up to connect-timeout-ms when one is frozen
+                    // or gone: off this thread too, so that a stop does not
+                    // wait for it.
+                    let opening = {
+                        let (obj, consumer) = (self.obj().clone(), consumer.clone());
+                        let (settings, topic) = (settings.clone(), topic.clone());
+                        runtime::RUNTIME.spawn_blocking(move || {
+                            obj.imp().open_topic(
+                                &consumer,
+                                &settings,
+                                &topic,
+                                info,
+                                wait.start_time_ms,
+                                true,
+                            )
+                        })
+                    };
+                    let (partitions, end_offsets) = runtime::wait(&self.canceller, opening)
+                        .map_err(|_| gst::FlowError::Flushing)?
+                        .map_err(|err| {
+                            gst::element_imp_error!(
+                                self,
+                                gst::ResourceError::Failed,
+                                ("opening topic {topic} failed: {err}")
+                            );
+                            gst::FlowError::Error
+                        })?
                         .map_err(|err| {
                             self.post_error_message(err);
                             gst::FlowError::Error
@@ -648,6 +705,37 @@ impl KafkaSrc {
         );
     }
 
+    /// Warns about chunked frames dropped incomplete, as the throttle lets
+    /// through, and at EOS about those whose warnings were held back.
+    fn warn_incomplete(&self, report: IncompleteFrames) {
+        for (frame, admitted) in report.frames {
+            gst::debug!(CAT, imp = self, "{frame}");
+            let Some(suppressed) = admitted else {
+                continue;
+            };
+            let since = if suppressed > 0 {
+                format!(" ({suppressed} more incomplete frame(s) dropped since the last warning)")
+            } else {
+                String::new()
+            };
+            gst::element_imp_warning!(
+                self,
+                gst::StreamError::Decode,
+                ("incomplete chunked {frame}{since}")
+            );
+        }
+        if report.held_back > 0 {
+            gst::element_imp_warning!(
+                self,
+                gst::StreamError::Decode,
+                (
+                    "{} more incomplete chunked frame(s) dropped since the last warning",
+                    report.held_back
+                )
+            );
+        }
+    }
+
     /// At EOS: reports the bad records whose warnings were held back.
     fn warn_suppressed(&self, suppressed: u64) {
         if suppressed > 0 {
@@ -672,8 +760,11 @@ impl KafkaSrc {
                 );
             }
         }
-        let payload = message.payload().unwrap_or_default();
-        let mut buffer = gst::Buffer::from_mut_slice(payload.to_vec());
+        let bytes = match push.frame {
+            Some(frame) => frame,
+            None => message.payload().unwrap_or_default().to_vec(),
+        };
+        let mut buffer = gst::Buffer::from_mut_slice(bytes);
         {
             let buffer = buffer.get_mut().expect("new buffer is writable");
             match push.timing {
@@ -696,7 +787,9 @@ impl KafkaSrc {
                     key: message.key().and_then(|key| std::str::from_utf8(key).ok()),
                     stream_id: push.stream_id.as_deref(),
                     partition: message.partition(),
-                    offset: message.offset(),
+                    // A frame put together from chunks starts at its
+                    // first chunk's offset.
+                    offset: i64::try_from(push.offset).unwrap_or(message.offset()),
                     timestamp_ms: message.timestamp().to_millis(),
                 },
             );
@@ -756,11 +849,16 @@ impl KafkaSrc {
                         .and_then(|position| started.engine.seek_target_ms(position))
                         .map(|wall_ms| (wall_ms, started.reader()));
                     if seek.is_none() && started.engine.at_eos() {
-                        return Err(started.bad_record_warnings.take_held_back());
+                        started.engine.finish();
+                        return Err((
+                            started.bad_record_warnings.take_held_back(),
+                            started.take_incomplete(true),
+                        ));
                     }
                     Ok((started.consumer.clone(), seek))
                 })?
-                .map_err(|suppressed| {
+                .map_err(|(suppressed, incomplete)| {
+                    self.warn_incomplete(incomplete);
                     self.warn_suppressed(suppressed);
                     gst::FlowError::Eos
                 })?;
@@ -816,7 +914,7 @@ impl KafkaSrc {
                     continue;
                 }
             }
-            let (decision, admitted) = self.with_started(|started| {
+            let (decision, admitted, incomplete) = self.with_started(|started| {
                 let headers = message.headers();
                 let record = Record {
                     partition: message.partition(),
@@ -843,10 +941,15 @@ impl KafkaSrc {
                     }
                     Decision::Skip(Skip::Bad(_)) => started.bad_record_warnings.allow(),
                     Decision::Skip(_) => None,
-                    Decision::Eos => Some(started.bad_record_warnings.take_held_back()),
+                    Decision::Eos => {
+                        started.engine.finish();
+                        Some(started.bad_record_warnings.take_held_back())
+                    }
                 };
-                (decision, admitted)
+                let at_eos = matches!(decision, Decision::Eos);
+                (decision, admitted, started.take_incomplete(at_eos))
             })?;
+            self.warn_incomplete(incomplete);
             match decision {
                 Decision::Push(push) => return Ok(self.buffer(&message, push)),
                 Decision::Skip(Skip::Bad(why)) => self.warn_bad_record(&message, &why, admitted),
@@ -921,6 +1024,10 @@ impl KafkaSrc {
             .field("duplicates", counters.duplicates)
             .field("stream-restarts", counters.stream_restarts)
             .field("bad-records", counters.bad_records)
+            .field("frames-reassembled", counters.frames_reassembled)
+            .field("incomplete-frames", counters.incomplete_frames)
+            .field("chunks-skipped", counters.chunks_skipped)
+            .field("partial-bytes", counters.partial_bytes)
             .field("latency-last-ms", counters.latency_last_ms)
             .field("latency-max-ms", counters.latency_max_ms)
             .field("last-partition", counters.last_partition)
@@ -950,12 +1057,14 @@ impl Started {
     /// Commits `pending` with its metadata (storing it first, so that the
     /// auto-commit and a commit at stop carry it too).
     fn commit(&self, pending: PendingCommit, mode: CommitMode) -> Result<(), KafkaError> {
+        // Never past the first chunk of a frame still being put together:
+        // a successor starting there would miss part of it.
+        let mut next = pending.offset.saturating_add(1);
+        if let Some(unfinished) = self.engine.oldest_unfinished(pending.partition) {
+            next = next.min(unfinished);
+        }
         let mut list = TopicPartitionList::new();
-        list.add_partition_offset(
-            &self.topic,
-            pending.partition,
-            Offset::Offset(pending.offset.saturating_add(1)),
-        )?;
+        list.add_partition_offset(&self.topic, pending.partition, Offset::Offset(next))?;
         if let Some(metadata) = &pending.metadata {
             for mut element in list.elements() {
                 element.set_metadata(metadata);
@@ -963,6 +1072,24 @@ impl Started {
         }
         self.consumer.store_offsets(&list)?;
         self.consumer.commit(&list, mode)
+    }
+
+    /// Chunked frames dropped incomplete since the last call, each with
+    /// what the warning throttle says; at EOS, also how many warnings it
+    /// held back.
+    fn take_incomplete(&mut self, at_eos: bool) -> IncompleteFrames {
+        let frames = self
+            .engine
+            .take_dropped()
+            .into_iter()
+            .map(|frame| (frame, self.incomplete_frame_warnings.allow()))
+            .collect();
+        let held_back = if at_eos {
+            self.incomplete_frame_warnings.take_held_back()
+        } else {
+            0
+        };
+        IncompleteFrames { frames, held_back }
     }
 
     /// After a seek or catch-up: nothing read before it is to be committed.
@@ -995,6 +1122,7 @@ fn record_engine(
             stop_at_end: settings.stop_at == StopAt::End,
             stop_time_ms,
             partitions,
+            max_partial_bytes: settings.max_partial_bytes,
         },
         end_offsets,
     )
@@ -1140,6 +1268,12 @@ impl ObjectImpl for KafkaSrc {
                     .default_value(DEFAULT_WAIT_FOR_TOPIC)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt64::builder("max-partial-bytes")
+                    .nick("Max partial bytes")
+                    .blurb("Bytes held at most for chunked frames whose chunks have not all arrived (frames over the Kafka record limit); past it the oldest is dropped with a warning, and a larger frame is never put together")
+                    .default_value(DEFAULT_MAX_PARTIAL_BYTES)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecString::builder("uri")
                     .nick("URI")
                     .blurb("kafka://host:port[,host:port…]/topic?property=value&…: sets bootstrap-servers, topic and the properties named in the query (start-from=last unless given); reads back the current settings, secrets left out")
@@ -1147,7 +1281,7 @@ impl ObjectImpl for KafkaSrc {
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("Waiting for the topic, assigned partitions, consumer lag (records behind in the current partition), records and bytes received, skipped to keyframe or by lag, sequence gaps, duplicates, stream restarts (sequence jumps too large to be gaps), bad records, latency from record timestamp to push")
+                    .blurb("Waiting for the topic, assigned partitions, consumer lag (records behind in the current partition), records and bytes received, skipped to keyframe or by lag, sequence gaps, duplicates, stream restarts (sequence jumps too large to be gaps), bad records, chunked frames reassembled and dropped incomplete, chunks skipped after joining mid-frame, bytes held for unfinished frames, latency from record timestamp to push")
                     .read_only()
                     .build(),
             ]);
@@ -1201,6 +1335,9 @@ impl ObjectImpl for KafkaSrc {
             "wait-for-topic" => {
                 settings.wait_for_topic = value.get().expect("type checked upstream")
             }
+            "max-partial-bytes" => {
+                settings.max_partial_bytes = value.get().expect("type checked upstream")
+            }
             name => unimplemented!("property {name}"),
         }
     }
@@ -1229,6 +1366,7 @@ impl ObjectImpl for KafkaSrc {
             "timestamp-mode" => settings.timestamp_mode.to_value(),
             "max-lag-ms" => settings.max_lag_ms.to_value(),
             "wait-for-topic" => settings.wait_for_topic.to_value(),
+            "max-partial-bytes" => settings.max_partial_bytes.to_value(),
             name => unimplemented!("property {name}"),
         }
     }
@@ -1360,6 +1498,7 @@ impl BaseSrcImpl for KafkaSrc {
             pending_store: None,
             pending_seek: None,
             bad_record_warnings: Throttle::default(),
+            incomplete_frame_warnings: Throttle::default(),
             waiting_for_topic,
         }));
         Ok(())

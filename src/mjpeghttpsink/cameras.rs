@@ -13,7 +13,7 @@ use bytes::Bytes;
 
 use super::server::Server;
 use super::signals::SignalEmitter;
-use super::stream::{Frame, Stream, StreamConfig};
+use super::stream::{CameraOf, Frame, Stream, StreamConfig};
 
 /// What became of a frame's camera.
 #[derive(Debug, PartialEq, Eq)]
@@ -60,8 +60,13 @@ impl Cameras {
         }
     }
 
-    pub fn count(&self) -> usize {
-        self.cameras.values().flatten().count()
+    /// `max-cameras` is 0: no camera gets a stream.
+    pub fn disabled(&self) -> bool {
+        self.max == 0
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
     }
 
     /// Shows `jpeg` on the stream of camera `name`, making it if needed.
@@ -90,7 +95,10 @@ impl Cameras {
         let path = camera_path(&self.template.path, name);
         let config = StreamConfig {
             path: path.clone(),
-            camera: Some(name.to_string()),
+            camera: Some(CameraOf {
+                sink_path: self.template.path.clone(),
+                name: name.to_string(),
+            }),
             ..self.template.clone()
         };
         let stream = Arc::new(Stream::new(config, element, self.signals.clone()));

@@ -55,6 +55,15 @@
  * The server listens on 127.0.0.1 by default: set `address=0.0.0.0` to
  * expose the camera to the network, preferably with `auth`.
  *
+ * Buffers from kafkasrc name their record's key (`GstKafkaRecordMeta`):
+ * each key is also served as a camera of its own at `<path>/<key>` (the key
+ * percent-encoded as one path segment), made on its first frame with this
+ * sink's settings, and `/` becomes a wall of every camera with its name;
+ * a tile whose camera sent nothing for 3 s says so. `max-cameras` bounds
+ * how many (a warning names the cameras beyond; 0: none). Records that
+ * kafkasink keyed by its own stream id (no `key` set) name no camera: that
+ * id changes whenever the producer restarts.
+ *
  * With `tls-certificate` and `tls-key` (PEM files) it serves HTTPS through
  * rustls, offering HTTP/2 and HTTP/1.1 by ALPN: over HTTP/2 a browser
  * carries every stream of a page on one connection, where HTTP/1.1 allows
@@ -63,6 +72,7 @@
  * ## Example launch lines
  * |[
  * gst-launch-1.0 kafkasrc topic=cam1 ! mjpeghttpsink port=8080
+ * gst-launch-1.0 kafkasrc topic=cams ! mjpeghttpsink tls-certificate=cert.pem tls-key=key.pem
  * gst-launch-1.0 videotestsrc is-live=true ! jpegenc ! mjpeghttpsink address=0.0.0.0 auth=viewer:secret auth-token=s3cr3t
  * curl -o then.jpg "http://127.0.0.1:8080/snapshot.jpg?at=2026-11-25T13:00:00Z"
  * ]|
@@ -89,7 +99,7 @@ use gst_base::subclass::prelude::*;
 
 use super::CAT;
 use super::cameras::{Cameras, Outcome};
-use super::server::{Server, ServerStats};
+use super::server::{SERVER_WIDE, Server, ServerStats};
 use super::signals::SignalEmitter;
 use super::stream::{Frame, Secret, Stream, StreamConfig, StreamStats, parse_cors_origin};
 use super::tls::TlsFiles;
@@ -243,34 +253,37 @@ impl MjpegHttpSink {
         jpeg: &Bytes,
         captured: SystemTime,
     ) -> Option<String> {
-        let (camera, outcome) = recordmeta::with(buffer, |record| {
-            let name = record.camera()?;
+        if started.cameras.disabled() {
+            return None;
+        }
+        recordmeta::with(buffer, |record| {
+            let camera = record.camera()?;
             let outcome =
                 started
                     .cameras
-                    .publish(self.obj().upcast_ref(), name, jpeg.clone(), captured);
-            (outcome != Outcome::Published).then(|| (name.to_string(), outcome))
-        })??;
-        match outcome {
-            Outcome::Published => None,
-            Outcome::Added(path) => {
-                gst::info!(CAT, imp = self, "camera {camera:?} at {path}");
-                None
+                    .publish(self.obj().upcast_ref(), camera, jpeg.clone(), captured);
+            match outcome {
+                Outcome::Published => None,
+                Outcome::Added(path) => {
+                    gst::info!(CAT, imp = self, "camera {camera:?} at {path}");
+                    None
+                }
+                Outcome::OverLimit => started.camera_warnings.allow().map(|held_back| {
+                    format!(
+                        "camera {camera:?} not served at a path of its own: max-cameras ({}) \
+                         reached; {held_back} more frame(s) of such cameras since the last warning",
+                        started.cameras.max()
+                    )
+                }),
+                Outcome::PathTaken(path) => started.camera_warnings.allow().map(|held_back| {
+                    format!(
+                        "camera {camera:?} not served at {path}: another stream has that path; \
+                         {held_back} more frame(s) of such cameras since the last warning"
+                    )
+                }),
             }
-            Outcome::OverLimit => started.camera_warnings.allow().map(|held_back| {
-                format!(
-                    "camera {camera:?} not served at a path of its own: max-cameras ({}) reached; \
-                     {held_back} more frame(s) of such cameras since the last warning",
-                    started.cameras.count()
-                )
-            }),
-            Outcome::PathTaken(path) => started.camera_warnings.allow().map(|held_back| {
-                format!(
-                    "camera {camera:?} not served at {path}: another stream has that path; \
-                     {held_back} more frame(s) of such cameras since the last warning"
-                )
-            }),
-        }
+        })
+        .flatten()
     }
 
     fn stats(&self) -> gst::Structure {
@@ -377,7 +390,7 @@ impl ObjectImpl for MjpegHttpSink {
                     .build(),
                 glib::ParamSpecUInt::builder("max-cameras")
                     .nick("Maximum cameras")
-                    .blurb("Cameras served each at <path>/<camera> (buffers from kafkasrc name theirs: record key, else stream id); 0: none")
+                    .blurb("Cameras served each at <path>/<camera>, named by the key of the records kafkasrc made the buffers of; 0: none")
                     .default_value(DEFAULT_MAX_CAMERAS)
                     .mutable_ready()
                     .build(),
@@ -571,10 +584,8 @@ impl BaseSinkImpl for MjpegHttpSink {
             )
         })?;
         if !settings.path.starts_with('/')
-            || matches!(
-                settings.path.as_str(),
-                "/" | "/stats" | "/metrics" | "/snapshot.jpg" | "/timeline"
-            )
+            || SERVER_WIDE.contains(&settings.path.as_str())
+            || settings.path == "/snapshot.jpg"
         {
             return Err(gst::error_msg!(
                 gst::LibraryError::Settings,
@@ -602,9 +613,12 @@ impl BaseSinkImpl for MjpegHttpSink {
             .map_err(|reason| gst::error_msg!(gst::LibraryError::Settings, ("{reason}")))?;
         let tls = match (&settings.tls_certificate, &settings.tls_key) {
             (None, None) => None,
+            // Absolute, so that sinks naming the same files differently share
+            // a port; a missing file is told when it is read.
             (Some(certificate), Some(key)) => Some(TlsFiles {
-                certificate: certificate.into(),
-                key: key.into(),
+                certificate: std::fs::canonicalize(certificate)
+                    .unwrap_or_else(|_| certificate.into()),
+                key: std::fs::canonicalize(key).unwrap_or_else(|_| key.into()),
             }),
             _ => {
                 return Err(gst::error_msg!(

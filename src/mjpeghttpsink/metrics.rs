@@ -27,7 +27,7 @@ const STREAM_FAMILIES: &[Family] = &[
         value: |s| Some(s.clients.len() as f64),
     },
     Family {
-        name: "mjpeghttpsink_clients_total",
+        name: "mjpeghttpsink_clients_opened_total",
         kind: "counter",
         help: "Clients that opened the stream since the sink started.",
         value: |s| Some(s.clients_total as f64),

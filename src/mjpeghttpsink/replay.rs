@@ -453,13 +453,11 @@ impl Source {
                     .and_then(|h| std::str::from_utf8(h.value?).ok())
             })
         };
-        if let Some(camera) = &self.camera {
-            let named = key
-                .filter(|k| !k.is_empty())
-                .or(header(wireformat::STREAM_ID_KEY).filter(|s| !s.is_empty()));
-            if named != Some(camera.as_str()) {
-                return None;
-            }
+        // A camera is named by its record key (see cameras.rs).
+        if let Some(camera) = &self.camera
+            && key != Some(camera.as_str())
+        {
+            return None;
         }
         if header(wireformat::CAPS_KEY).is_some_and(|caps| !caps.starts_with("image/jpeg")) {
             return None;

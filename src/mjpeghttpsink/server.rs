@@ -38,6 +38,12 @@ use crate::runtime::RUNTIME;
 /// A client must send its request headers, or finish its TLS handshake,
 /// within this time (slowloris).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// HTTP/2: pings an idle connection this often, and closes it when a ping
+/// is not answered within the same time (a peer gone without a FIN).
+const H2_PING_INTERVAL: Duration = Duration::from_secs(10);
+/// HTTP/2: streams one connection may have open; each stream's clients are
+/// bounded by `max-clients` as over HTTP/1.1.
+const H2_MAX_STREAMS: u32 = 100;
 /// How long stopping waits for connections to close.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
 /// Request heads larger than this are refused.
@@ -51,6 +57,9 @@ const TOKEN_KEEP: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'.')
     .remove(b'~');
+/// Pages about every stream of the server; no stream may have these paths.
+pub const SERVER_WIDE: [&str; 4] = ["/", "/stats", "/metrics", "/timeline"];
+
 /// Characters of a stream's path kept as they are in the page's links.
 const PATH_KEEP: &AsciiSet = &TOKEN_KEEP.remove(b'/');
 
@@ -354,7 +363,10 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let for_requests = abort.clone();
+    let asked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let asked_by_request = asked.clone();
     let service = hyper::service::service_fn(move |request| {
+        asked_by_request.store(true, Ordering::Release);
         let server = server.upgrade();
         let abort = for_requests.clone();
         async move {
@@ -370,10 +382,22 @@ where
         let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .max_header_list_size(MAX_REQUEST_HEAD as u32)
+            .max_concurrent_streams(H2_MAX_STREAMS)
+            .keep_alive_interval(H2_PING_INTERVAL)
+            .keep_alive_timeout(H2_PING_INTERVAL)
             .serve_connection(io, service);
+        // HTTP/2 has no header read timeout: a connection that asks nothing
+        // within the time a request head gets is closed the same way.
+        let silent = async {
+            tokio::time::sleep(HEADER_READ_TIMEOUT).await;
+            if asked.load(Ordering::Acquire) {
+                std::future::pending::<()>().await;
+            }
+        };
         tokio::select! {
             _ = connection => (),
             _ = abort.requested() => (),
+            _ = silent => (),
         }
     } else {
         let connection = hyper::server::conn::http1::Builder::new()
@@ -507,9 +531,9 @@ async fn route(
     let request_origin = request.headers().get(header::ORIGIN).cloned();
     let all = server.streams();
     // The streams this request is about.
-    let server_wide = matches!(path.as_str(), "/" | "/stats" | "/metrics" | "/timeline");
+    let server_wide = SERVER_WIDE.contains(&path.as_str());
     let targets: Vec<Arc<Stream>> = match path.as_str() {
-        "/" | "/stats" | "/metrics" | "/timeline" => all.clone(),
+        _ if server_wide => all.clone(),
         "/snapshot.jpg" => match query_param(&request, "stream") {
             Some(wanted) => all
                 .iter()
@@ -621,7 +645,7 @@ fn replay_source(stream: &Stream) -> Result<replay::Source, String> {
     let element = stream
         .element()
         .ok_or("replay unavailable: the sink is gone")?;
-    replay::source(&element, stream.camera())
+    replay::source(&element, stream.camera().map(|camera| camera.name.as_str()))
 }
 
 fn unavailable_response(reason: &str) -> Response<ResponseBody> {
@@ -814,11 +838,10 @@ fn index(streams: &[Arc<Stream>], token: Option<&[u8]>) -> Response<ResponseBody
             format!("?token={encoded}")
         })
         .unwrap_or_default();
-    let has_cameras = |parent: &Stream| {
-        let prefix = format!("{}/", parent.path().trim_end_matches('/'));
+    let has_cameras = |sink: &Stream| {
         streams
             .iter()
-            .any(|s| s.camera().is_some() && s.path().starts_with(&prefix))
+            .any(|s| s.camera().is_some_and(|c| c.sink_path == sink.path()))
     };
     let tiles: Vec<&Arc<Stream>> = streams
         .iter()
@@ -836,9 +859,22 @@ fn index(streams: &[Arc<Stream>], token: Option<&[u8]>) -> Response<ResponseBody
         tiles.len()
     );
     for stream in &tiles {
-        let name = html_escape(stream.camera().unwrap_or(stream.path()));
+        let (name, url) = match stream.camera() {
+            // The name is one path segment, '/' included.
+            Some(camera) => (
+                html_escape(&camera.name),
+                format!(
+                    "{}/{}",
+                    percent_encode(camera.sink_path.as_bytes(), PATH_KEEP),
+                    percent_encode(camera.name.as_bytes(), TOKEN_KEEP)
+                ),
+            ),
+            None => (
+                html_escape(stream.path()),
+                percent_encode(stream.path().as_bytes(), PATH_KEEP).collect(),
+            ),
+        };
         let path = html_escape(stream.path());
-        let url: String = percent_encode(stream.path().as_bytes(), PATH_KEEP).collect();
         let _ = writeln!(
             html,
             "<figure class=\"tile\" data-path=\"{path}\"><img src=\"{url}{suffix}\" alt=\"{name}\">\
@@ -910,8 +946,12 @@ const $ = id => document.getElementById(id);
 const TIMELINE = '/timeline' + suffix;
 const travel = {mode: 'live', pos: 0, base: 0, speed: 1, frame: null, start: null, end: null};
 const withToken = q => q + (suffix ? '&' + suffix.slice(1) : '');
-const encodePath = p => p.split('/').map(encodeURIComponent).join('/');
-const liveUrl = t => encodePath(t.dataset.path) + suffix;
+// A tile's live URL, as the wall made it, and the same without a query.
+function liveUrl(tile) {
+  if (!tile.dataset.live) tile.dataset.live = tile.querySelector('img').getAttribute('src');
+  return tile.dataset.live;
+}
+const streamUrl = tile => liveUrl(tile).split('?')[0];
 function position() {
   if (travel.mode === 'live') return travel.end === null ? Date.now() : Math.max(travel.end, Date.now());
   if (travel.mode === 'play') return travel.pos + (performance.now() - travel.base) * travel.speed;
@@ -950,18 +990,20 @@ function play(at) {
   travel.base = performance.now();
   const t = Math.round(at);
   for (const tile of tiles) {
-    tile.querySelector('img').src = encodePath(tile.dataset.path) + withToken(`?at=${t}&speed=${travel.speed}`);
+    const url = streamUrl(tile) + withToken(`?at=${t}&speed=${travel.speed}`);
+    tile.querySelector('img').src = url;
   }
   render();
 }
 let shown = 0;
-async function show(at, how) {
+async function showAt(at, how) {
   travel.mode = 'pause';
   travel.pos = at;
   render();
   const request = ++shown;
   const t = Math.round(at);
   const answers = await Promise.all(tiles.map(async tile => {
+    liveUrl(tile);
     try {
       const url = withToken(`/snapshot.jpg?stream=${encodeURIComponent(tile.dataset.path)}&${how}=${t}`);
       const response = await fetch(url, {cache: 'no-store'});
@@ -989,15 +1031,15 @@ async function show(at, how) {
   }
 }
 function pause() {
-  return show(position(), 'at');
+  return showAt(position(), 'at');
 }
 function jump(at) {
-  if (travel.mode === 'pause') show(at, 'at'); else play(at);
+  if (travel.mode === 'pause') showAt(at, 'at'); else play(at);
   $('when').value = localText(at);
 }
 function step(direction) {
   if (travel.mode !== 'pause' || travel.frame === null) return;
-  if (direction < 0) show(travel.frame - 1, 'at'); else show(travel.frame, 'after');
+  if (direction < 0) showAt(travel.frame - 1, 'at'); else showAt(travel.frame, 'after');
 }
 function togglePlay() {
   if (travel.mode === 'play') pause();
@@ -1100,18 +1142,25 @@ setInterval(tick, 200);
 /// marks the tiles whose camera sent nothing for more than 3 s.
 const WALL_JS: &str = r#"
 const wall = document.getElementById('wall');
+const hint = document.getElementById('hint');
 const suffix = STATS.slice('/stats'.length);
 let tiles = [...document.querySelectorAll('.tile')];
-function enlargeable(tile) {
+function watch(tile) {
   tile.addEventListener('click', () => tile.classList.toggle('big'));
+  // A stream cut off (viewer restarted, connection reset) is asked again.
+  const img = tile.querySelector('img');
+  img.addEventListener('error', () => setTimeout(() => {
+    if (!img.src.startsWith('blob:')) img.src = img.src;
+  }, 2000));
 }
-tiles.forEach(enlargeable);
+tiles.forEach(watch);
 function addCamera(stream) {
   const tile = document.createElement('figure');
   tile.className = 'tile';
   tile.dataset.path = stream.path;
   const img = document.createElement('img');
-  img.src = stream.path.split('/').map(encodeURIComponent).join('/') + suffix;
+  img.src = stream.camera_of.split('/').map(encodeURIComponent).join('/') + '/'
+    + encodeURIComponent(stream.camera) + suffix;
   img.alt = stream.camera;
   const caption = document.createElement('figcaption');
   const name = document.createElement('span');
@@ -1121,35 +1170,51 @@ function addCamera(stream) {
   state.className = 'state';
   caption.append(name, ' ', state);
   tile.append(img, caption);
-  enlargeable(tile);
+  watch(tile);
   wall.append(tile);
   for (const mixed of tiles) {
-    if (stream.path.startsWith(mixed.dataset.path.replace(/\/$/, '') + '/')) mixed.remove();
+    if (mixed.dataset.path === stream.camera_of) mixed.remove();
   }
   tiles = [...document.querySelectorAll('.tile')];
   document.title = `gst-kafka: ${tiles.length} camera(s)`;
   document.querySelector('header span').textContent = `${tiles.length} camera(s)`;
 }
+function show(tile, stale, text) {
+  tile.classList.toggle('stale', stale);
+  tile.querySelector('.state').textContent = text;
+}
 async function poll() {
+  hint.hidden = !(location.protocol === 'http:' && tiles.length > 6);
+  // Over HTTP/1.1 this request may wait behind six streams: give up in time.
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), 3000);
+  let stats;
   try {
-    const stats = await (await fetch(STATS, {cache: 'no-store'})).json();
+    stats = await (await fetch(STATS, {cache: 'no-store', signal: abort.signal})).json();
+  } catch (e) {
+    stats = null;
+  } finally {
+    clearTimeout(timer);
+  }
+  if (stats) {
     const known = new Set(tiles.map(t => t.dataset.path));
     for (const stream of stats.streams) {
       if (stream.camera && !known.has(stream.path)) addCamera(stream);
     }
-    document.getElementById('hint').hidden = !(location.protocol === 'http:' && tiles.length > 6);
-    const ages = new Map(stats.streams.map(s => [s.path, s.last_frame_age]));
-    for (const tile of tiles) {
-      const age = ages.get(tile.dataset.path);
-      const stale = age === undefined || age === null || age > 3;
-      tile.classList.toggle('stale', stale);
-      tile.querySelector('.state').textContent = stale
-        ? (age ? `no picture for ${Math.round(age)} s` : 'no picture yet') : '';
+  }
+  const ages = new Map((stats ? stats.streams : []).map(s => [s.path, s.last_frame_age]));
+  for (const tile of tiles) {
+    if (!tile.querySelector('img').naturalWidth) {
+      show(tile, true, hint.hidden ? 'no picture yet' : 'no picture: no connection left (HTTP/1.1)');
+      continue;
     }
-  } catch (e) {
-    for (const tile of tiles) {
-      tile.querySelector('.state').textContent = 'viewer unreachable';
+    if (!stats) {
+      show(tile, false, '');
+      continue;
     }
+    const age = ages.get(tile.dataset.path);
+    const stale = typeof age !== 'number' || age > 3;
+    show(tile, stale, stale ? (typeof age === 'number' ? `no picture for ${Math.round(age)} s` : 'no picture yet') : '');
   }
 }
 poll();

@@ -122,10 +122,18 @@ pub struct StreamConfig {
     pub auth_token: Option<Secret>,
     /// The camera this stream shows, when it is one camera of a sink's
     /// input (a topic of many cameras).
-    pub camera: Option<String>,
+    pub camera: Option<CameraOf>,
     /// Whether `?at=` replays the upstream kafkasrc's topic.
     pub replay: bool,
     pub max_replay_clients: u32,
+}
+
+/// A camera of a sink: its name and the path of the sink's own stream; the
+/// camera's stream is at `<sink_path>/<name>`.
+#[derive(Debug, Clone)]
+pub struct CameraOf {
+    pub sink_path: String,
+    pub name: String,
 }
 
 /// One JPEG as it goes on the wire: part headers, the JPEG itself (the
@@ -196,8 +204,10 @@ pub struct ClientStats {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StreamStats {
     pub path: String,
-    /// The camera, for a stream of one camera of a sink's input.
+    /// The camera, for a stream of one camera of a sink's input, and the
+    /// path of that sink's own stream.
     pub camera: Option<String>,
+    pub camera_of: Option<String>,
     pub input_fps: f64,
     pub frames_in: u64,
     pub not_jpeg: u64,
@@ -286,8 +296,8 @@ impl Stream {
         &self.config.path
     }
 
-    pub fn camera(&self) -> Option<&str> {
-        self.config.camera.as_deref()
+    pub fn camera(&self) -> Option<&CameraOf> {
+        self.config.camera.as_ref()
     }
 
     pub fn send_timeout(&self) -> Duration {
@@ -386,7 +396,8 @@ impl Stream {
         let clients: Vec<ClientStats> = counters.clients.values().cloned().collect();
         StreamStats {
             path: self.config.path.clone(),
-            camera: self.config.camera.clone(),
+            camera: self.config.camera.as_ref().map(|c| c.name.clone()),
+            camera_of: self.config.camera.as_ref().map(|c| c.sink_path.clone()),
             input_fps: (counters.fps * 100.0).round() / 100.0,
             frames_in: counters.frames_in,
             not_jpeg: counters.not_jpeg,

@@ -136,8 +136,8 @@ impl OwnBroker {
         OwnBroker { home, bootstrap }
     }
 
-    /// Runs `scripts/kafka.sh <command> 1`: kill-node, pause-node,
-    /// resume-node or start-node.
+    /// Runs `scripts/kafka.sh <command> 1`: kill-node, stop-node,
+    /// pause-node, resume-node or start-node.
     pub fn node(&self, command: &str) {
         self.node_n(command, 1);
     }
@@ -148,6 +148,19 @@ impl OwnBroker {
             .status()
             .unwrap();
         assert!(status.success(), "scripts/kafka.sh {command} {node} failed");
+    }
+
+    /// Sends `signal` to node `node` at once (`node_n` runs a script, which
+    /// takes tens of milliseconds).
+    pub fn signal_node(&self, node: i32, signal: libc::c_int) {
+        let pid_file = self.home.join(format!("node{node}/broker.pid"));
+        let pid: libc::pid_t = std::fs::read_to_string(pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // SAFETY: a signal to the broker process this binary started.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
     }
 
     /// The SASL_PLAINTEXT listener of node 1: PLAIN (alice / alice-secret)
@@ -262,9 +275,24 @@ pub fn create_replicated_topic(
     replicas: i32,
     config: &[(&str, &str)],
 ) {
+    create_topic_with(
+        NewTopic::new(topic, partitions, TopicReplication::Fixed(replicas)),
+        config,
+    );
+}
+
+/// A topic of one partition on the brokers `replicas`, the first one its
+/// preferred leader.
+pub fn create_placed_topic(topic: &str, replicas: &[i32], config: &[(&str, &str)]) {
+    create_topic_with(
+        NewTopic::new(topic, 1, TopicReplication::Variable(&[replicas])),
+        config,
+    );
+}
+
+fn create_topic_with(new_topic: NewTopic<'_>, config: &[(&str, &str)]) {
     let admin: AdminClient<DefaultClientContext> = client_config().create().unwrap();
-    let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(replicas))
-        .set("max.message.bytes", "16777216");
+    let mut new_topic = new_topic.set("max.message.bytes", "16777216");
     for (key, value) in config {
         new_topic = new_topic.set(key, value);
     }
@@ -300,6 +328,22 @@ pub fn leader(topic: &str, partition: i32) -> i32 {
         .find(|p| p.id() == partition)
         .unwrap()
         .leader()
+}
+
+/// The brokers in the ISR of `partition` of `topic` (in-sync replicas).
+pub fn in_sync_replicas(topic: &str, partition: i32) -> Vec<i32> {
+    let consumer: BaseConsumer = client_config().create().unwrap();
+    let Ok(metadata) = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)) else {
+        return Vec::new();
+    };
+    let mut isr = metadata
+        .topics()
+        .first()
+        .and_then(|t| t.partitions().iter().find(|p| p.id() == partition))
+        .map(|p| p.isr().to_vec())
+        .unwrap_or_default();
+    isr.sort();
+    isr
 }
 
 /// The directory of the libgstkafka.so built with this test, for
@@ -441,6 +485,19 @@ pub fn produce_plain(topic: &str, values: &[Vec<u8>]) {
             .unwrap();
     }
     producer.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// `len` bytes no compressor or run-length trick could shrink.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
 }
 
 /// How a pipeline run ended.
