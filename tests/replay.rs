@@ -579,3 +579,34 @@ fn the_page_travels_in_time_and_back_to_live() {
         ]
     );
 }
+
+/// The replay consumers use the kafkasrc's real client settings: here a
+/// SASL password, which the `config` property only shows as `***`.
+#[test]
+fn replay_reads_with_the_secrets_of_the_kafkasrc() {
+    let _serial = serial();
+    init();
+    let sasl = own_broker().sasl_bootstrap();
+    let recording = Recording::new("replay-sasl", 1, 5, None, |_| None);
+    let pipeline = gst::parse::launch(&format!(
+        "kafkasrc name=src topic={} bootstrap-servers={sasl} start-from=earliest \
+         config=\"config,security.protocol=SASL_PLAINTEXT,sasl.mechanism=PLAIN,\
+         sasl.username=alice,sasl.password=alice-secret\" ! mjpeghttpsink name=sink port=0",
+        recording.topic
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let port = pipeline
+        .by_name("sink")
+        .unwrap()
+        .property::<u32>("bound-port") as u16;
+    let src = pipeline.by_name("src").unwrap();
+    let _stop = Stopped(pipeline);
+    let config: gst::Structure = src.property("config");
+    assert_eq!(config.get::<String>("sasl.password").unwrap(), "***");
+    let response = get(port, &format!("/snapshot.jpg?at={}", recording.ts(2)), "");
+    assert_eq!(response.status, 200);
+    assert!(body_bytes(response) == recording.records[2].value);
+}
