@@ -149,7 +149,12 @@ impl Pacer {
             self.anchor = Some(anchor);
         }
         let record_ms = timestamp_ms.saturating_sub(anchor.1).max(0);
-        let due = anchor.0 + Duration::from_secs_f64(record_ms as f64 / 1000.0 / self.speed);
+        let due = anchor
+            .0
+            .checked_add(Duration::from_secs_f64(
+                record_ms as f64 / 1000.0 / self.speed,
+            ))
+            .unwrap_or(anchor.0);
         self.last = Some((due, timestamp_ms));
         due
     }
@@ -806,7 +811,7 @@ fn read_replay(
     let mut list = TopicPartitionList::new();
     for (&(p, _, _), &offset) in partitions.iter().zip(&positions) {
         let offset = if p == start.partition {
-            start.offset + 1
+            start.offset.saturating_add(1)
         } else {
             offset
         };
