@@ -30,7 +30,8 @@ use crate::wireformat;
 pub const MIN_SPEED: f64 = 0.25;
 pub const MAX_SPEED: f64 = 8.0;
 /// A silence longer than this (record time) is skipped by a replay rather
-/// than waited out, and is what `/timeline` calls a gap.
+/// than waited out; `/timeline` probes at half of it, so such a gap shows
+/// there (on topics up to 21 minutes long, see `probe_times`).
 pub const MAX_PAUSE_MS: i64 = 5000;
 /// How many records before the asked time a keyed stream (a camera, a
 /// `key` filter) is searched for its frame at or before that time.
