@@ -325,7 +325,7 @@ fn replay_is_authorized_like_live() {
     let (pipeline, _sink, port) = viewer(
         &recording.topic,
         "queue !",
-        "auth=viewer:secret auth-token=tok",
+        "auth=viewer:secret auth-token=tok cors-origin=https://desk.example",
     );
     let _stop = Stopped(pipeline);
     let at = recording.ts(2);
@@ -342,12 +342,27 @@ fn replay_is_authorized_like_live() {
             "{path}"
         );
     }
-    let response = get(port, &format!("/snapshot.jpg?at={at}&token=tok"), "");
+    let origin = "Origin: https://desk.example\r\n";
+    let response = get(port, &format!("/snapshot.jpg?at={at}&token=tok"), origin);
     assert_eq!(response.status, 200);
+    assert_eq!(
+        response.header("access-control-allow-origin"),
+        Some("https://desk.example")
+    );
     assert!(body_bytes(response) == recording.records[2].value);
     let mut parts = PartReader::open(get(port, &format!("/video_feed?at={at}"), basic));
     assert!(parts.next().body == recording.records[2].value);
-    assert_eq!(get(port, "/timeline?token=tok", "").status, 200);
+    let response = get(port, "/timeline?token=tok", origin);
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.header("access-control-allow-origin"),
+        Some("https://desk.example")
+    );
+    let response = get(port, &format!("/video_feed?at={at}&token=tok"), origin);
+    assert_eq!(
+        response.header("access-control-allow-origin"),
+        Some("https://desk.example")
+    );
 }
 
 #[test]
