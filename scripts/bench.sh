@@ -6,7 +6,9 @@
 # Environment: KAFKA_BOOTSTRAP (use an existing broker), BENCH_ARGS (extra
 # arguments for scripts/bench/bench.py, e.g. "--rounds 1 --max-clients 100"),
 # WALL_BENCH_ARGS (for scripts/bench/wall.py, which writes
-# docs/benchmarks-wall.md, e.g. "--cases tls --seconds 10").
+# docs/benchmarks-wall.md, e.g. "--cases tls --seconds 10"),
+# REPLAY_BENCH_ARGS (for scripts/bench/replay.py, whose seek latencies go
+# to docs/benchmarks-replay.md, e.g. "--minutes 10").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -66,3 +68,16 @@ fi
 # shellcheck disable=SC2086
 "$python" scripts/bench/wall.py --bootstrap "$KAFKA_BOOTSTRAP" --frames-dir "$frames_dir" \
     --work-dir "$work_dir" ${WALL_BENCH_ARGS:-}
+# shellcheck disable=SC2086
+"$python" scripts/bench/replay.py "$KAFKA_BOOTSTRAP" "$PWD/target/release" ${REPLAY_BENCH_ARGS:-} \
+    | tee "$work_dir/replay.txt"
+{
+    echo "# Replay seek latency"
+    echo
+    echo "scripts/bench/replay.py: request of \`/video_feed?at=T\` (T random in the topic) to the"
+    echo "first whole frame, and of \`/snapshot.jpg?at=T\`, loopback, release build."
+    echo
+    echo '```'
+    cat "$work_dir/replay.txt"
+    echo '```'
+} > docs/benchmarks-replay.md

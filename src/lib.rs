@@ -13,6 +13,7 @@ mod mjpeghttpsink;
 mod recordmeta;
 mod runtime;
 mod throttle;
+mod time;
 mod uri;
 pub mod wireformat;
 

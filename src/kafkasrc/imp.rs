@@ -102,13 +102,13 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use super::engine::{self, Decision, Engine, Record, Skip, Timing};
 use super::group::{self, Rebalances, SrcContext};
 use super::reassembly::{self, Dropped};
-use super::time::parse_time_ms;
-use super::{StartFrom, StopAt, TimestampMode};
+use super::{StartFrom, StopAt, TimestampMode, TopicSource};
 use crate::capturetime;
 use crate::kafka::{self, ClientSettings, KafkaContext, TopicError, TopicInfo};
 use crate::recordmeta::{self, RecordInfo};
 use crate::runtime::{self, Cancelled, Canceller};
 use crate::throttle::Throttle;
+use crate::time::parse_time_ms;
 use crate::uri;
 use crate::wireformat;
 
@@ -649,6 +649,21 @@ impl KafkaSrc {
                 tokio::time::sleep(TOPIC_POLL_INTERVAL).await
             })
             .map_err(|_| gst::FlowError::Flushing)?;
+        }
+    }
+
+    pub(super) fn topic_source(&self) -> TopicSource {
+        let settings = self.lock_settings().clone();
+        let negotiated = self
+            .obj()
+            .static_pad("src")
+            .and_then(|pad| pad.current_caps());
+        TopicSource {
+            client: settings.client,
+            topic: settings.topic,
+            key: settings.key,
+            partition: (settings.partition >= 0).then_some(settings.partition),
+            caps: negotiated.unwrap_or(settings.caps),
         }
     }
 

@@ -2,15 +2,38 @@
 
 use gst::glib;
 use gst::prelude::*;
+use gst::subclass::prelude::*;
+
+use crate::kafka::ClientSettings;
 
 mod engine;
 mod group;
 mod imp;
 mod reassembly;
-mod time;
 
 glib::wrapper! {
     pub struct KafkaSrc(ObjectSubclass<imp::KafkaSrc>) @extends gst_base::PushSrc, gst_base::BaseSrc, gst::Element, gst::Object, @implements gst::URIHandler;
+}
+
+/// What another element of this crate needs to read the records a kafkasrc
+/// reads (mjpeghttpsink's replay), with the real client settings: the
+/// `config` property reads back redacted.
+#[derive(Debug, Clone)]
+pub(crate) struct TopicSource {
+    pub client: ClientSettings,
+    pub topic: Option<String>,
+    pub key: Option<String>,
+    /// The one partition read, when the element reads only one.
+    pub partition: Option<i32>,
+    /// The element's negotiated output caps, else the caps it gives
+    /// records that carry none.
+    pub caps: gst::Caps,
+}
+
+impl KafkaSrc {
+    pub(crate) fn topic_source(&self) -> TopicSource {
+        self.imp().topic_source()
+    }
 }
 
 /// Where consumption starts.

@@ -36,6 +36,22 @@
  * the streams the request's credentials open (401 when none), and
  * `/snapshot.jpg` without `?stream=` the first of them.
  *
+ * ## Replay
+ * Fed by a `kafkasrc` (directly or through elements of one input each,
+ * such as `jpegdec ! jpegenc`), the sink also serves the topic's history,
+ * with the kafkasrc's topic, key and client settings (`config`,
+ * `config-file`: SASL, TLS): `<path>?at=<time>[&speed=S]` replays from
+ * the frame at or before the time (ISO 8601 with a zone, or milliseconds
+ * since the epoch) at the recorded pace times S (0.25 to 8),
+ * `/snapshot.jpg?at=<time>` is that one frame, and `/timeline` gives each
+ * stream's retained range and gaps as JSON. A time outside the topic gives
+ * the nearest end with `X-Replay-Clamped: start|end`; a bad parameter is a
+ * 400 naming it. Each replay response reads with a Kafka consumer of its
+ * own, at most `max-replay-clients` at once per stream (503 beyond); live
+ * clients are not affected. Only JPEG records replay. `replay=false` turns
+ * it off; without a kafkasrc upstream, replay requests are answered 501
+ * with the reason.
+ *
  * The server listens on 127.0.0.1 by default: set `address=0.0.0.0` to
  * expose the camera to the network, preferably with `auth`.
  *
@@ -58,6 +74,7 @@
  * gst-launch-1.0 kafkasrc topic=cam1 ! mjpeghttpsink port=8080
  * gst-launch-1.0 kafkasrc topic=cams ! mjpeghttpsink tls-certificate=cert.pem tls-key=key.pem
  * gst-launch-1.0 videotestsrc is-live=true ! jpegenc ! mjpeghttpsink address=0.0.0.0 auth=viewer:secret auth-token=s3cr3t
+ * curl -o then.jpg "http://127.0.0.1:8080/snapshot.jpg?at=2026-11-25T13:00:00Z"
  * ]|
  *
  * `auth` and `auth-token` read back as `***` once set, so that property
@@ -100,6 +117,9 @@ const DEFAULT_KEEPALIVE_MS: u32 = 1000;
 const DEFAULT_SEND_TIMEOUT_MS: u32 = 5000;
 /// Enough for a large wall; bounds what a topic of ever-new keys can make.
 const DEFAULT_MAX_CAMERAS: u32 = 256;
+const DEFAULT_REPLAY: bool = true;
+/// Each replay response has a Kafka consumer and a thread of its own.
+const DEFAULT_MAX_REPLAY_CLIENTS: u32 = 8;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -117,6 +137,8 @@ struct Settings {
     tls_certificate: Option<String>,
     tls_key: Option<String>,
     max_cameras: u32,
+    replay: bool,
+    max_replay_clients: u32,
 }
 
 impl Default for Settings {
@@ -136,6 +158,8 @@ impl Default for Settings {
             tls_certificate: None,
             tls_key: None,
             max_cameras: DEFAULT_MAX_CAMERAS,
+            replay: DEFAULT_REPLAY,
+            max_replay_clients: DEFAULT_MAX_REPLAY_CLIENTS,
         }
     }
 }
@@ -167,7 +191,7 @@ pub struct MjpegHttpSink {
 const REDACTED: &str = "***";
 
 /// A JPEG starts with SOI and ends with EOI (some encoders pad after it).
-fn looks_like_jpeg(data: &[u8]) -> bool {
+pub(super) fn looks_like_jpeg(data: &[u8]) -> bool {
     let end = data.len()
         - data
             .iter()
@@ -283,6 +307,9 @@ fn stats_structure(stream: &StreamStats, server: &ServerStats) -> gst::Structure
         .field("bytes-sent", stream.bytes_sent)
         .field("connections", server.connections)
         .field("connections-refused", server.connections_refused)
+        .field("replay-clients", stream.replay.replay_clients)
+        .field("replay-clients-total", stream.replay.replay_clients_total)
+        .field("replay-refused", stream.replay.replay_refused)
         .build()
 }
 
@@ -367,6 +394,19 @@ impl ObjectImpl for MjpegHttpSink {
                     .default_value(DEFAULT_MAX_CAMERAS)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecBoolean::builder("replay")
+                    .nick("Replay")
+                    .blurb("Answer ?at=<time> on the stream and /snapshot.jpg, and /timeline, from the topic of the upstream kafkasrc (JPEG records only)")
+                    .default_value(DEFAULT_REPLAY)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("max-replay-clients")
+                    .nick("Maximum replay clients")
+                    .blurb("Replay responses (each with its own Kafka consumer) open at once per stream; more get 503")
+                    .minimum(1)
+                    .default_value(DEFAULT_MAX_REPLAY_CLIENTS)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecString::builder("tls-certificate")
                     .nick("TLS certificate")
                     .blurb("PEM file of the certificate chain: serve HTTPS (HTTP/2 or HTTP/1.1 by ALPN) instead of HTTP; needs tls-key")
@@ -389,7 +429,7 @@ impl ObjectImpl for MjpegHttpSink {
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("Clients, frames in, non-JPEG buffers skipped, input fps, frames sent and skipped, bytes sent, connections open and refused")
+                    .blurb("Clients, frames in, non-JPEG buffers skipped, input fps, frames sent and skipped, bytes sent, connections open and refused, replay clients (open, total, refused)")
                     .read_only()
                     .build(),
             ]
@@ -448,6 +488,10 @@ impl ObjectImpl for MjpegHttpSink {
             }
             "tls-key" => settings.tls_key = value.get().expect("type checked upstream"),
             "max-cameras" => settings.max_cameras = value.get().expect("type checked upstream"),
+            "replay" => settings.replay = value.get().expect("type checked upstream"),
+            "max-replay-clients" => {
+                settings.max_replay_clients = value.get().expect("type checked upstream")
+            }
             "auth" => {
                 settings.auth = value
                     .get::<Option<String>>()
@@ -490,6 +534,8 @@ impl ObjectImpl for MjpegHttpSink {
             "tls-certificate" => settings.tls_certificate.to_value(),
             "tls-key" => settings.tls_key.to_value(),
             "max-cameras" => settings.max_cameras.to_value(),
+            "replay" => settings.replay.to_value(),
+            "max-replay-clients" => settings.max_replay_clients.to_value(),
             "auth" => settings.auth.as_ref().map(|_| REDACTED).to_value(),
             "auth-token" => settings.auth_token.as_ref().map(|_| REDACTED).to_value(),
             name => unimplemented!("property {name}"),
@@ -544,7 +590,7 @@ impl BaseSinkImpl for MjpegHttpSink {
             return Err(gst::error_msg!(
                 gst::LibraryError::Settings,
                 (
-                    "path {:?} must start with / and not be /, /stats, /metrics or /snapshot.jpg",
+                    "path {:?} must start with / and not be /, /stats, /metrics, /snapshot.jpg or /timeline",
                     settings.path
                 )
             ));
@@ -593,6 +639,8 @@ impl BaseSinkImpl for MjpegHttpSink {
             auth: settings.auth,
             auth_token: settings.auth_token,
             camera: None,
+            replay: settings.replay,
+            max_replay_clients: settings.max_replay_clients,
         };
         let signals = SignalEmitter::spawn(self.obj().upcast_ref()).map_err(|err| {
             gst::error_msg!(

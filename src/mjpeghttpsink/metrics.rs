@@ -69,6 +69,24 @@ const STREAM_FAMILIES: &[Family] = &[
         value: |s| Some(s.input_fps),
     },
     Family {
+        name: "mjpeghttpsink_replay_clients",
+        kind: "gauge",
+        help: "Replay responses (?at=) open now.",
+        value: |s| Some(s.replay.replay_clients as f64),
+    },
+    Family {
+        name: "mjpeghttpsink_replay_clients_total",
+        kind: "counter",
+        help: "Replay responses (?at=) since the sink started.",
+        value: |s| Some(s.replay.replay_clients_total as f64),
+    },
+    Family {
+        name: "mjpeghttpsink_replay_refused_total",
+        kind: "counter",
+        help: "Replay requests answered 503 because max-replay-clients were open.",
+        value: |s| Some(s.replay.replay_refused as f64),
+    },
+    Family {
         name: "mjpeghttpsink_last_frame_age_seconds",
         kind: "gauge",
         help: "Seconds since the last frame arrived (absent before the first).",

@@ -10,6 +10,7 @@ mod conn;
 mod imp;
 mod metrics;
 mod nosigpipe;
+mod replay;
 mod server;
 mod signals;
 mod stream;

@@ -28,6 +28,7 @@ use super::CAT;
 use super::conn::{Abort, ClientSocket};
 use super::metrics;
 use super::nosigpipe::NoSigPipe;
+use super::replay;
 use super::stream::{
     Credentials, ResponseBody, STREAM_CONTENT_TYPE, Stream, StreamStats, full_body,
 };
@@ -57,7 +58,7 @@ const TOKEN_KEEP: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 /// Pages about every stream of the server; no stream may have these paths.
-pub const SERVER_WIDE: [&str; 3] = ["/", "/stats", "/metrics"];
+pub const SERVER_WIDE: [&str; 4] = ["/", "/stats", "/metrics", "/timeline"];
 
 /// Characters of a stream's path kept as they are in the page's links.
 const PATH_KEEP: &AsciiSet = &TOKEN_KEEP.remove(b'/');
@@ -370,7 +371,7 @@ where
         let abort = for_requests.clone();
         async move {
             Ok::<_, std::convert::Infallible>(match server {
-                Some(server) => route(&server, request, peer, abort),
+                Some(server) => route(&server, request, peer, abort).await,
                 None => plain(StatusCode::SERVICE_UNAVAILABLE, "stopping\n"),
             })
         }
@@ -515,7 +516,7 @@ fn allow_methods(mut response: Response<ResponseBody>) -> Response<ResponseBody>
     response
 }
 
-fn route(
+async fn route(
     server: &Server,
     request: Request<Incoming>,
     peer: SocketAddr,
@@ -577,18 +578,204 @@ fn route(
         );
     }
     let head = method == Method::HEAD;
-    let mut response = match path.as_str() {
-        "/" => index(&visible, credentials.token.as_deref()),
-        "/stats" => stats_json(server, &visible),
-        "/metrics" => metrics_text(server, &visible),
-        "/snapshot.jpg" => snapshot(&visible[0]),
-        _ => open_stream(&visible[0], &request, peer, head, abort),
+    let mut response = match (path.as_str(), replay_params(&request)) {
+        ("/", _) => index(&visible, credentials.token.as_deref()),
+        ("/stats", _) => stats_json(server, &visible),
+        ("/metrics", _) => metrics_text(server, &visible),
+        ("/timeline", _) => timeline_json(&visible).await,
+        (_, Some(Err(reason))) => plain(StatusCode::BAD_REQUEST, &format!("{reason}\n")),
+        ("/snapshot.jpg", None) => snapshot(&visible[0]),
+        ("/snapshot.jpg", Some(Ok(params))) => replay_snapshot(&visible[0], params).await,
+        (_, None) => open_stream(&visible[0], &request, peer, head, abort),
+        (_, Some(Ok(params))) if params.after => plain(
+            StatusCode::BAD_REQUEST,
+            "after: only /snapshot.jpg takes it; a stream takes at\n",
+        ),
+        (_, Some(Ok(params))) => replay_stream(&visible[0], params, head, abort).await,
     };
     if head {
         *response.body_mut() = full_body(Bytes::new());
     }
     let scope = if server_wide { &visible } else { &visible[..1] };
     with_cors(response, request_origin.as_ref(), scope, true)
+}
+
+/// `at` and `speed` of a replay request: none without `at`.
+#[derive(Debug, Clone, Copy)]
+struct ReplayParams {
+    at_ms: i64,
+    speed: f64,
+    /// `after=` instead of `at=`: the first frame after the time.
+    after: bool,
+}
+
+fn replay_params(request: &Request<Incoming>) -> Option<Result<ReplayParams, String>> {
+    let text = |name: &str, value: Vec<u8>| {
+        String::from_utf8(value).map_err(|_| format!("{name}: not UTF-8"))
+    };
+    let speed = query_param(request, "speed");
+    let (name, at, after) = match (query_param(request, "at"), query_param(request, "after")) {
+        (Some(_), Some(_)) => return Some(Err("at and after: give one of them".into())),
+        (Some(at), None) => ("at", at, false),
+        (None, Some(after)) => ("after", after, true),
+        (None, None) => {
+            return speed.map(|_| Err("speed: replays need at=<time> too".into()));
+        }
+    };
+    let parse = || {
+        let at_ms = replay::parse_time(name, &text(name, at)?)?;
+        let speed = match speed {
+            Some(speed) => replay::parse_speed(&text("speed", speed)?)?,
+            None => 1.0,
+        };
+        Ok(ReplayParams {
+            at_ms,
+            speed,
+            after,
+        })
+    };
+    Some(parse())
+}
+
+/// What replay reads for `stream`, or a 501 saying why it cannot.
+fn replay_source(stream: &Stream) -> Result<replay::Source, String> {
+    if !stream.replay_enabled() {
+        return Err("replay unavailable: turned off on this stream (replay=false)".into());
+    }
+    let element = stream
+        .element()
+        .ok_or("replay unavailable: the sink is gone")?;
+    replay::source(&element, stream.camera().map(|camera| camera.name.as_str()))
+}
+
+fn unavailable_response(reason: &str) -> Response<ResponseBody> {
+    plain(StatusCode::NOT_IMPLEMENTED, &format!("{reason}\n"))
+}
+
+fn too_many_replays() -> Response<ResponseBody> {
+    let mut response = plain(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too many replay clients (max-replay-clients)\n",
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    response
+}
+
+fn find_error_response(error: &replay::FindError) -> Response<ResponseBody> {
+    let status = match error {
+        replay::FindError::Empty => StatusCode::NOT_FOUND,
+        replay::FindError::Kafka(_) => StatusCode::BAD_GATEWAY,
+    };
+    plain(status, &format!("{error}\n"))
+}
+
+/// `X-Timestamp` of a record timestamp, as parts carry it.
+fn timestamp_value(ms: i64) -> HeaderValue {
+    let text = format!("{}.{:03}000", ms.div_euclid(1000), ms.rem_euclid(1000));
+    HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("0"))
+}
+
+fn mark_replay(
+    response: &mut Response<ResponseBody>,
+    name: &'static str,
+    mark: &replay::Mark,
+    clamp: Option<replay::Clamp>,
+) {
+    let headers = response.headers_mut();
+    headers.insert(name, timestamp_value(mark.timestamp_ms));
+    if let Some(clamp) = clamp {
+        headers.insert("x-replay-clamped", HeaderValue::from_static(clamp.as_str()));
+    }
+}
+
+async fn replay_snapshot(stream: &Arc<Stream>, params: ReplayParams) -> Response<ResponseBody> {
+    let source = match replay_source(stream) {
+        Ok(source) => source,
+        Err(reason) => return unavailable_response(&reason),
+    };
+    let Some(slot) = stream.enter_replay() else {
+        return too_many_replays();
+    };
+    let found = replay::snapshot(source, params.at_ms, params.after).await;
+    drop(slot);
+    let found = match found {
+        Ok(found) => found,
+        Err(error) => return find_error_response(&error),
+    };
+    let mut response = Response::new(full_body(found.jpeg.clone()));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
+    mark_replay(&mut response, "x-timestamp", &found.mark, found.clamp);
+    no_store(&mut response);
+    response
+}
+
+async fn replay_stream(
+    stream: &Arc<Stream>,
+    params: ReplayParams,
+    head: bool,
+    abort: Arc<Abort>,
+) -> Response<ResponseBody> {
+    let source = match replay_source(stream) {
+        Ok(source) => source,
+        Err(reason) => return unavailable_response(&reason),
+    };
+    let mut response = if head {
+        Response::new(full_body(Bytes::new()))
+    } else {
+        let Some(slot) = stream.enter_replay() else {
+            return too_many_replays();
+        };
+        let started = replay::start_replay(
+            stream.clone(),
+            source,
+            params.at_ms,
+            params.speed,
+            slot,
+            move || abort.abort(),
+        )
+        .await;
+        match started {
+            Ok((mark, clamp, body)) => {
+                let mut response = Response::new(body);
+                mark_replay(&mut response, "x-replay-from", &mark, clamp);
+                response
+            }
+            Err(error) => return find_error_response(&error),
+        }
+    };
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(STREAM_CONTENT_TYPE),
+    );
+    no_store(&mut response);
+    response
+}
+
+/// `/timeline`: the retained range and gaps of each stream the request may
+/// see (see replay.rs for how they are found).
+async fn timeline_json(streams: &[Arc<Stream>]) -> Response<ResponseBody> {
+    let mut entries = Vec::with_capacity(streams.len());
+    for stream in streams {
+        let path = stream.path().to_string();
+        entries.push(match replay_source(stream) {
+            Ok(source) => replay::timeline(path, source).await,
+            Err(reason) => replay::unavailable(path, reason),
+        });
+    }
+    let mut json =
+        serde_json::to_vec(&serde_json::json!({ "streams": entries })).unwrap_or_default();
+    json.push(b'\n');
+    let mut response = Response::new(full_body(json));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    no_store(&mut response);
+    response
 }
 
 fn open_stream(
@@ -663,7 +850,7 @@ fn index(streams: &[Arc<Stream>], token: Option<&[u8]>) -> Response<ResponseBody
     let mut html = format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>gst-kafka: {} camera(s)</title><style>{WALL_CSS}</style></head><body>\n\
+         <title>gst-kafka: {} camera(s)</title><style>{WALL_CSS}{TRANSPORT_CSS}</style></head><body>\n\
          <header><b>gst-kafka</b> <span>{} camera(s)</span>\
          <span id=\"hint\" hidden>This page is served over HTTP/1.1: browsers show at most six \
          streams per host. Serve it over HTTPS (tls-certificate, tls-key) for HTTP/2 and every \
@@ -698,7 +885,7 @@ fn index(streams: &[Arc<Stream>], token: Option<&[u8]>) -> Response<ResponseBody
     let stats_url = format!("/stats{suffix}");
     let _ = write!(
         html,
-        "</main>\n<script>const STATS = {};\n{WALL_JS}</script>\n</body></html>\n",
+        "</main>\n{TRANSPORT_HTML}<script>const STATS = {};\n{WALL_JS}{TRANSPORT_JS}</script>\n</body></html>\n",
         serde_json::to_string(&stats_url).unwrap_or_default()
     );
     let mut response = Response::new(full_body(html));
@@ -720,6 +907,236 @@ header{display:flex;gap:1em;align-items:baseline;padding:.5em 1em;background:#16
 .tile.stale img{opacity:.35}.tile.stale .state{color:#ff6b6b}\
 .tile.big{position:fixed;inset:0;z-index:10;cursor:zoom-out}.tile.big img{height:100%;aspect-ratio:auto}";
 
+/// The time travel bar: hidden until the script shows it, so that without
+/// scripting the page is the live wall.
+const TRANSPORT_HTML: &str = "<footer id=\"transport\" hidden>\
+<button id=\"live\" class=\"on\" title=\"Back to live (L)\">&#9679; Live</button>\
+<button id=\"back\" title=\"One frame back, while paused (&#8592;)\">&#9664; Frame</button>\
+<button id=\"play\" title=\"Play or pause (space)\">Pause</button>\
+<button id=\"fwd\" title=\"One frame forward, while paused (&#8594;)\">Frame &#9654;</button>\
+<select id=\"speed\" title=\"Replay speed\"><option>0.25</option><option>0.5</option>\
+<option selected>1</option><option>2</option><option>4</option><option>8</option></select>\
+<input id=\"when\" type=\"datetime-local\" step=\"0.001\" title=\"Go to a date and time (local)\">\
+<span id=\"clock\">LIVE</span><span id=\"note\"></span>\
+<div id=\"timeline\" title=\"Click or drag to travel\"><span id=\"tstart\"></span>\
+<span id=\"tend\"></span><div id=\"cursor\"></div></div></footer>\n";
+
+const TRANSPORT_CSS: &str = "body{padding-bottom:var(--bar,0)}\
+#transport{position:fixed;left:0;right:0;bottom:0;z-index:20;display:flex;flex-wrap:wrap;gap:.4em;align-items:center;padding:.5em 1em;background:#161a20;border-top:1px solid #2a313b}\
+#transport button,#transport select,#transport input{background:#232a33;color:#e8e8e8;border:1px solid #3a4350;border-radius:4px;padding:.25em .6em;font:inherit}\
+#transport button:disabled,#transport select:disabled,#transport input:disabled{opacity:.4}\
+#transport #live.on{background:#c62828;border-color:#e53935}\
+#clock{font-variant-numeric:tabular-nums;margin-left:.5em}#note{color:#f0b429}\
+#timeline{position:relative;flex:1 1 100%;height:26px;background:#2b3440;border-radius:4px;cursor:pointer;touch-action:none;overflow:hidden}\
+#timeline .gap{position:absolute;top:0;bottom:0;background:repeating-linear-gradient(45deg,#0b0d10 0 4px,#1a1f26 4px 8px)}\
+#timeline span{position:absolute;top:4px;font-size:.75em;color:#9aa4b1;pointer-events:none}#tstart{left:6px}#tend{right:6px}\
+#cursor{position:absolute;top:0;bottom:0;width:3px;margin-left:-1px;background:#f0b429;pointer-events:none}\
+.tile.replay figcaption .name::after{content:' \\00B7  replay';color:#f0b429}\
+.tile.replay .state{display:none}.tile.replay.stale img{opacity:1}\
+.tile.big{bottom:var(--bar,0)}";
+
+/// Time travel: every tile of this tab follows one clock. Live shows the
+/// live streams; playing replays each tile from the position (`?at=` and
+/// `speed`); paused shows the frame of each tile at the position
+/// (`/snapshot.jpg?at=`), and steps one frame with `at=` (back) and
+/// `after=` (forward) from the first tile's frame time.
+const TRANSPORT_JS: &str = r#"
+const bar = document.getElementById('transport');
+const $ = id => document.getElementById(id);
+const TIMELINE = '/timeline' + suffix;
+const travel = {mode: 'live', pos: 0, base: 0, speed: 1, frame: null, start: null, end: null};
+const withToken = q => q + (suffix ? '&' + suffix.slice(1) : '');
+// A tile's live URL, as the wall made it, and the same without a query.
+function liveUrl(tile) {
+  if (!tile.dataset.live) tile.dataset.live = tile.querySelector('img').getAttribute('src');
+  return tile.dataset.live;
+}
+const streamUrl = tile => liveUrl(tile).split('?')[0];
+function position() {
+  if (travel.mode === 'live') return travel.end === null ? Date.now() : Math.max(travel.end, Date.now());
+  if (travel.mode === 'play') return travel.pos + (performance.now() - travel.base) * travel.speed;
+  return travel.pos;
+}
+function localText(ms) {
+  const d = new Date(ms);
+  return new Date(ms - d.getTimezoneOffset() * 60000).toISOString().slice(0, 23);
+}
+function render() {
+  $('live').classList.toggle('on', travel.mode === 'live');
+  $('play').textContent = travel.mode === 'play' ? 'Pause' : '\u25B6 Play';
+  const paused = travel.mode === 'pause';
+  $('back').disabled = !paused;
+  $('fwd').disabled = !paused;
+  for (const tile of tiles) tile.classList.toggle('replay', travel.mode !== 'live');
+}
+function tick() {
+  const now = position();
+  $('clock').textContent = travel.mode === 'live' ? 'LIVE'
+    : `${localText(now).replace('T', ' ')} ${travel.mode === 'play' ? 'playing ' + travel.speed + '\u00D7' : 'paused'}`;
+  if (travel.start !== null && travel.end !== null && travel.end > travel.start) {
+    const x = Math.min(1, Math.max(0, (now - travel.start) / (Math.max(travel.end, now) - travel.start)));
+    $('cursor').style.left = (x * 100) + '%';
+  }
+}
+function setLive() {
+  travel.mode = 'live';
+  travel.frame = null;
+  for (const tile of tiles) tile.querySelector('img').src = liveUrl(tile);
+  render();
+}
+function play(at) {
+  travel.mode = 'play';
+  travel.pos = at;
+  travel.base = performance.now();
+  const t = Math.round(at);
+  for (const tile of tiles) {
+    const url = streamUrl(tile) + withToken(`?at=${t}&speed=${travel.speed}`);
+    tile.querySelector('img').src = url;
+  }
+  render();
+}
+let shown = 0;
+async function showAt(at, how) {
+  travel.mode = 'pause';
+  travel.pos = at;
+  render();
+  const request = ++shown;
+  const t = Math.round(at);
+  const answers = await Promise.all(tiles.map(async tile => {
+    liveUrl(tile);
+    try {
+      const url = withToken(`/snapshot.jpg?stream=${encodeURIComponent(tile.dataset.path)}&${how}=${t}`);
+      const response = await fetch(url, {cache: 'no-store'});
+      if (!response.ok) return {tile, error: (await response.text()).trim()};
+      return {tile, blob: await response.blob(), at: parseFloat(response.headers.get('X-Timestamp')) * 1000,
+              clamped: response.headers.get('X-Replay-Clamped')};
+    } catch (e) {
+      return {tile, error: 'viewer unreachable'};
+    }
+  }));
+  if (request !== shown || travel.mode !== 'pause') return;
+  for (const answer of answers) {
+    const img = answer.tile.querySelector('img');
+    if (!answer.blob) continue;
+    if (img.src.startsWith('blob:')) URL.revokeObjectURL(img.src);
+    img.src = URL.createObjectURL(answer.blob);
+  }
+  const first = answers.find(a => a.blob);
+  $('note').textContent = first ? (first.clamped ? `no recording ${first.clamped === 'start' ? 'before' : 'after'} this` : '')
+    : (answers[0] ? answers[0].error : '');
+  if (first) {
+    travel.frame = Math.round(first.at);
+    travel.pos = first.at;
+    $('when').value = localText(first.at);
+  }
+}
+function pause() {
+  return showAt(position(), 'at');
+}
+function jump(at) {
+  if (travel.mode === 'pause') showAt(at, 'at'); else play(at);
+  $('when').value = localText(at);
+}
+function step(direction) {
+  if (travel.mode !== 'pause' || travel.frame === null) return;
+  if (direction < 0) showAt(travel.frame - 1, 'at'); else showAt(travel.frame, 'after');
+}
+function togglePlay() {
+  if (travel.mode === 'play') pause();
+  else if (travel.mode === 'pause') play(travel.pos);
+  else pause();
+}
+async function loadTimeline() {
+  try {
+    const answer = await (await fetch(TIMELINE, {cache: 'no-store'})).json();
+    const usable = answer.streams.filter(s => !s.unavailable && s.start !== null);
+    const line = $('timeline');
+    line.querySelectorAll('.gap').forEach(g => g.remove());
+    if (!usable.length) {
+      const why = answer.streams.map(s => s.unavailable).find(Boolean);
+      $('note').textContent = 'Live only: ' + (why || 'nothing recorded yet');
+      for (const id of ['back', 'play', 'fwd', 'speed', 'when']) $(id).disabled = true;
+      line.style.visibility = 'hidden';
+      return;
+    }
+    line.style.visibility = '';
+    $('play').disabled = $('speed').disabled = $('when').disabled = false;
+    travel.start = Math.min(...usable.map(s => s.start));
+    travel.end = Math.max(...usable.map(s => s.end));
+    $('tstart').textContent = localText(travel.start).replace('T', ' ');
+    $('tend').textContent = localText(travel.end).replace('T', ' ');
+    const span = Math.max(1, travel.end - travel.start);
+    for (const [from, to] of usable[0].gaps) {
+      const gap = document.createElement('div');
+      gap.className = 'gap';
+      gap.style.left = ((from - travel.start) / span * 100) + '%';
+      gap.style.width = ((to - from) / span * 100) + '%';
+      gap.title = 'nothing recorded';
+      line.append(gap);
+    }
+    render();
+  } catch (e) {
+    $('note').textContent = 'timeline unavailable';
+  }
+}
+function timeAt(event) {
+  const box = $('timeline').getBoundingClientRect();
+  const x = Math.min(1, Math.max(0, (event.clientX - box.left) / box.width));
+  return travel.start + x * (travel.end - travel.start);
+}
+let dragging = false;
+$('timeline').addEventListener('pointerdown', e => {
+  if (travel.start === null) return;
+  dragging = true;
+  $('timeline').setPointerCapture(e.pointerId);
+  $('clock').textContent = localText(timeAt(e)).replace('T', ' ');
+});
+$('timeline').addEventListener('pointermove', e => {
+  if (!dragging) return;
+  const at = timeAt(e);
+  $('cursor').style.left = ((at - travel.start) / (travel.end - travel.start) * 100) + '%';
+  $('clock').textContent = localText(at).replace('T', ' ');
+});
+$('timeline').addEventListener('pointerup', e => {
+  if (!dragging) return;
+  dragging = false;
+  jump(timeAt(e));
+});
+// Space and the arrows drive the bar, not a button that kept the focus.
+for (const button of bar.querySelectorAll('button')) button.addEventListener('click', () => button.blur());
+$('live').addEventListener('click', setLive);
+$('play').addEventListener('click', togglePlay);
+$('back').addEventListener('click', () => step(-1));
+$('fwd').addEventListener('click', () => step(1));
+$('speed').addEventListener('change', () => {
+  travel.speed = parseFloat($('speed').value);
+  if (travel.mode === 'play') play(position());
+  else travel.base = performance.now();
+});
+$('when').addEventListener('change', () => {
+  const at = new Date($('when').value).getTime();
+  if (!Number.isNaN(at)) jump(at);
+});
+document.addEventListener('keydown', e => {
+  if (e.target.closest && e.target.closest('input, select')) return;
+  if (e.key === ' ') togglePlay();
+  else if (e.key === 'ArrowLeft') travel.mode === 'play' ? play(position() - 10000) : step(-1);
+  else if (e.key === 'ArrowRight') travel.mode === 'play' ? play(position() + 10000) : step(1);
+  else if (e.key === 'l' || e.key === 'L') setLive();
+  else return;
+  e.preventDefault();
+});
+bar.hidden = false;
+// Room for the bar under the wall and an enlarged tile, however it wraps.
+const fitBar = () => document.body.style.setProperty('--bar', bar.offsetHeight + 'px');
+fitBar();
+window.addEventListener('resize', fitBar);
+render();
+loadTimeline();
+setInterval(loadTimeline, 5000);
+setInterval(tick, 200);
+"#;
+
 /// Enlarges a tile on click; every 2 s reads /stats, adds a tile for each
 /// camera that appeared since (in place of its sink's mixed stream) and
 /// marks the tiles whose camera sent nothing for more than 3 s.
@@ -732,7 +1149,9 @@ function watch(tile) {
   tile.addEventListener('click', () => tile.classList.toggle('big'));
   // A stream cut off (viewer restarted, connection reset) is asked again.
   const img = tile.querySelector('img');
-  img.addEventListener('error', () => setTimeout(() => { img.src = img.src; }, 2000));
+  img.addEventListener('error', () => setTimeout(() => {
+    if (!img.src.startsWith('blob:')) img.src = img.src;
+  }, 2000));
 }
 tiles.forEach(watch);
 function addCamera(stream) {

@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::CAT;
 use super::conn::Abort;
+use super::replay::{Gate, GateStats, Slot};
 use super::signals::{ClientEvent, SignalEmitter};
 
 macro_rules! boundary {
@@ -32,7 +33,7 @@ macro_rules! boundary {
 }
 
 /// The multipart boundary. Unquoted in the Content-Type (WebKit wants it so).
-const BOUNDARY: &str = boundary!();
+pub const BOUNDARY: &str = boundary!();
 
 /// The Content-Type of a stream response.
 pub const STREAM_CONTENT_TYPE: &str = concat!("multipart/x-mixed-replace;boundary=", boundary!());
@@ -122,6 +123,9 @@ pub struct StreamConfig {
     /// The camera this stream shows, when it is one camera of a sink's
     /// input (a topic of many cameras).
     pub camera: Option<CameraOf>,
+    /// Whether `?at=` replays the upstream kafkasrc's topic.
+    pub replay: bool,
+    pub max_replay_clients: u32,
 }
 
 /// A camera of a sink: its name and the path of the sink's own stream; the
@@ -161,7 +165,7 @@ impl Frame {
         &self.jpeg
     }
 
-    fn part(&self, last: bool) -> [Bytes; 3] {
+    pub fn part(&self, last: bool) -> [Bytes; 3] {
         const TRAILER: &str = concat!("\r\n--", boundary!(), "\r\n");
         const CLOSING: &str = concat!("\r\n--", boundary!(), "--\r\n");
         [
@@ -216,6 +220,8 @@ pub struct StreamStats {
     pub bytes_sent_total: u64,
     /// Seconds since the last frame arrived; none before the first.
     pub last_frame_age: Option<f64>,
+    #[serde(flatten)]
+    pub replay: GateStats,
     pub clients: Vec<ClientStats>,
 }
 
@@ -252,7 +258,7 @@ impl Counters {
 }
 
 /// Why a client's feed ended.
-enum FeedEnd {
+pub enum FeedEnd {
     /// The response is complete, or the client went away.
     Done,
     /// The client's socket accepted nothing for `send-timeout-ms`.
@@ -266,6 +272,7 @@ pub struct Stream {
     element: glib::WeakRef<gst::Element>,
     signals: Arc<SignalEmitter>,
     next_client: AtomicU64,
+    replay_gate: Gate,
 }
 
 impl Stream {
@@ -275,12 +282,13 @@ impl Stream {
         signals: Arc<SignalEmitter>,
     ) -> Stream {
         Stream {
-            config,
             published: watch::Sender::new(Published::Waiting),
             counters: Mutex::new(Counters::default()),
             element: element.downgrade(),
             signals,
             next_client: AtomicU64::new(0),
+            replay_gate: Gate::new(config.max_replay_clients),
+            config,
         }
     }
 
@@ -296,8 +304,35 @@ impl Stream {
         self.config.send_timeout
     }
 
+    pub fn keepalive(&self) -> Duration {
+        self.config.keepalive
+    }
+
     pub fn max_connections(&self) -> u32 {
         self.config.max_connections
+    }
+
+    pub fn replay_enabled(&self) -> bool {
+        self.config.replay
+    }
+
+    /// A slot for one more replay response, unless `max-replay-clients`
+    /// are open.
+    pub fn enter_replay(&self) -> Option<Slot> {
+        self.replay_gate.enter()
+    }
+
+    /// Resolves once the sink stopped.
+    pub async fn stopped(&self) {
+        let mut published = self.published.subscribe();
+        loop {
+            if matches!(*published.borrow_and_update(), Published::Stopped) {
+                return;
+            }
+            if published.changed().await.is_err() {
+                return;
+            }
+        }
     }
 
     pub fn cors_origin(&self) -> Option<&HeaderValue> {
@@ -376,6 +411,7 @@ impl Stream {
             last_frame_age: counters
                 .last_arrival
                 .map(|at| (at.elapsed().as_secs_f64() * 1000.0).round() / 1000.0),
+            replay: self.replay_gate.stats(),
             clients,
         }
     }
@@ -425,7 +461,7 @@ impl Stream {
             }
             stream.remove_client(id);
         });
-        Some(ChunkBody(rx).boxed())
+        Some(ChunkBody::boxed_body(rx))
     }
 
     fn remove_client(&self, id: u64) {
@@ -519,7 +555,13 @@ impl Stream {
 }
 
 /// The body of a stream response: chunks from the client's feed task.
-struct ChunkBody(mpsc::Receiver<Bytes>);
+pub struct ChunkBody(mpsc::Receiver<Bytes>);
+
+impl ChunkBody {
+    pub fn boxed_body(chunks: mpsc::Receiver<Bytes>) -> ResponseBody {
+        ChunkBody(chunks).boxed()
+    }
+}
 
 impl hyper::body::Body for ChunkBody {
     type Data = Bytes;
@@ -542,7 +584,7 @@ pub fn full_body(data: impl Into<Bytes>) -> ResponseBody {
 }
 
 /// Queues `chunks`, each within `timeout`.
-async fn send_all<const N: usize>(
+pub async fn send_all<const N: usize>(
     tx: &mpsc::Sender<Bytes>,
     chunks: [Bytes; N],
     timeout: Duration,

@@ -450,6 +450,31 @@ pub fn record_count(topic: &str) -> i64 {
         .sum()
 }
 
+/// A plain record (no headers) to produce at a given time.
+pub struct TimedRecord {
+    pub partition: i32,
+    pub key: Option<String>,
+    pub timestamp_ms: i64,
+    pub value: Vec<u8>,
+}
+
+/// Produces `records` with an independent client, each with its partition,
+/// key and record timestamp.
+pub fn produce_timed(topic: &str, records: &[TimedRecord]) {
+    let producer: BaseProducer = client_config().create().unwrap();
+    for record in records {
+        let mut base = BaseRecord::<str, _>::to(topic)
+            .payload(&record.value)
+            .partition(record.partition)
+            .timestamp(record.timestamp_ms);
+        if let Some(key) = &record.key {
+            base = base.key(key.as_str());
+        }
+        producer.send(base).map_err(|(err, _)| err).unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+}
+
 /// Produces plain records (no headers) with an independent client, as the
 /// tutorial's kafka-python producer does.
 pub fn produce_plain(topic: &str, values: &[Vec<u8>]) {

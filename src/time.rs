@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MPL-2.0
 
-//! Points in time given as properties: milliseconds since the Unix epoch, or
+//! Points in time given as properties or request parameters: milliseconds since the Unix epoch, or
 //! an ISO 8601 date-time with a time zone such as `2026-11-25T13:00:00Z` or
 //! `2026-11-25T14:00:00.250+01:00`, read by GLib's ISO 8601 parser.
 

@@ -1,0 +1,1179 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! Replay of the topic the upstream `kafkasrc` reads: `?at=` on a stream
+//! or on `/snapshot.jpg`, and `/timeline`. Each replay response reads with
+//! a Kafka consumer of its own, on a thread of its own, so that neither the
+//! live clients nor the tokio workers wait for the broker. The pure parts
+//! (parameters, which frame to show, the pace, gaps) are functions apart,
+//! with unit tests.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use bytes::Bytes;
+use gst::prelude::*;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use super::imp::looks_like_jpeg;
+use super::stream::{BOUNDARY, ChunkBody, FeedEnd, Frame, ResponseBody, Stream, send_all};
+use crate::kafka::{self, ClientSettings, KafkaContext};
+use crate::kafkasrc::{KafkaSrc, TopicSource};
+use crate::time::parse_time_ms;
+use crate::wireformat;
+
+pub const MIN_SPEED: f64 = 0.25;
+pub const MAX_SPEED: f64 = 8.0;
+/// A silence longer than this (record time) is skipped by a replay rather
+/// than waited out; `/timeline` probes at half of it, so such a gap shows
+/// there (on topics up to 21 minutes long, see `probe_times`).
+pub const MAX_PAUSE_MS: i64 = 5000;
+/// How many records before the asked time a keyed stream (a camera, a
+/// `key` filter) is searched for its frame at or before that time.
+const LOOKBACK: i64 = 4096;
+/// Frames read ahead of the pace, per replay response.
+const READ_AHEAD: usize = 8;
+/// How often a replay's consumer thread checks that its client is there.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Elements between the sink and its kafkasrc at most.
+const MAX_HOPS: usize = 32;
+/// `/timeline` asks the broker for at most this many times per partition…
+const TIMELINE_MAX_PROBES: i64 = 512;
+/// …spaced at least this far apart, so a gap of twice this is always found.
+const TIMELINE_MIN_STEP_MS: i64 = MAX_PAUSE_MS / 2;
+/// How long a topic's timeline is reused.
+const TIMELINE_CACHE: Duration = Duration::from_secs(5);
+
+/// Why a time could not be shown exactly: it lies before the oldest or
+/// after the newest record, and the nearest end is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clamp {
+    Start,
+    End,
+}
+
+impl Clamp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Clamp::Start => "start",
+            Clamp::End => "end",
+        }
+    }
+}
+
+/// Parses the time parameter `name` (`at`, `after`): milliseconds since
+/// the epoch or ISO 8601 with a zone.
+pub fn parse_time(name: &str, text: &str) -> Result<i64, String> {
+    parse_time_ms(text).map_err(|reason| format!("{name}: {reason}"))
+}
+
+/// Parses `speed`: a factor from 0.25 to 8.
+pub fn parse_speed(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(speed) if (MIN_SPEED..=MAX_SPEED).contains(&speed) => Ok(speed),
+        _ => Err(format!(
+            "speed: {text:?} is not a number from {MIN_SPEED} to {MAX_SPEED}"
+        )),
+    }
+}
+
+/// Where a record is, and its timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark {
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp_ms: i64,
+}
+
+/// The frame to show for time `at`, given each partition's newest frame at
+/// or before `at` (`before`) and, where there is none, its oldest frame
+/// after it (`after`). `searched_to_start`: no partition has a frame before
+/// those searched, so nothing in `before` means `at` precedes the
+/// recording. `newer_records`: some partition has a record at or after
+/// `at`, so `at` is within the recording.
+pub fn choose(
+    at: i64,
+    before: &[Mark],
+    after: &[Mark],
+    searched_to_start: bool,
+    newer_records: bool,
+) -> Option<(Mark, Option<Clamp>)> {
+    if let Some(newest) = before
+        .iter()
+        .max_by_key(|m| (m.timestamp_ms, m.offset))
+        .copied()
+    {
+        let past_end = !newer_records && at > newest.timestamp_ms;
+        return Some((newest, past_end.then_some(Clamp::End)));
+    }
+    let oldest = after
+        .iter()
+        .min_by_key(|m| (m.timestamp_ms, m.offset))
+        .copied()?;
+    Some((oldest, searched_to_start.then_some(Clamp::Start)))
+}
+
+/// When each frame of a replay is due: at the recorded pace (record
+/// timestamps) times `speed`, from the first frame on. A frame older than
+/// the one before, or after a silence longer than `MAX_PAUSE_MS`, follows
+/// at once and the pace starts again from it.
+#[derive(Debug)]
+pub struct Pacer {
+    speed: f64,
+    anchor: Option<(Instant, i64)>,
+    last: Option<(Instant, i64)>,
+}
+
+impl Pacer {
+    pub fn new(speed: f64) -> Pacer {
+        Pacer {
+            speed,
+            anchor: None,
+            last: None,
+        }
+    }
+
+    pub fn due(&mut self, timestamp_ms: i64, now: Instant) -> Instant {
+        let (Some(mut anchor), Some((last_due, last_ts))) = (self.anchor, self.last) else {
+            self.anchor = Some((now, timestamp_ms));
+            self.last = Some((now, timestamp_ms));
+            return now;
+        };
+        let step = timestamp_ms.saturating_sub(last_ts);
+        if !(0..=MAX_PAUSE_MS).contains(&step) {
+            anchor = (last_due, timestamp_ms);
+            self.anchor = Some(anchor);
+        }
+        let record_ms = timestamp_ms.saturating_sub(anchor.1).max(0);
+        let due = anchor
+            .0
+            .checked_add(Duration::from_secs_f64(
+                record_ms as f64 / 1000.0 / self.speed,
+            ))
+            .unwrap_or(anchor.0);
+        self.last = Some((due, timestamp_ms));
+        due
+    }
+}
+
+/// The probe times of a timeline from `start` to `end`: evenly spaced, at
+/// most `TIMELINE_MAX_PROBES` + 1, at least `TIMELINE_MIN_STEP_MS` apart,
+/// the last one at `end`.
+pub fn probe_times(start: i64, end: i64) -> Vec<i64> {
+    let span = end.saturating_sub(start).max(0);
+    let step = (span.saturating_add(TIMELINE_MAX_PROBES - 1) / TIMELINE_MAX_PROBES)
+        .max(TIMELINE_MIN_STEP_MS);
+    let mut times: Vec<i64> = (0..)
+        .map(|i: i64| start.saturating_add(i.saturating_mul(step)))
+        .take_while(|t| *t < end)
+        .collect();
+    times.push(end);
+    times
+}
+
+/// The gaps between probes: `offsets[i]` are the offsets each partition
+/// gives for `times[i]` (the first record at or after it). Equal offsets at
+/// two consecutive times mean no record between them; adjacent such
+/// stretches are merged.
+pub fn gaps(times: &[i64], offsets: &[Vec<i64>]) -> Vec<[i64; 2]> {
+    let mut gaps: Vec<[i64; 2]> = Vec::new();
+    for i in 1..times.len().min(offsets.len()) {
+        if offsets[i] != offsets[i - 1] {
+            continue;
+        }
+        match gaps.last_mut() {
+            Some(gap) if gap[1] == times[i - 1] => gap[1] = times[i],
+            _ => gaps.push([times[i - 1], times[i]]),
+        }
+    }
+    gaps
+}
+
+/// What replay reads for one stream: the upstream kafkasrc's topic, key
+/// and client settings, and the camera when the stream shows one.
+#[derive(Debug, Clone)]
+pub struct Source {
+    client: ClientSettings,
+    topic: String,
+    key: Option<String>,
+    partition: Option<i32>,
+    camera: Option<String>,
+    element: gst::Element,
+}
+
+/// Finds the kafkasrc feeding `sink` (through elements of one input each,
+/// such as `jpegdec ! jpegenc`) and what replay reads there, or says why
+/// there is nothing to replay.
+pub fn source(sink: &gst::Element, camera: Option<&str>) -> Result<Source, String> {
+    let upstream = upstream_kafkasrc(sink)?.topic_source();
+    let TopicSource {
+        client,
+        topic,
+        key,
+        partition,
+        caps,
+    } = upstream;
+    let topic = topic.ok_or("replay unavailable: the upstream kafkasrc has no topic")?;
+    let media = caps
+        .structure(0)
+        .map(|s| s.name().to_string())
+        .unwrap_or_default();
+    if media != "image/jpeg" {
+        return Err(format!(
+            "replay unavailable: replay needs JPEG records, and topic {topic} carries {media}"
+        ));
+    }
+    Ok(Source {
+        client,
+        topic,
+        key,
+        partition,
+        camera: camera.map(str::to_string),
+        element: sink.clone(),
+    })
+}
+
+fn upstream_kafkasrc(sink: &gst::Element) -> Result<KafkaSrc, String> {
+    let mut pad = sink
+        .static_pad("sink")
+        .ok_or("replay unavailable: the sink has no sink pad")?;
+    for _ in 0..MAX_HOPS {
+        let mut peer = pad
+            .peer()
+            .ok_or("replay unavailable: the sink is not linked")?;
+        // Through a bin's ghost pad to the element behind it.
+        while let Some(target) = peer
+            .downcast_ref::<gst::GhostPad>()
+            .and_then(|ghost| ghost.target())
+        {
+            peer = target;
+        }
+        let element = peer
+            .parent_element()
+            .ok_or("replay unavailable: the input comes from no element")?;
+        let element = match element.downcast::<KafkaSrc>() {
+            Ok(kafkasrc) => return Ok(kafkasrc),
+            Err(element) => element,
+        };
+        let inputs = element.sink_pads();
+        let [input] = inputs.as_slice() else {
+            let factory = element
+                .factory()
+                .map(|f| f.name().to_string())
+                .unwrap_or_default();
+            return Err(format!(
+                "replay unavailable: it needs a kafkasrc upstream, and the input comes from {} ({factory})",
+                element.name()
+            ));
+        };
+        pad = input.clone();
+    }
+    Err("replay unavailable: no kafkasrc within 32 elements upstream".into())
+}
+
+type ReplayConsumer = BaseConsumer<KafkaContext>;
+
+/// Closes `consumer` off the caller's path: librdkafka's close and destroy
+/// take about 100 ms, which a seek should not wait for.
+fn dispose(consumer: ReplayConsumer) {
+    crate::runtime::RUNTIME.spawn_blocking(move || drop(consumer));
+}
+
+impl Source {
+    fn consumer(&self) -> Result<ReplayConsumer, String> {
+        let defaults = [
+            ("client.id", "gst-mjpeghttpsink-replay".to_string()),
+            (
+                "group.id",
+                format!("gst-mjpeghttpsink-replay-{:016x}", kafka::random_u64()),
+            ),
+            ("enable.auto.commit", "false".into()),
+            ("enable.auto.offset.store", "false".into()),
+            // Small fetches and queue: a replay reads at the pace of one
+            // camera, and twenty of them must not hold a gigabyte (a fetch
+            // still returns a record larger than these).
+            (
+                "fetch.max.bytes",
+                kafka::DEFAULT_MAX_MESSAGE_BYTES.to_string(),
+            ),
+            ("max.partition.fetch.bytes", "1048576".into()),
+            ("fetch.wait.max.ms", "10".into()),
+            ("queued.max.messages.kbytes", "2048".into()),
+            ("allow.auto.create.topics", "false".into()),
+        ];
+        let config = self
+            .client
+            .client_config(&defaults)
+            .map_err(|err| format!("replay consumer: {err}"))?;
+        config
+            .create_with_context(KafkaContext::new(&self.element))
+            .map_err(|err| format!("replay consumer: {err}"))
+    }
+
+    fn timeout(&self) -> Duration {
+        self.client.connect_timeout()
+    }
+
+    /// Each partition read, with its low and high watermarks.
+    fn partitions(&self, consumer: &ReplayConsumer) -> Result<Vec<(i32, i64, i64)>, String> {
+        let ids: Vec<i32> = match self.partition {
+            Some(partition) => vec![partition],
+            None => {
+                let metadata = consumer
+                    .fetch_metadata(Some(&self.topic), self.timeout())
+                    .map_err(|err| format!("topic {}: {err}", self.topic))?;
+                metadata
+                    .topics()
+                    .iter()
+                    .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                    .collect()
+            }
+        };
+        ids.into_iter()
+            .map(|p| {
+                let (low, high) = consumer
+                    .fetch_watermarks(&self.topic, p, self.timeout())
+                    .map_err(|err| format!("topic {} partition {p}: {err}", self.topic))?;
+                Ok((p, low, high))
+            })
+            .collect()
+    }
+
+    /// Per partition, the offset of the first record at or after `at_ms`
+    /// (`high` when there is none).
+    fn offsets_at(
+        &self,
+        consumer: &ReplayConsumer,
+        partitions: &[(i32, i64, i64)],
+        at_ms: i64,
+    ) -> Result<Vec<i64>, String> {
+        let mut list = TopicPartitionList::new();
+        for (p, _, _) in partitions {
+            list.add_partition_offset(&self.topic, *p, Offset::Offset(at_ms))
+                .map_err(|err| err.to_string())?;
+        }
+        let found = consumer
+            .offsets_for_times(list, self.timeout())
+            .map_err(|err| format!("offsets for time {at_ms} in {}: {err}", self.topic))?;
+        Ok(partitions
+            .iter()
+            .map(
+                |(p, _, high)| match found.find_partition(&self.topic, *p).map(|e| e.offset()) {
+                    Some(Offset::Offset(offset)) if offset >= 0 => offset.min(*high),
+                    _ => *high,
+                },
+            )
+            .collect())
+    }
+
+    /// Calls `f` with the records of each range `(partition, from, to)`
+    /// (`to` included), in offset order per partition, until it returns
+    /// false for that partition. Each call has a consumer of its own,
+    /// assigned once: librdkafka can abort the process when an assignment
+    /// changes while its fetchers stop (librdkafka issue 5573).
+    /// `spare`: a consumer never assigned, used instead of a new one.
+    fn read_ranges(
+        &self,
+        spare: &mut Option<ReplayConsumer>,
+        ranges: &[(i32, i64, i64)],
+        f: impl FnMut(&BorrowedMessage) -> bool,
+    ) -> Result<(), String> {
+        let open: HashMap<i32, (i64, i64)> = ranges
+            .iter()
+            .filter(|(_, from, to)| from <= to)
+            .map(|&(p, from, to)| (p, (from, to)))
+            .collect();
+        if open.is_empty() {
+            return Ok(());
+        }
+        let consumer = match spare.take() {
+            Some(consumer) => consumer,
+            None => self.consumer()?,
+        };
+        let read = self.read_assigned(&consumer, open, f);
+        dispose(consumer);
+        read
+    }
+
+    fn read_assigned(
+        &self,
+        consumer: &ReplayConsumer,
+        mut open: HashMap<i32, (i64, i64)>,
+        mut f: impl FnMut(&BorrowedMessage) -> bool,
+    ) -> Result<(), String> {
+        let mut list = TopicPartitionList::new();
+        for (&p, &(from, _)) in &open {
+            list.add_partition_offset(&self.topic, p, Offset::Offset(from))
+                .map_err(|err| err.to_string())?;
+        }
+        consumer.assign(&list).map_err(|err| err.to_string())?;
+        let deadline = Instant::now() + self.timeout();
+        while !open.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!(
+                    "topic {}: records {open:?} not read within {:?}",
+                    self.topic,
+                    self.timeout()
+                ));
+            }
+            match consumer.poll(left.min(POLL_INTERVAL)) {
+                Some(Ok(message)) => {
+                    let partition = message.partition();
+                    let Some(&(from, to)) = open.get(&partition) else {
+                        continue;
+                    };
+                    if message.offset() < from {
+                        continue;
+                    }
+                    if !f(&message) || message.offset() >= to {
+                        open.remove(&partition);
+                    }
+                }
+                Some(Err(err)) => return Err(format!("topic {}: {err}", self.topic)),
+                None => (),
+            }
+        }
+        Ok(())
+    }
+
+    /// The JPEG of a record and its timestamp, when the record belongs to
+    /// this stream: its key (or camera) matches and it holds a JPEG.
+    fn frame<'a>(&self, message: &'a BorrowedMessage) -> Option<(i64, &'a [u8])> {
+        let key = message.key().and_then(|k| std::str::from_utf8(k).ok());
+        if let Some(wanted) = &self.key
+            && key != Some(wanted.as_str())
+        {
+            return None;
+        }
+        let header = |name: &str| {
+            message.headers().and_then(|headers| {
+                headers
+                    .iter()
+                    .find(|h| h.key == name)
+                    .and_then(|h| std::str::from_utf8(h.value?).ok())
+            })
+        };
+        // A camera is named by its record key (see cameras.rs).
+        if let Some(camera) = &self.camera
+            && key != Some(camera.as_str())
+        {
+            return None;
+        }
+        if header(wireformat::CAPS_KEY).is_some_and(|caps| !caps.starts_with("image/jpeg")) {
+            return None;
+        }
+        let jpeg = message.payload().filter(|data| looks_like_jpeg(data))?;
+        Some((message.timestamp().to_millis()?, jpeg))
+    }
+
+    /// The frame at or before `at_ms` (see [`choose`]): in each partition
+    /// the records just before the first one at or after `at_ms`, further
+    /// back while none is of this stream (up to `LOOKBACK`); the first frame
+    /// after it where there is none before.
+    fn find(&self, control: ReplayConsumer, at_ms: i64) -> Result<Found, FindError> {
+        let partitions = self.partitions(&control).map_err(FindError::Kafka)?;
+        let offsets = self
+            .offsets_at(&control, &partitions, at_ms)
+            .map_err(FindError::Kafka)?;
+        let mut spare = Some(control);
+        let mark_of = |message: &BorrowedMessage, ts| Mark {
+            partition: message.partition(),
+            offset: message.offset(),
+            timestamp_ms: ts,
+        };
+        // (partition, low, high, first offset at or after at_ms)
+        let mut searching: Vec<(i32, i64, i64, i64)> = partitions
+            .iter()
+            .zip(&offsets)
+            .filter(|((_, low, high), _)| low < high)
+            .map(|(&(p, low, high), &at_offset)| (p, low, high, at_offset))
+            .collect();
+        let all = searching.clone();
+        let mut before: HashMap<i32, (Mark, Bytes)> = HashMap::new();
+        let mut searched_to_start = true;
+        let mut window: i64 = 2;
+        while !searching.is_empty() {
+            let from = |low: i64, at_offset: i64| at_offset.saturating_sub(window).max(low);
+            let ranges: Vec<(i32, i64, i64)> = searching
+                .iter()
+                .map(|&(p, low, high, at_offset)| {
+                    (p, from(low, at_offset), at_offset.min(high - 1))
+                })
+                .collect();
+            self.read_ranges(&mut spare, &ranges, |message| {
+                if let Some((ts, jpeg)) = self.frame(message)
+                    && ts <= at_ms
+                {
+                    before.insert(
+                        message.partition(),
+                        (mark_of(message, ts), Bytes::copy_from_slice(jpeg)),
+                    );
+                }
+                true
+            })
+            .map_err(FindError::Kafka)?;
+            searching.retain(|&(p, low, _, at_offset)| {
+                !before.contains_key(&p) && from(low, at_offset) > low
+            });
+            if window >= LOOKBACK {
+                searched_to_start &= searching.is_empty();
+                break;
+            }
+            window = window.saturating_mul(8);
+        }
+        let unfound: Vec<(i32, i64, i64, i64)> = all
+            .iter()
+            .filter(|(p, ..)| !before.contains_key(p))
+            .copied()
+            .collect();
+        let after = self
+            .first_frames(&mut spare, &unfound)
+            .map_err(FindError::Kafka)?;
+        if let Some(unused) = spare {
+            dispose(unused);
+        }
+        let marks = |found: &HashMap<i32, (Mark, Bytes)>| {
+            found.values().map(|(m, _)| *m).collect::<Vec<_>>()
+        };
+        let newer_records = all.iter().any(|(_, _, high, at_offset)| at_offset < high);
+        let (mark, clamp) = choose(
+            at_ms,
+            &marks(&before),
+            &marks(&after),
+            searched_to_start,
+            newer_records,
+        )
+        .ok_or(FindError::Empty)?;
+        let jpeg = before
+            .into_values()
+            .chain(after.into_values())
+            .find(|(m, _)| *m == mark)
+            .map(|(_, jpeg)| jpeg)
+            .ok_or(FindError::Empty)?;
+        Ok(Found {
+            mark,
+            jpeg,
+            clamp,
+            partitions,
+        })
+    }
+}
+
+impl Source {
+    /// Per partition `(partition, low, high, from)`, the first frame of
+    /// this stream at or after offset `from` (up to `LOOKBACK` records on).
+    fn first_frames(
+        &self,
+        spare: &mut Option<ReplayConsumer>,
+        partitions: &[(i32, i64, i64, i64)],
+    ) -> Result<HashMap<i32, (Mark, Bytes)>, String> {
+        let ranges: Vec<(i32, i64, i64)> = partitions
+            .iter()
+            .filter(|(_, _, high, from)| from < high)
+            .map(|&(p, _, high, from)| (p, from, from.saturating_add(LOOKBACK).min(high - 1)))
+            .collect();
+        let mut first = HashMap::new();
+        self.read_ranges(spare, &ranges, |message| {
+            let Some((ts, jpeg)) = self.frame(message) else {
+                return true;
+            };
+            let mark = Mark {
+                partition: message.partition(),
+                offset: message.offset(),
+                timestamp_ms: ts,
+            };
+            first.insert(message.partition(), (mark, Bytes::copy_from_slice(jpeg)));
+            false
+        })?;
+        Ok(first)
+    }
+
+    /// The first frame after `after_ms` (a step forward), else the newest
+    /// frame, marked `Clamp::End`.
+    fn find_after(&self, control: ReplayConsumer, after_ms: i64) -> Result<Found, FindError> {
+        let partitions = self.partitions(&control).map_err(FindError::Kafka)?;
+        let offsets = self
+            .offsets_at(&control, &partitions, after_ms.saturating_add(1))
+            .map_err(FindError::Kafka)?;
+        let mut spare = Some(control);
+        let searched: Vec<(i32, i64, i64, i64)> = partitions
+            .iter()
+            .zip(&offsets)
+            .map(|(&(p, low, high), &from)| (p, low, high, from))
+            .collect();
+        let next = self
+            .first_frames(&mut spare, &searched)
+            .map_err(FindError::Kafka)?
+            .into_values()
+            .min_by_key(|(m, _)| (m.timestamp_ms, m.offset));
+        match next {
+            Some((mark, jpeg)) => Ok(Found {
+                mark,
+                jpeg,
+                clamp: None,
+                partitions,
+            }),
+            None => {
+                let control = match spare {
+                    Some(unused) => unused,
+                    None => self.consumer().map_err(FindError::Kafka)?,
+                };
+                let mut newest = self.find(control, after_ms)?;
+                newest.clamp = Some(Clamp::End);
+                Ok(newest)
+            }
+        }
+    }
+}
+
+/// The frame a replay starts at.
+#[derive(Debug)]
+pub struct Found {
+    pub mark: Mark,
+    pub jpeg: Bytes,
+    pub clamp: Option<Clamp>,
+    partitions: Vec<(i32, i64, i64)>,
+}
+
+#[derive(Debug)]
+pub enum FindError {
+    /// The stream has no frame in the topic.
+    Empty,
+    Kafka(String),
+}
+
+impl std::fmt::Display for FindError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FindError::Empty => f.write_str(
+                "the topic holds no JPEG frame of this stream (replay needs JPEG records)",
+            ),
+            FindError::Kafka(reason) => write!(f, "cannot read the topic: {reason}"),
+        }
+    }
+}
+
+/// The frame at or before `at_ms` (or with `after`, the first one after
+/// it), read by consumers of its own off the tokio workers.
+pub async fn snapshot(source: Source, at_ms: i64, after: bool) -> Result<Found, FindError> {
+    tokio::task::spawn_blocking(move || {
+        let consumer = source.consumer().map_err(FindError::Kafka)?;
+        if after {
+            source.find_after(consumer, at_ms)
+        } else {
+            source.find(consumer, at_ms)
+        }
+    })
+    .await
+    .unwrap_or_else(|err| Err(FindError::Kafka(err.to_string())))
+}
+
+/// A stream's replay responses: how many are open, and the limit.
+#[derive(Debug, Default)]
+pub struct Gate {
+    max: usize,
+    active: Arc<AtomicUsize>,
+    total: AtomicU64,
+    refused: AtomicU64,
+}
+
+/// Counts a replay response as open until dropped.
+pub struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct GateStats {
+    pub replay_clients: u64,
+    pub replay_clients_total: u64,
+    pub replay_refused: u64,
+}
+
+impl Gate {
+    pub fn new(max: u32) -> Gate {
+        Gate {
+            max: max as usize,
+            ..Gate::default()
+        }
+    }
+
+    /// A slot, or `None` when `max` replay responses are open.
+    pub fn enter(&self) -> Option<Slot> {
+        let taken = self
+            .active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |active| {
+                (active < self.max).then_some(active + 1)
+            });
+        if taken.is_err() {
+            self.refused.fetch_add(1, Ordering::AcqRel);
+            return None;
+        }
+        self.total.fetch_add(1, Ordering::AcqRel);
+        Some(Slot(self.active.clone()))
+    }
+
+    pub fn stats(&self) -> GateStats {
+        GateStats {
+            replay_clients: self.active.load(Ordering::Acquire) as u64,
+            replay_clients_total: self.total.load(Ordering::Acquire),
+            replay_refused: self.refused.load(Ordering::Acquire),
+        }
+    }
+}
+
+/// Starts a replay of `source` from the frame at or before `at_ms` at
+/// `speed`: a thread reads records with a consumer of its own and a task
+/// sends them paced as multipart parts. Returns the frame it starts at and
+/// the body, once that frame is found. Both end when the client goes away
+/// (or its socket stalls: then `on_stall` runs) or the stream stops.
+pub async fn start_replay(
+    stream: Arc<Stream>,
+    source: Source,
+    at_ms: i64,
+    speed: f64,
+    slot: Slot,
+    on_stall: impl FnOnce() + Send + 'static,
+) -> Result<(Mark, Option<Clamp>, ResponseBody), FindError> {
+    let (found_tx, found_rx) = oneshot::channel();
+    let (frames_tx, frames_rx) = mpsc::channel(READ_AHEAD);
+    std::thread::Builder::new()
+        .name("mjpeg-replay".into())
+        .spawn(move || read_replay(source, at_ms, found_tx, frames_tx))
+        .map_err(|err| FindError::Kafka(format!("cannot start a replay thread: {err}")))?;
+    let found = found_rx
+        .await
+        .unwrap_or_else(|_| Err(FindError::Kafka("the replay thread ended".into())))?;
+    let (mark, clamp) = (found.mark, found.clamp);
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        let _slot = slot;
+        let end = send_replay(&stream, found, frames_rx, speed, &tx).await;
+        if let FeedEnd::Stalled = end {
+            on_stall();
+        }
+    });
+    Ok((mark, clamp, ChunkBody::boxed_body(rx)))
+}
+
+/// The consumer thread of one replay: finds the first frame, then reads on
+/// from there until the receiving task is gone.
+fn read_replay(
+    source: Source,
+    at_ms: i64,
+    found_tx: oneshot::Sender<Result<Found, FindError>>,
+    frames_tx: mpsc::Sender<(i64, Bytes)>,
+) {
+    let control = match source.consumer() {
+        Ok(consumer) => consumer,
+        Err(reason) => {
+            let _ = found_tx.send(Err(FindError::Kafka(reason)));
+            return;
+        }
+    };
+    let found = match source.find(control, at_ms) {
+        Ok(found) => found,
+        Err(err) => {
+            let _ = found_tx.send(Err(err));
+            return;
+        }
+    };
+    let start = found.mark;
+    let partitions = found.partitions.clone();
+    if found_tx.send(Ok(found)).is_err() {
+        return;
+    }
+    // A consumer of its own, assigned once (see read_ranges): the first
+    // frame's partition on from the record after it, the others from the
+    // same time.
+    let consumer = match source.consumer() {
+        Ok(consumer) => consumer,
+        Err(reason) => {
+            gst::warning!(super::CAT, obj = source.element, "replay: {reason}");
+            return;
+        }
+    };
+    let positions = match source.offsets_at(&consumer, &partitions, start.timestamp_ms) {
+        Ok(positions) => positions,
+        Err(reason) => {
+            gst::warning!(super::CAT, obj = source.element, "replay: {reason}");
+            return;
+        }
+    };
+    let mut list = TopicPartitionList::new();
+    for (&(p, _, _), &offset) in partitions.iter().zip(&positions) {
+        let offset = if p == start.partition {
+            start.offset.saturating_add(1)
+        } else {
+            offset
+        };
+        if list
+            .add_partition_offset(&source.topic, p, Offset::Offset(offset))
+            .is_err()
+        {
+            return;
+        }
+    }
+    if let Err(err) = consumer.assign(&list) {
+        gst::warning!(super::CAT, obj = source.element, "replay: {err}");
+        return;
+    }
+    while !frames_tx.is_closed() {
+        match consumer.poll(POLL_INTERVAL) {
+            Some(Ok(message)) => {
+                if let Some((ts, jpeg)) = source.frame(&message)
+                    && frames_tx
+                        .blocking_send((ts, Bytes::copy_from_slice(jpeg)))
+                        .is_err()
+                {
+                    return;
+                }
+            }
+            Some(Err(err)) => {
+                gst::debug!(super::CAT, obj = source.element, "replay: {err}");
+            }
+            None => (),
+        }
+    }
+}
+
+async fn send_replay(
+    stream: &Stream,
+    first: Found,
+    mut frames: mpsc::Receiver<(i64, Bytes)>,
+    speed: f64,
+    tx: &mpsc::Sender<Bytes>,
+) -> FeedEnd {
+    let timeout = stream.send_timeout();
+    let keepalive = stream.keepalive();
+    let stopped = stream.stopped();
+    tokio::pin!(stopped);
+    let opening = Bytes::from(format!("--{BOUNDARY}\r\n"));
+    if let Err(end) = send_all(tx, [opening], timeout).await {
+        return end;
+    }
+    let mut pacer = Pacer::new(speed);
+    let mut next = Some((first.mark.timestamp_ms, first.jpeg));
+    // The last frame sent and when: resent after `keepalive` of silence,
+    // as live does, so that browsers paint it.
+    let mut last: Option<(Frame, Instant)> = None;
+    let mut seq = 0;
+    loop {
+        let (ts, jpeg) = match next.take() {
+            Some(frame) => frame,
+            None => loop {
+                let resend = last.as_ref().map(|(_, at)| *at + keepalive);
+                tokio::select! {
+                    frame = frames.recv() => match frame {
+                        Some(frame) => break frame,
+                        None => return FeedEnd::Done,
+                    },
+                    _ = sleep_until_some(resend) => {
+                        if let Err(end) = resend_last(&mut last, tx, timeout).await {
+                            return end;
+                        }
+                    }
+                    _ = tx.closed() => return FeedEnd::Done,
+                    _ = &mut stopped => return FeedEnd::Done,
+                }
+            },
+        };
+        let due = pacer.due(ts, Instant::now());
+        loop {
+            let resend = last
+                .as_ref()
+                .map(|(_, at)| *at + keepalive)
+                .filter(|at| *at < due);
+            tokio::select! {
+                _ = tokio::time::sleep_until(resend.unwrap_or(due).into()) => {
+                    if resend.is_none() {
+                        break;
+                    }
+                    if let Err(end) = resend_last(&mut last, tx, timeout).await {
+                        return end;
+                    }
+                }
+                _ = tx.closed() => return FeedEnd::Done,
+                _ = &mut stopped => return FeedEnd::Done,
+            }
+        }
+        seq += 1;
+        let captured = UNIX_EPOCH + Duration::from_millis(ts.max(0) as u64);
+        let frame = Frame::new(seq, jpeg, captured);
+        if let Err(end) = send_all(tx, frame.part(false), timeout).await {
+            return end;
+        }
+        last = Some((frame, Instant::now()));
+    }
+}
+
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn resend_last(
+    last: &mut Option<(Frame, Instant)>,
+    tx: &mpsc::Sender<Bytes>,
+    timeout: Duration,
+) -> Result<(), FeedEnd> {
+    if let Some((frame, at)) = last {
+        send_all(tx, frame.part(false), timeout).await?;
+        *at = Instant::now();
+    }
+    Ok(())
+}
+
+/// One stream's entry in `/timeline`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Timeline {
+    pub path: String,
+    /// The oldest and newest record timestamps (ms); none when the topic
+    /// is empty.
+    pub start: Option<i64>,
+    pub end: Option<i64>,
+    /// Stretches (ms) in which no record was written.
+    pub gaps: Vec<[i64; 2]>,
+    /// Why the stream cannot be replayed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
+}
+
+/// The range and gaps of a topic, as found.
+#[derive(Debug, Clone)]
+struct Range {
+    start: Option<i64>,
+    end: Option<i64>,
+    gaps: Vec<[i64; 2]>,
+}
+
+type RangeKey = (String, String, Option<i32>);
+
+/// Ranges by brokers, topic and partition: a wall of cameras on one topic
+/// asks the broker once.
+static RANGES: LazyLock<Mutex<HashMap<RangeKey, (Instant, Range)>>> =
+    LazyLock::new(Default::default);
+
+/// The retained range of `source`'s topic and its gaps. The range is read
+/// from the records at each partition's low and high watermarks; the gaps
+/// by asking offsets-for-times at `probe_times` (at most 513 requests per
+/// call, all partitions in each). Cached for a few seconds.
+pub async fn timeline(path: String, source: Source) -> Timeline {
+    let key = (
+        source.client.bootstrap_servers.clone(),
+        source.topic.clone(),
+        source.partition,
+    );
+    let cached = RANGES
+        .lock()
+        .unwrap()
+        .get(&key)
+        .filter(|(at, _)| at.elapsed() < TIMELINE_CACHE)
+        .map(|(_, range)| range.clone());
+    let range = match cached {
+        Some(range) => Ok(range),
+        None => {
+            let found = tokio::task::spawn_blocking(move || read_range_of(&source))
+                .await
+                .unwrap_or_else(|err| Err(err.to_string()));
+            if let Ok(range) = &found {
+                let mut ranges = RANGES.lock().unwrap();
+                ranges.retain(|_, (at, _)| at.elapsed() < TIMELINE_CACHE);
+                ranges.insert(key, (Instant::now(), range.clone()));
+            }
+            found
+        }
+    };
+    match range {
+        Ok(range) => Timeline {
+            path,
+            start: range.start,
+            end: range.end,
+            gaps: range.gaps,
+            unavailable: None,
+        },
+        Err(reason) => unavailable(path, format!("cannot read the topic: {reason}")),
+    }
+}
+
+pub fn unavailable(path: String, reason: String) -> Timeline {
+    Timeline {
+        path,
+        start: None,
+        end: None,
+        gaps: Vec::new(),
+        unavailable: Some(reason),
+    }
+}
+
+fn read_range_of(source: &Source) -> Result<Range, String> {
+    // The whole topic: records of every key and camera.
+    let topic_wide = Source {
+        key: None,
+        camera: None,
+        ..source.clone()
+    };
+    let consumer = topic_wide.consumer()?;
+    let partitions = topic_wide.partitions(&consumer)?;
+    let mut start: Option<i64> = None;
+    let mut end: Option<i64> = None;
+    let filled: Vec<&(i32, i64, i64)> = partitions
+        .iter()
+        .filter(|(_, low, high)| low < high)
+        .collect();
+    let oldest: Vec<(i32, i64, i64)> = filled.iter().map(|&&(p, low, _)| (p, low, low)).collect();
+    let newest: Vec<(i32, i64, i64)> = filled
+        .iter()
+        .map(|&&(p, _, high)| (p, high - 1, high - 1))
+        .collect();
+    for ranges in [oldest, newest] {
+        topic_wide.read_ranges(&mut None, &ranges, |message| {
+            if let Some(ts) = message.timestamp().to_millis() {
+                start = Some(start.map_or(ts, |s| s.min(ts)));
+                end = Some(end.map_or(ts, |e| e.max(ts)));
+            }
+            false
+        })?;
+    }
+    let gaps = match (start, end) {
+        (Some(start), Some(end)) => {
+            let times = probe_times(start, end);
+            let offsets = times
+                .iter()
+                .map(|t| topic_wide.offsets_at(&consumer, &partitions, *t))
+                .collect::<Result<Vec<_>, _>>()?;
+            gaps(&times, &offsets)
+        }
+        _ => Vec::new(),
+    };
+    dispose(consumer);
+    Ok(Range { start, end, gaps })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mark(partition: i32, offset: i64, timestamp_ms: i64) -> Mark {
+        Mark {
+            partition,
+            offset,
+            timestamp_ms,
+        }
+    }
+
+    #[test]
+    fn at_and_speed_are_checked() {
+        assert_eq!(parse_time("at", "1795611600250"), Ok(1_795_611_600_250));
+        assert_eq!(
+            parse_time("at", "2026-11-25T13:00:00.25Z"),
+            Ok(1_795_611_600_250)
+        );
+        assert!(
+            parse_time("after", "yesterday")
+                .unwrap_err()
+                .starts_with("after: ")
+        );
+        assert!(parse_time("at", "2026-11-25T13:00:00").is_err());
+        assert_eq!(parse_speed("1"), Ok(1.0));
+        assert_eq!(parse_speed("0.25"), Ok(0.25));
+        assert_eq!(parse_speed("8"), Ok(8.0));
+        for bad in ["0", "0.2", "8.5", "-1", "fast", "NaN", "inf", ""] {
+            assert!(parse_speed(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_frame_at_or_before_is_chosen() {
+        let before = [mark(0, 9, 1000), mark(1, 4, 1200)];
+        let after = [mark(0, 10, 1300), mark(1, 5, 1250)];
+        assert_eq!(
+            choose(1240, &before, &after, false, true),
+            Some((mark(1, 4, 1200), None))
+        );
+        assert_eq!(
+            choose(1240, &before, &[], true, true),
+            Some((mark(1, 4, 1200), None))
+        );
+        // An exact time is its own frame, not past the end.
+        assert_eq!(
+            choose(1200, &[mark(0, 4, 1200)], &[], true, false),
+            Some((mark(0, 4, 1200), None))
+        );
+        assert_eq!(
+            choose(5000, &[mark(0, 4, 1200)], &[], true, false),
+            Some((mark(0, 4, 1200), Some(Clamp::End)))
+        );
+        assert_eq!(
+            choose(10, &[], &after, true, true),
+            Some((mark(1, 5, 1250), Some(Clamp::Start)))
+        );
+        // Not searched back to the start: the next frame, but not a clamp.
+        assert_eq!(
+            choose(10, &[], &after, false, true),
+            Some((mark(1, 5, 1250), None))
+        );
+        assert_eq!(choose(10, &[], &[], true, false), None);
+    }
+
+    #[test]
+    fn frames_follow_the_recorded_pace_times_speed() {
+        let t0 = Instant::now();
+        let mut pacer = Pacer::new(4.0);
+        assert_eq!(pacer.due(1000, t0), t0);
+        assert_eq!(pacer.due(1100, t0), t0 + Duration::from_millis(25));
+        assert_eq!(pacer.due(2000, t0), t0 + Duration::from_millis(250));
+        // Scheduled from the first frame, not from when each was asked.
+        let late = t0 + Duration::from_secs(3);
+        assert_eq!(pacer.due(3000, late), t0 + Duration::from_millis(500));
+        // A long silence is skipped: the next frame follows at once.
+        assert_eq!(pacer.due(60_000, late), t0 + Duration::from_millis(500));
+        assert_eq!(pacer.due(60_400, late), t0 + Duration::from_millis(600));
+        // Out of order: at once, and the pace goes on from it.
+        assert_eq!(pacer.due(60_200, late), t0 + Duration::from_millis(600));
+        assert_eq!(pacer.due(60_300, late), t0 + Duration::from_millis(625));
+        let mut slow = Pacer::new(0.25);
+        slow.due(0, t0);
+        assert_eq!(slow.due(100, t0), t0 + Duration::from_millis(400));
+    }
+
+    #[test]
+    fn probes_are_bounded_and_end_at_the_end() {
+        assert_eq!(probe_times(0, 0), vec![0]);
+        assert_eq!(probe_times(0, 6000), vec![0, 2500, 5000, 6000]);
+        let day = probe_times(0, 86_400_000);
+        assert!(
+            day.len() <= TIMELINE_MAX_PROBES as usize + 1,
+            "{}",
+            day.len()
+        );
+        assert_eq!(day.last(), Some(&86_400_000));
+        assert!(day.windows(2).all(|w| w[1] > w[0]));
+    }
+
+    #[test]
+    fn equal_offsets_between_probes_are_gaps() {
+        let times = [0, 10, 20, 30, 40, 50];
+        let offsets = [
+            vec![0, 0],
+            vec![5, 0],
+            vec![5, 0],
+            vec![5, 0],
+            vec![9, 0],
+            vec![9, 3],
+        ];
+        assert_eq!(gaps(&times, &offsets), vec![[10, 30]]);
+        assert_eq!(gaps(&times, &offsets[..1]), Vec::<[i64; 2]>::new());
+    }
+}

@@ -1,0 +1,111 @@
+"""Drives the time travel bar of mjpeghttpsink's page in headless Chromium
+for tests/replay.rs.
+
+Usage: replay.py URL RED_MS GREEN_MS BLUE_MS: the topic holds red frames
+from RED_MS, green ones from GREEN_MS (the first green frame is exactly
+there) and blue ones from BLUE_MS to the end. Prints one line per step:
+"<step> <colour of the picture>", which the test compares.
+"""
+
+import sys
+
+from playwright.sync_api import sync_playwright
+
+url = sys.argv[1]
+red, green, blue = (int(a) for a in sys.argv[2:5])
+
+COLOUR = """() => {
+  const img = document.querySelector('.tile img');
+  if (!img.complete || img.naturalWidth === 0) return 'none';
+  const canvas = document.createElement('canvas');
+  canvas.width = img.naturalWidth;
+  canvas.height = img.naturalHeight;
+  const context = canvas.getContext('2d');
+  context.drawImage(img, 0, 0);
+  const [r, g, b] = context.getImageData(canvas.width >> 1, canvas.height >> 1, 1, 1).data;
+  const max = Math.max(r, g, b);
+  return max === r ? 'red' : max === g ? 'green' : 'blue';
+}"""
+
+
+def say(line):
+    print(line, flush=True)
+
+
+def wait_colour(page, step, colour, timeout=15000):
+    """Waits for the picture to turn `colour`, then reports it."""
+    try:
+        page.wait_for_function(
+            f"colour => ({COLOUR})() === colour", arg=colour, timeout=timeout
+        )
+    except Exception:
+        pass
+    say(f"{step} {page.evaluate(COLOUR)}")
+
+
+def local_text(page, ms):
+    return page.evaluate(
+        "ms => new Date(ms - new Date(ms).getTimezoneOffset() * 60000).toISOString().slice(0, 23)",
+        ms,
+    )
+
+
+with sync_playwright() as playwright:
+    browser = playwright.chromium.launch(
+        executable_path="/usr/bin/chromium", args=["--no-sandbox"]
+    )
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(url, wait_until="domcontentloaded")
+    page.wait_for_function("!document.getElementById('transport').hidden")
+    page.wait_for_function("document.getElementById('tstart').textContent !== ''")
+    wait_colour(page, "live", "blue")
+
+    # A date and time typed in: paused there, the frame of that time.
+    page.keyboard.press(" ")
+    page.wait_for_function("document.getElementById('clock').textContent.includes('paused')")
+    page.fill("#when", local_text(page, green + 50))
+    page.dispatch_event("#when", "change")
+    wait_colour(page, "typed", "green")
+    # The page shows what /snapshot.jpg?at= gives for that time.
+    same = page.evaluate(
+        """async at => {
+          const img = document.querySelector('.tile img');
+          const shown = new Uint8Array(await (await fetch(img.src)).arrayBuffer());
+          const snap = new Uint8Array(await (await fetch('/snapshot.jpg?at=' + at)).arrayBuffer());
+          return shown.length === snap.length && shown.every((b, i) => b === snap[i]);
+        }""",
+        green + 50,
+    )
+    say(f"snapshot {'same' if same else 'different'}")
+
+    # One frame back from the first green frame is the last red one; and
+    # forward again (the keys once the date field has lost the focus).
+    page.locator("header").click()
+    page.keyboard.press("ArrowLeft")
+    wait_colour(page, "back", "red")
+    page.keyboard.press("ArrowRight")
+    wait_colour(page, "forward", "green")
+
+    # Clicks on the timeline, paused: near its start, near its end.
+    box = page.locator("#timeline").bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.05, box["y"] + box["height"] / 2)
+    wait_colour(page, "click-start", "red")
+    page.mouse.click(box["x"] + box["width"] * 0.95, box["y"] + box["height"] / 2)
+    wait_colour(page, "click-end", "blue")
+
+    # Play from the red frames at 4x: the picture moves on to green.
+    page.fill("#when", local_text(page, red))
+    page.dispatch_event("#when", "change")
+    wait_colour(page, "paused-red", "red")
+    page.select_option("#speed", "4")
+    page.locator("header").click()
+    page.keyboard.press(" ")
+    wait_colour(page, "playing", "green")
+
+    # L: live again, the live stream.
+    page.keyboard.press("l")
+    page.wait_for_function(
+        "!document.querySelector('.tile img').src.includes('at=')"
+    )
+    wait_colour(page, "live-again", "blue")
+    browser.close()

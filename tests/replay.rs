@@ -1,0 +1,627 @@
+// SPDX-License-Identifier: MPL-2.0
+
+//! Replay from the topic of the upstream kafkasrc: `?at=` on the stream and
+//! on `/snapshot.jpg`, `/timeline`, and what guards them, against the real
+//! broker. Records are produced by an independent client with chosen
+//! timestamps, so that the expected frame of any time is known.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::http::*;
+use common::*;
+use gst::prelude::*;
+
+/// Record time between frames.
+const STEP_MS: i64 = 100;
+
+/// One test at a time: they count the replay threads of the process, and
+/// pace measurements want the CPU.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct Recording {
+    topic: String,
+    records: Vec<Record>,
+}
+
+impl Recording {
+    /// `frames` fake JPEGs `STEP_MS` apart, starting two minutes ago, over
+    /// `partitions` partitions in turn; after frame `gap.0` the clock jumps
+    /// by `gap.1` ms. `key` names frame i's camera, if any.
+    fn new(
+        name: &str,
+        partitions: i32,
+        frames: usize,
+        gap: Option<(usize, i64)>,
+        key: impl Fn(usize) -> Option<String>,
+    ) -> Recording {
+        init();
+        let topic = unique_topic(name);
+        create_topic(&topic, partitions, &[]);
+        let base = unix_now_ms() - 120_000;
+        let records: Vec<TimedRecord> = (0..frames)
+            .map(|i| {
+                let jump = match gap {
+                    Some((after, ms)) if i > after => ms,
+                    _ => 0,
+                };
+                TimedRecord {
+                    partition: i as i32 % partitions,
+                    key: key(i),
+                    timestamp_ms: base + i as i64 * STEP_MS + jump,
+                    value: jpeg(i),
+                }
+            })
+            .collect();
+        produce_timed(&topic, &records);
+        let mut records = read_topic(&topic);
+        assert_eq!(records.len(), frames);
+        records.sort_by_key(|r| r.timestamp_ms);
+        Recording { topic, records }
+    }
+
+    fn ts(&self, i: usize) -> i64 {
+        self.records[i].timestamp_ms.unwrap()
+    }
+
+    /// The record at or before `at`, found without the element.
+    fn at_or_before(&self, at: i64, camera: Option<&str>) -> &Record {
+        self.records
+            .iter()
+            .filter(|r| camera.is_none_or(|c| r.key.as_deref() == Some(c.as_bytes())))
+            .rfind(|r| r.timestamp_ms.unwrap() <= at)
+            .unwrap()
+    }
+}
+
+fn viewer(topic: &str, between: &str, properties: &str) -> (gst::Pipeline, gst::Element, u16) {
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "kafkasrc topic={topic} bootstrap-servers={} start-from=earliest ! {between} \
+         mjpeghttpsink name=sink port=0 {properties}",
+        bootstrap()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let sink = pipeline.by_name("sink").unwrap();
+    let port = sink.property::<u32>("bound-port") as u16;
+    (pipeline, sink, port)
+}
+
+struct Stopped(gst::Pipeline);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.0.set_state(gst::State::Null);
+    }
+}
+
+fn timestamp_text(ms: i64) -> String {
+    format!("{}.{:03}000", ms / 1000, ms % 1000)
+}
+
+fn iso(ms: i64) -> String {
+    let time = gst::glib::DateTime::from_unix_utc(ms / 1000).unwrap();
+    format!(
+        "{}.{:03}Z",
+        time.format("%Y-%m-%dT%H:%M:%S").unwrap(),
+        ms % 1000
+    )
+}
+
+fn body_bytes(response: Response) -> Vec<u8> {
+    let mut body = Vec::new();
+    let mut reader = response.body;
+    std::io::Read::read_to_end(&mut reader, &mut body).unwrap();
+    body
+}
+
+/// Replay threads of this process still running.
+fn replay_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim() == "mjpeg-replay")
+        .count()
+}
+
+#[test]
+fn snapshot_at_is_the_record_at_or_before_that_time() {
+    let _serial = serial();
+    let recording = Recording::new("replay-snapshot", 2, 60, None, |_| None);
+    let (pipeline, _sink, port) = viewer(&recording.topic, "", "");
+    let _stop = Stopped(pipeline);
+    for (i, offset) in [(0, 0), (7, 0), (7, 50), (30, 99), (31, 1), (59, 0)] {
+        let at = recording.ts(i) + offset;
+        let expected = recording.at_or_before(at, None);
+        for text in [at.to_string(), iso(at)] {
+            let response = get(port, &format!("/snapshot.jpg?at={text}"), "");
+            assert_eq!(response.status, 200, "at={text}");
+            assert_eq!(response.header("content-type"), Some("image/jpeg"));
+            assert_eq!(
+                response.header("x-timestamp"),
+                Some(timestamp_text(expected.timestamp_ms.unwrap()).as_str())
+            );
+            assert_eq!(response.header("x-replay-clamped"), None, "at={text}");
+            assert!(body_bytes(response) == expected.value, "at={text}");
+        }
+    }
+    // A step forward: the next frame, across partitions; past the newest,
+    // the newest, clamped.
+    for (i, next) in [(0, 1), (7, 8), (58, 59), (59, 59)] {
+        let response = get(
+            port,
+            &format!("/snapshot.jpg?after={}", recording.ts(i)),
+            "",
+        );
+        assert_eq!(response.status, 200);
+        let clamped = (i == next).then_some("end");
+        assert_eq!(response.header("x-replay-clamped"), clamped, "after {i}");
+        assert!(
+            body_bytes(response) == recording.records[next].value,
+            "after {i}"
+        );
+    }
+}
+
+#[test]
+fn a_time_outside_the_recording_gives_the_nearest_end() {
+    let _serial = serial();
+    let recording = Recording::new("replay-clamp", 1, 20, None, |_| None);
+    let (pipeline, _sink, port) = viewer(&recording.topic, "", "");
+    let _stop = Stopped(pipeline);
+    let first = &recording.records[0];
+    let last = &recording.records[19];
+    for (at, clamp, expected) in [
+        (recording.ts(0) - 60_000, "start", first),
+        (recording.ts(19) + 60_000, "end", last),
+    ] {
+        let response = get(port, &format!("/snapshot.jpg?at={at}"), "");
+        assert_eq!(response.status, 200);
+        assert_eq!(response.header("x-replay-clamped"), Some(clamp));
+        assert!(body_bytes(response) == expected.value);
+        let response = get(port, &format!("/video_feed?at={at}"), "");
+        assert_eq!(response.header("x-replay-clamped"), Some(clamp));
+        assert_eq!(
+            response.header("x-replay-from"),
+            Some(timestamp_text(expected.timestamp_ms.unwrap()).as_str())
+        );
+        let mut parts = PartReader::open(response);
+        assert!(parts.next().body == expected.value);
+    }
+}
+
+/// Replays from frame 5 at `speed` and checks every frame, in order, and
+/// that the parts arrive at the pace of the record timestamps.
+fn replay_keeps_pace(speed: f64, frames: usize) {
+    let recording = Recording::new("replay-pace", 1, frames, None, |_| None);
+    let (pipeline, _sink, port) = viewer(&recording.topic, "", "");
+    let _stop = Stopped(pipeline);
+    let from = 5;
+    let at = recording.ts(from) + STEP_MS / 2;
+    let response = get(port, &format!("/video_feed?at={at}&speed={speed}"), "");
+    assert_eq!(
+        response.header("x-replay-from"),
+        Some(timestamp_text(recording.ts(from)).as_str())
+    );
+    let mut parts = PartReader::open(response);
+    let mut arrivals = Vec::new();
+    for i in from..frames {
+        let part = parts.next();
+        arrivals.push(Instant::now());
+        assert_eq!(
+            header(&part, "x-timestamp"),
+            timestamp_text(recording.ts(i)),
+            "frame {i}"
+        );
+        assert!(part.body == recording.records[i].value, "frame {i}");
+    }
+    let expected = |i: usize| {
+        Duration::from_secs_f64((recording.ts(i) - recording.ts(from)) as f64 / 1000.0 / speed)
+    };
+    let total = expected(frames - 1);
+    let measured = arrivals[arrivals.len() - 1] - arrivals[0];
+    let error = (measured.as_secs_f64() - total.as_secs_f64()).abs() / total.as_secs_f64();
+    println!("speed {speed}: {measured:?} for {total:?} of record time / speed ({error:.4})");
+    assert!(
+        error <= 0.02,
+        "{measured:?} for {total:?}: {:.1} % off",
+        error * 100.0
+    );
+}
+
+#[test]
+fn replay_at_1x_keeps_the_recorded_pace() {
+    let _serial = serial();
+    replay_keeps_pace(1.0, 36);
+}
+
+#[test]
+fn replay_at_4x_keeps_the_recorded_pace() {
+    let _serial = serial();
+    replay_keeps_pace(4.0, 85);
+}
+
+#[test]
+fn an_idle_replay_resends_its_last_frame() {
+    let _serial = serial();
+    let recording = Recording::new("replay-idle", 1, 5, None, |_| None);
+    let (pipeline, _sink, port) = viewer(&recording.topic, "", "keepalive-ms=300");
+    let _stop = Stopped(pipeline);
+    let mut parts = PartReader::open(get(
+        port,
+        &format!("/video_feed?at={}", recording.ts(3)),
+        "",
+    ));
+    for i in [3, 4] {
+        assert!(parts.next().body == recording.records[i].value, "frame {i}");
+    }
+    // Nothing newer: the newest frame again, so that browsers paint it.
+    let waited = Instant::now();
+    let again = parts.next();
+    assert!(again.body == recording.records[4].value);
+    assert_eq!(
+        header(&again, "x-timestamp"),
+        timestamp_text(recording.ts(4))
+    );
+    assert!(
+        waited.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        waited.elapsed()
+    );
+}
+
+#[test]
+fn bad_replay_parameters_are_refused_with_the_reason() {
+    let _serial = serial();
+    let recording = Recording::new("replay-bad", 1, 3, None, |_| None);
+    let (pipeline, _sink, port) = viewer(&recording.topic, "", "");
+    let _stop = Stopped(pipeline);
+    let at = recording.ts(1);
+    for (query, reason) in [
+        ("at=yesterday".to_string(), "at: \"yesterday\" is neither"),
+        (
+            "at=2026-11-25T13:00:00".to_string(),
+            "at: \"2026-11-25T13:00:00\" has no time zone",
+        ),
+        ("at=%FF".to_string(), "at: not UTF-8"),
+        (format!("at={at}&speed=9"), "speed: \"9\" is not a number"),
+        (
+            format!("at={at}&speed=0.1"),
+            "speed: \"0.1\" is not a number",
+        ),
+        (
+            format!("at={at}&speed=fast"),
+            "speed: \"fast\" is not a number",
+        ),
+        ("speed=2".to_string(), "speed: replays need at=<time> too"),
+        (
+            format!("at={at}&after={at}"),
+            "at and after: give one of them",
+        ),
+        ("after=soon".to_string(), "after: \"soon\" is neither"),
+    ] {
+        for path in ["/video_feed", "/snapshot.jpg"] {
+            let response = get(port, &format!("{path}?{query}"), "");
+            assert_eq!(response.status, 400, "{path}?{query}");
+            let body = response.body_string();
+            assert!(body.starts_with(reason), "{path}?{query}: {body:?}");
+        }
+    }
+}
+
+#[test]
+fn replay_is_authorized_like_live() {
+    let _serial = serial();
+    let recording = Recording::new("replay-auth", 1, 5, None, |_| None);
+    // Through an element between, as the upstream search allows.
+    let (pipeline, _sink, port) = viewer(
+        &recording.topic,
+        "queue !",
+        "auth=viewer:secret auth-token=tok cors-origin=https://desk.example",
+    );
+    let _stop = Stopped(pipeline);
+    let at = recording.ts(2);
+    let basic = "Authorization: Basic dmlld2VyOnNlY3JldA==\r\n";
+    for path in [
+        format!("/snapshot.jpg?at={at}"),
+        format!("/video_feed?at={at}"),
+        "/timeline".to_string(),
+    ] {
+        assert_eq!(get(port, &path, "").status, 401, "{path}");
+        assert_eq!(
+            get(port, &path, "Authorization: Basic dmlld2VyOndyb25n\r\n").status,
+            401,
+            "{path}"
+        );
+    }
+    let origin = "Origin: https://desk.example\r\n";
+    let response = get(port, &format!("/snapshot.jpg?at={at}&token=tok"), origin);
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.header("access-control-allow-origin"),
+        Some("https://desk.example")
+    );
+    assert!(body_bytes(response) == recording.records[2].value);
+    let mut parts = PartReader::open(get(port, &format!("/video_feed?at={at}"), basic));
+    assert!(parts.next().body == recording.records[2].value);
+    let response = get(port, "/timeline?token=tok", origin);
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.header("access-control-allow-origin"),
+        Some("https://desk.example")
+    );
+    let response = get(port, &format!("/video_feed?at={at}&token=tok"), origin);
+    assert_eq!(
+        response.header("access-control-allow-origin"),
+        Some("https://desk.example")
+    );
+}
+
+#[test]
+fn max_replay_clients_are_served_and_counted() {
+    let _serial = serial();
+    let recording = Recording::new("replay-max", 1, 5, None, |_| None);
+    let (pipeline, sink, port) = viewer(&recording.topic, "", "max-replay-clients=1");
+    let _stop = Stopped(pipeline);
+    let at = recording.ts(1);
+    let mut first = PartReader::open(get(port, &format!("/video_feed?at={at}"), ""));
+    // Every frame there is: the consumer has nothing more to hand over,
+    // and only its own check notices the client leaving.
+    for record in &recording.records[1..] {
+        assert!(first.next().body == record.value);
+    }
+    for path in [
+        format!("/video_feed?at={at}"),
+        format!("/snapshot.jpg?at={at}"),
+    ] {
+        let response = get(port, &path, "");
+        assert_eq!(response.status, 503, "{path}");
+        assert_eq!(
+            response.body_string(),
+            "too many replay clients (max-replay-clients)\n"
+        );
+    }
+    let stats: gst::Structure = sink.property("stats");
+    assert_eq!(stats.get::<u64>("replay-clients").unwrap(), 1);
+    assert_eq!(stats.get::<u64>("replay-clients-total").unwrap(), 1);
+    assert_eq!(stats.get::<u64>("replay-refused").unwrap(), 2);
+    let json: serde_json::Value =
+        serde_json::from_str(&get(port, "/stats", "").body_string()).unwrap();
+    assert_eq!(json["streams"][0]["replay_clients"], 1);
+    assert_eq!(json["streams"][0]["replay_refused"], 2);
+    let metrics = get(port, "/metrics", "").body_string();
+    assert!(metrics.contains("mjpeghttpsink_replay_clients{stream=\"/video_feed\"} 1\n"));
+    assert!(metrics.contains("mjpeghttpsink_replay_refused_total{stream=\"/video_feed\"} 2\n"));
+    assert_eq!(replay_threads(), 1);
+    // The client goes away: its slot, consumer and thread with it.
+    drop(first);
+    assert!(wait_until(Duration::from_secs(10), || {
+        sink.property::<gst::Structure>("stats")
+            .get::<u64>("replay-clients")
+            .unwrap()
+            == 0
+    }));
+    assert!(wait_until(Duration::from_secs(10), || replay_threads() == 0));
+    let response = get(port, &format!("/snapshot.jpg?at={at}"), "");
+    assert_eq!(response.status, 200);
+}
+
+#[test]
+fn replay_can_be_turned_off_and_needs_a_kafkasrc() {
+    let _serial = serial();
+    let recording = Recording::new("replay-off", 1, 3, None, |_| None);
+    let (pipeline, _sink, port) = viewer(&recording.topic, "", "replay=false");
+    let _stop = Stopped(pipeline);
+    let at = recording.ts(1);
+    for path in [
+        format!("/video_feed?at={at}"),
+        format!("/snapshot.jpg?at={at}"),
+    ] {
+        let response = get(port, &path, "");
+        assert_eq!(response.status, 501, "{path}");
+        assert_eq!(
+            response.body_string(),
+            "replay unavailable: turned off on this stream (replay=false)\n"
+        );
+    }
+    let timeline: serde_json::Value =
+        serde_json::from_str(&get(port, "/timeline", "").body_string()).unwrap();
+    assert_eq!(
+        timeline["streams"][0]["unavailable"],
+        "replay unavailable: turned off on this stream (replay=false)"
+    );
+    // Live is served as before.
+    assert!(wait_until(Duration::from_secs(10), || {
+        get(port, "/snapshot.jpg", "").status == 200
+    }));
+
+    let server = Server::start("");
+    let response = get(server.port, "/snapshot.jpg?at=1", "");
+    assert_eq!(response.status, 501);
+    let body = response.body_string();
+    assert!(
+        body.starts_with("replay unavailable: it needs a kafkasrc upstream, and the input comes from src (appsrc)"),
+        "{body:?}"
+    );
+}
+
+#[test]
+fn a_camera_replays_only_its_own_frames() {
+    let _serial = serial();
+    let key = |i: usize| Some(if i.is_multiple_of(3) { "door" } else { "yard" }.to_string());
+    let recording = Recording::new("replay-camera", 1, 30, None, key);
+    let (pipeline, _sink, port) = viewer(&recording.topic, "", "");
+    let _stop = Stopped(pipeline);
+    assert!(wait_until(Duration::from_secs(10), || {
+        get(port, "/stats", "")
+            .body_string()
+            .contains("\"camera\":\"door\"")
+    }));
+    // Frame 13 is the yard's; the door's at or before it is frame 12.
+    let at = recording.ts(13) + 10;
+    let expected = recording.at_or_before(at, Some("door"));
+    assert_ne!(expected.value, recording.at_or_before(at, None).value);
+    let response = get(
+        port,
+        &format!("/snapshot.jpg?stream=/video_feed/door&at={at}"),
+        "",
+    );
+    assert_eq!(response.status, 200);
+    assert!(body_bytes(response) == expected.value);
+    let mut parts = PartReader::open(get(port, &format!("/video_feed/door?at={at}"), ""));
+    for i in (12..30).step_by(3) {
+        let part = parts.next();
+        assert!(part.body == recording.records[i].value, "frame {i}");
+    }
+}
+
+#[test]
+fn the_timeline_spans_the_records_and_shows_a_gap() {
+    let _serial = serial();
+    let gap_ms = 12_000;
+    let recording = Recording::new("replay-timeline", 2, 60, Some((39, gap_ms)), |_| None);
+    let (pipeline, _sink, port) = viewer(&recording.topic, "", "");
+    let _stop = Stopped(pipeline);
+    let response = get(port, "/timeline", "");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("content-type"), Some("application/json"));
+    let timeline: serde_json::Value = serde_json::from_str(&response.body_string()).unwrap();
+    let stream = &timeline["streams"][0];
+    assert_eq!(stream["path"], "/video_feed");
+    assert_eq!(stream["start"], recording.ts(0));
+    assert_eq!(stream["end"], recording.ts(59));
+    let gaps = stream["gaps"].as_array().unwrap();
+    assert_eq!(gaps.len(), 1, "{gaps:?}");
+    let (from, to) = (gaps[0][0].as_i64().unwrap(), gaps[0][1].as_i64().unwrap());
+    // Found between probes 2.5 s apart: inside the real gap, at most one
+    // probe step short at each end.
+    assert!(
+        from >= recording.ts(39) && to <= recording.ts(40),
+        "{gaps:?}"
+    );
+    assert!(to - from >= gap_ms - 2 * 2500, "{gaps:?}");
+}
+
+/// A 160×90 JPEG of one colour (0xAARRGGBB).
+fn solid_jpeg(argb: u32) -> Vec<u8> {
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc pattern=solid-color foreground-color={argb} num-buffers=1 ! \
+         video/x-raw,width=160,height=90 ! jpegenc ! appsink name=out"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let out = pipeline
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let sample = out.pull_sample().unwrap();
+    let jpeg = sample.buffer().unwrap().map_readable().unwrap().to_vec();
+    pipeline.set_state(gst::State::Null).unwrap();
+    jpeg
+}
+
+/// The page's time travel bar, driven by tests/browser/replay.py in
+/// headless Chromium: live, a typed time, one frame back and forward,
+/// clicks on the timeline, play at 4×, and back to live.
+#[test]
+fn the_page_travels_in_time_and_back_to_live() {
+    let _serial = serial();
+    init();
+    let topic = unique_topic("replay-page");
+    create_topic(&topic, 1, &[]);
+    let colours = [
+        solid_jpeg(0xffe00000),
+        solid_jpeg(0xff00c000),
+        solid_jpeg(0xff0000e0),
+    ];
+    let base = unix_now_ms() - 120_000;
+    let records: Vec<TimedRecord> = (0..60)
+        .map(|i| TimedRecord {
+            partition: 0,
+            key: None,
+            timestamp_ms: base + i as i64 * STEP_MS,
+            value: colours[i / 20].clone(),
+        })
+        .collect();
+    produce_timed(&topic, &records);
+    let (pipeline, _sink, port) = viewer(&topic, "", "");
+    let _stop = Stopped(pipeline);
+    // Without scripting: the live picture, and no bar.
+    let page = get(port, "/", "").body_string();
+    assert!(page.contains("<img src=\"/video_feed\""), "{page}");
+    assert!(page.contains("<footer id=\"transport\" hidden>"), "{page}");
+
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/replay.py");
+    let output = std::process::Command::new(python())
+        .arg(script)
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .arg(base.to_string())
+        .arg((base + 20 * STEP_MS).to_string())
+        .arg((base + 40 * STEP_MS).to_string())
+        .output()
+        .expect("run tests/browser/replay.py");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            "live blue",
+            "typed green",
+            "snapshot same",
+            "back red",
+            "forward green",
+            "click-start red",
+            "click-end blue",
+            "paused-red red",
+            "playing green",
+            "live-again blue",
+        ]
+    );
+}
+
+/// The replay consumers use the kafkasrc's real client settings: here a
+/// SASL password, which the `config` property only shows as `***`.
+#[test]
+fn replay_reads_with_the_secrets_of_the_kafkasrc() {
+    let _serial = serial();
+    init();
+    let sasl = own_broker().sasl_bootstrap();
+    let recording = Recording::new("replay-sasl", 1, 5, None, |_| None);
+    let pipeline = gst::parse::launch(&format!(
+        "kafkasrc name=src topic={} bootstrap-servers={sasl} start-from=earliest \
+         config=\"config,security.protocol=SASL_PLAINTEXT,sasl.mechanism=PLAIN,\
+         sasl.username=alice,sasl.password=alice-secret\" ! mjpeghttpsink name=sink port=0",
+        recording.topic
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let port = pipeline
+        .by_name("sink")
+        .unwrap()
+        .property::<u32>("bound-port") as u16;
+    let src = pipeline.by_name("src").unwrap();
+    let _stop = Stopped(pipeline);
+    let config: gst::Structure = src.property("config");
+    assert_eq!(config.get::<String>("sasl.password").unwrap(), "***");
+    let response = get(port, &format!("/snapshot.jpg?at={}", recording.ts(2)), "");
+    assert_eq!(response.status, 200);
+    assert!(body_bytes(response) == recording.records[2].value);
+}
