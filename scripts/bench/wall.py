@@ -141,8 +141,8 @@ class Wall:
         topic = self.topic("many")
         producer = self.cameras(topic, cameras, fps, seconds + 90, self.small)
         port = free_port()
-        log = self.work / "many-viewer.log"
-        server = self.viewer(topic, port, False, log)
+        events_log = self.work / "many-viewer.log"
+        server = self.viewer(topic, port, False, events_log)
         try:
             self.await_cameras(port, False, cameras)
             urls = [f"http://127.0.0.1:{port}/video_feed/cam{i:03d}" for i in range(cameras)]
@@ -160,7 +160,7 @@ class Wall:
                 "cameras": cameras, "clients": cameras * per_camera, "fps": fps, "result": clients,
                 "viewer_cores": (proc_cpu_seconds(server.pid) - cpu_before) / elapsed,
                 "viewer_rss_mb": proc_rss_mb(server.pid), "kafka_connections": connections}
-            events = log.read_text(errors="replace")
+            events = events_log.read_text(errors="replace")
             self.results["many"]["stalled"] = events.count("accepted nothing for")
             self.results["many"]["refused"] = events.count("connections open")
             log(f"many cameras: {clients['fps_median']:.1f} fps median, {clients['errors']} errors, "
