@@ -294,7 +294,7 @@ def main():
         wall.tls_price()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=ROOT).stdout.strip()
-    command = "scripts/bench.sh"
+    command = "scripts/bench/wall.py (run by scripts/bench.sh)"
     text = report(wall, commit, command, time.monotonic() - started)
     if "browser" in cases:
         text += "\n![the wall of the HTTP/2 run in Chromium](wall.png)\n"
