@@ -454,6 +454,37 @@ fn replay_can_be_turned_off_and_needs_a_kafkasrc() {
 }
 
 #[test]
+fn no_replay_past_an_element_that_may_change_the_picture() {
+    let _serial = serial();
+    let recording = Recording::new("replay-masked", 1, 3, None, |_| None);
+    // Live shows what videoflip made of the recording; a replay of the
+    // records would show the originals, so there is none.
+    let (pipeline, _sink, port) = viewer(
+        &recording.topic,
+        "jpegdec ! videoflip name=mask method=rotate-180 ! jpegenc !",
+        "",
+    );
+    let _stop = Stopped(pipeline);
+    let at = recording.ts(1);
+    for path in [
+        format!("/video_feed?at={at}"),
+        format!("/snapshot.jpg?at={at}"),
+    ] {
+        let response = get(port, &path, "");
+        assert_eq!(response.status, 501, "{path}");
+        let body = response.body_string();
+        assert!(
+            body.starts_with("replay unavailable: jpegenc0 (jpegenc) between the kafkasrc and the sink may change the picture"),
+            "{path}: {body:?}"
+        );
+    }
+    // Pass-through elements are looked through.
+    let (pipeline, _sink, port) = viewer(&recording.topic, "queue ! identity !", "");
+    let _stop = Stopped(pipeline);
+    assert_eq!(get(port, &format!("/snapshot.jpg?at={at}"), "").status, 200);
+}
+
+#[test]
 fn a_camera_replays_only_its_own_frames() {
     let _serial = serial();
     let key = |i: usize| Some(if i.is_multiple_of(3) { "door" } else { "yard" }.to_string());

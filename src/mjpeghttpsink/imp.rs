@@ -37,8 +37,9 @@
  * `/snapshot.jpg` without `?stream=` the first of them.
  *
  * ## Replay
- * Fed by a `kafkasrc` (directly or through elements of one input each,
- * such as `jpegdec ! jpegenc`), the sink also serves the topic's history,
+ * Fed by a `kafkasrc` (directly or through `queue`, `identity`,
+ * `capsfilter`, `tee` or `jpegparse`, which pass the recorded bytes on
+ * unchanged), the sink also serves the topic's history,
  * with the kafkasrc's topic, key and client settings (`config`,
  * `config-file`: SASL, TLS): `<path>?at=<time>[&speed=S]` replays from
  * the frame at or before the time (ISO 8601 with a zone, or milliseconds

@@ -67,10 +67,27 @@ impl Clamp {
 }
 
 /// Parses the time parameter `name` (`at`, `after`): milliseconds since
-/// the epoch or ISO 8601 with a zone.
+/// the epoch or ISO 8601 with a zone. Times before 1970 are taken as 1970
+/// (the oldest record then, clamped): Kafka reads negative times as
+/// "latest" or "earliest".
 pub fn parse_time(name: &str, text: &str) -> Result<i64, String> {
-    parse_time_ms(text).map_err(|reason| format!("{name}: {reason}"))
+    parse_time_ms(text)
+        .map(|ms| ms.max(0))
+        .map_err(|reason| format!("{name}: {reason}"))
 }
+
+/// Elements replay may look through on its way up to the kafkasrc: they
+/// pass the records' bytes on unchanged. Anything else (a decoder and
+/// encoder, a crop, a privacy mask, an overlay) may change the picture,
+/// which replaying the recorded records would skip.
+const PASS_THROUGH: [&str; 6] = [
+    "queue",
+    "queue2",
+    "identity",
+    "capsfilter",
+    "tee",
+    "jpegparse",
+];
 
 /// Parses `speed`: a factor from 0.25 to 8.
 pub fn parse_speed(text: &str) -> Result<f64, String> {
@@ -260,17 +277,24 @@ fn upstream_kafkasrc(sink: &gst::Element) -> Result<KafkaSrc, String> {
             Ok(kafkasrc) => return Ok(kafkasrc),
             Err(element) => element,
         };
+        let factory = element
+            .factory()
+            .map(|f| f.name().to_string())
+            .unwrap_or_default();
         let inputs = element.sink_pads();
         let [input] = inputs.as_slice() else {
-            let factory = element
-                .factory()
-                .map(|f| f.name().to_string())
-                .unwrap_or_default();
             return Err(format!(
                 "replay unavailable: it needs a kafkasrc upstream, and the input comes from {} ({factory})",
                 element.name()
             ));
         };
+        if !PASS_THROUGH.contains(&factory.as_str()) {
+            return Err(format!(
+                "replay unavailable: {} ({factory}) between the kafkasrc and the sink may change the \
+                 picture, which a replay of the recorded frames would not",
+                element.name()
+            ));
+        }
         pad = input.clone();
     }
     Err("replay unavailable: no kafkasrc within 32 elements upstream".into())
@@ -306,10 +330,22 @@ impl Source {
             ("queued.max.messages.kbytes", "2048".into()),
             ("allow.auto.create.topics", "false".into()),
         ];
-        let config = self
+        let mut config = self
             .client
             .client_config(&defaults)
             .map_err(|err| format!("replay consumer: {err}"))?;
+        // Whatever the kafkasrc's own `config` says: a replay never commits
+        // into the live consumer group, nor posts the live source's
+        // statistics.
+        for (key, value) in defaults.iter().filter(|(key, _)| {
+            matches!(
+                *key,
+                "group.id" | "enable.auto.commit" | "enable.auto.offset.store"
+            )
+        }) {
+            config.set(*key, value);
+        }
+        config.set("statistics.interval.ms", "0");
         config
             .create_with_context(KafkaContext::new(&self.element))
             .map_err(|err| format!("replay consumer: {err}"))
@@ -1086,6 +1122,7 @@ mod tests {
                 .starts_with("after: ")
         );
         assert!(parse_time("at", "2026-11-25T13:00:00").is_err());
+        assert_eq!(parse_time("at", "1969-12-31T23:59:59.999Z"), Ok(0));
         assert_eq!(parse_speed("1"), Ok(1.0));
         assert_eq!(parse_speed("0.25"), Ok(0.25));
         assert_eq!(parse_speed("8"), Ok(8.0));
