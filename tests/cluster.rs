@@ -463,6 +463,23 @@ impl Drop for TopicFound {
 #[test]
 fn stop_returns_at_once_while_a_new_topics_leader_is_frozen() {
     let _serial = serial();
+    // The scenario needs kafkasrc to see the topic before the controller
+    // fences the frozen broker (below). Freezing a broker that is also the
+    // active KRaft controller delays that by a controller election (63 s
+    // once in a fresh root): such a run proves nothing, and is repeated.
+    for attempt in 1..=3 {
+        if let Some(stopped) = stop_while_a_new_topics_leader_is_frozen() {
+            assert!(stopped < Duration::from_secs(3), "NULL took {stopped:?}");
+            return;
+        }
+        eprintln!("attempt {attempt}: kafkasrc did not see the topic before the fence");
+    }
+    panic!("in three attempts kafkasrc never saw the topic before its leader was fenced");
+}
+
+/// How long NULL took while the leader of a topic kafkasrc had just seen
+/// was frozen, or None when kafkasrc saw the topic too late to tell.
+fn stop_while_a_new_topics_leader_is_frozen() -> Option<Duration> {
     let cluster = cluster();
     // kafkasrc talks to its bootstrap broker (the group coordinator, which
     // it needs too); the broker to freeze is one it has no connection to,
@@ -489,22 +506,17 @@ fn stop_returns_at_once_while_a_new_topics_leader_is_frozen() {
     create_placed_topic(&topic, &[frozen], &[]);
     cluster.signal_node(frozen, libc::SIGSTOP);
     let frozen_at = Instant::now();
-    let seen = wait_until(TIMEOUT, || found.found());
+    // The controller fences a broker silent for 9 s
+    // (broker.session.timeout.ms) and the topic is then leaderless: asking
+    // for its offsets fails at once, and a stop after that proves nothing.
+    let seen = wait_until(Duration::from_secs(8), || found.found());
     let seen_after = frozen_at.elapsed();
     let stopping = Instant::now();
     source.set_state(gst::State::Null).unwrap();
     let stopped = stopping.elapsed();
     cluster.node_n("resume-node", frozen);
-    assert!(seen, "kafkasrc never saw {topic}");
     eprintln!(
-        "kafkasrc saw the topic {seen_after:?} after broker {frozen}, its leader, froze; NULL took {stopped:?}"
+        "kafkasrc saw the topic: {seen} ({seen_after:?} after broker {frozen}, its leader, froze); NULL took {stopped:?}"
     );
-    // The controller fences a broker silent for 9 s
-    // (broker.session.timeout.ms) and the topic is then leaderless: asking
-    // for its offsets fails at once, and the stop proves nothing.
-    assert!(
-        seen_after < Duration::from_secs(8),
-        "kafkasrc saw the topic only {seen_after:?} after the freeze"
-    );
-    assert!(stopped < Duration::from_secs(3), "NULL took {stopped:?}");
+    seen.then_some(stopped)
 }
