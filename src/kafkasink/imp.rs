@@ -714,7 +714,7 @@ impl KafkaSink {
     }
 
     fn send(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let (target, headers, seq) = {
+        let (target, writer, seq) = {
             let mut state = self.state.lock().unwrap();
             let State::Started(started) = &mut *state else {
                 gst::element_imp_error!(self, gst::CoreError::Failed, ("not started"));
@@ -722,12 +722,9 @@ impl KafkaSink {
             };
             let seq = started.seq;
             started.seq += 1;
-            let headers = started
-                .headers
-                .as_ref()
-                .map(|writer| writer.headers(seq, buffer));
-            (started.target.clone(), headers, seq)
+            (started.target.clone(), started.headers.clone(), seq)
         };
+        let headers = writer.as_ref().map(|writer| writer.headers(seq, buffer));
         let delivery = target.delivery();
         let topic = target.topic.as_str();
         self.check_delivery(delivery, topic)?;
@@ -737,8 +734,10 @@ impl KafkaSink {
         let record_size = headers::record_size(target.key.len(), size, headers_len);
         let limit = target.record_limit;
         if record_size > limit.bytes {
-            if target.chunking == Chunking::Auto && headers.is_some() {
-                return self.send_chunks(&target, seq, buffer, headers_len);
+            if target.chunking == Chunking::Auto
+                && let Some(writer) = &writer
+            {
+                return self.send_chunks(&target, writer, seq, buffer, headers_len);
             }
             let instead = match target.chunking {
                 Chunking::Auto => "write-headers=true to let chunking=auto cut it",
@@ -849,17 +848,11 @@ impl KafkaSink {
     fn send_chunks(
         &self,
         target: &Target,
+        writer: &HeaderWriter,
         seq: u64,
         buffer: &gst::Buffer,
         frame_headers_len: usize,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let writer = match &*self.state.lock().unwrap() {
-            State::Started(started) => started.headers.clone(),
-            State::Stopped => None,
-        };
-        let Some(writer) = writer else {
-            return Err(gst::FlowError::Flushing);
-        };
         let (topic, limit) = (target.topic.as_str(), target.record_limit);
         let plan = Plan::new(
             buffer.size(),
