@@ -106,6 +106,13 @@ const QUEUE_MAX_MESSAGES: u32 = 100_000;
 /// librdkafka's default `batch.size`: a record limit below it bounds the
 /// batches too.
 const LIBRDKAFKA_BATCH_SIZE: usize = 1_000_000;
+/// Requests in flight per connection with idempotence on: one fewer than
+/// librdkafka's idempotence window of five. With five on the wire librdkafka
+/// builds no sixth request yet still wakes its broker thread at once for the
+/// queued records, which then busy-polls until an answer (about two million
+/// `poll` calls for 300 chunked 4K frames); with four, the fifth request waits
+/// built and the thread sleeps (docs/design.md, "Requests in flight").
+const IDEMPOTENT_MAX_IN_FLIGHT: u32 = 4;
 /// How often a sink blocked on a full queue says so, with how long the
 /// brokers have acknowledged nothing.
 const QUEUE_FULL_WARNING_INTERVAL: Duration = Duration::from_secs(10);
@@ -177,7 +184,7 @@ impl Settings {
             Compression::Lz4 => "lz4",
             Compression::Zstd => "zstd",
         };
-        vec![
+        let mut defaults = vec![
             ("client.id", "gst-kafkasink".into()),
             ("acks", (self.acks as i32).to_string()),
             ("enable.idempotence", self.enable_idempotence.to_string()),
@@ -194,7 +201,14 @@ impl Settings {
             ("partitioner", "murmur2_random".into()),
             // A typo in `topic` must not create a topic with broker defaults.
             ("allow.auto.create.topics", "false".into()),
-        ]
+        ];
+        if self.enable_idempotence {
+            defaults.push((
+                "max.in.flight.requests.per.connection",
+                IDEMPOTENT_MAX_IN_FLIGHT.to_string(),
+            ));
+        }
+        defaults
     }
 }
 
@@ -1417,6 +1431,31 @@ impl BaseSinkImpl for KafkaSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn default_of(settings: &Settings, key: &str) -> Option<String> {
+        settings
+            .librdkafka_defaults()
+            .into_iter()
+            .find_map(|(name, value)| (name == key).then_some(value))
+    }
+
+    #[test]
+    fn an_idempotent_producer_keeps_requests_in_flight_below_the_idempotence_window() {
+        let idempotent = Settings::default();
+        assert_eq!(
+            default_of(&idempotent, "max.in.flight.requests.per.connection").as_deref(),
+            Some("4")
+        );
+        // Without idempotence librdkafka's window does not apply.
+        let plain = Settings {
+            enable_idempotence: false,
+            ..Settings::default()
+        };
+        assert_eq!(
+            default_of(&plain, "max.in.flight.requests.per.connection"),
+            None
+        );
+    }
 
     #[test]
     fn a_limit_the_broker_does_not_tell_is_taken_as_kafkas_default() {
