@@ -109,7 +109,7 @@ const LIBRDKAFKA_BATCH_SIZE: usize = 1_000_000;
 /// Requests in flight per connection with idempotence on: one fewer than
 /// librdkafka's idempotence window of five. With five on the wire librdkafka
 /// builds no sixth request yet still wakes its broker thread at once for the
-/// queued records, which then busy-polls until an answer (about two million
+/// queued records, which then busy-polls until an answer (up to two million
 /// `poll` calls for 300 chunked 4K frames); with four, the fifth request waits
 /// built and the thread sleeps (docs/design.md, "Requests in flight").
 const IDEMPOTENT_MAX_IN_FLIGHT: u32 = 4;
