@@ -74,6 +74,64 @@ impl fmt::Debug for ClientSettings {
     }
 }
 
+/// librdkafka's aliases (`_RK_C_ALIAS` in its rdkafka_conf.c) and the
+/// property each stands for.
+const LIBRDKAFKA_ALIASES: &[(&str, &str)] = &[
+    ("bootstrap.servers", "metadata.broker.list"),
+    ("max.in.flight", "max.in.flight.requests.per.connection"),
+    ("sasl.mechanism", "sasl.mechanisms"),
+    (
+        "sasl.oauthbearer.client.credentials.client.id",
+        "sasl.oauthbearer.client.id",
+    ),
+    (
+        "sasl.oauthbearer.client.credentials.client.secret",
+        "sasl.oauthbearer.client.secret",
+    ),
+    ("max.partition.fetch.bytes", "fetch.message.max.bytes"),
+    ("linger.ms", "queue.buffering.max.ms"),
+    ("retries", "message.send.max.retries"),
+    ("compression.type", "compression.codec"),
+    ("acks", "request.required.acks"),
+    ("delivery.timeout.ms", "message.timeout.ms"),
+    ("enable.auto.commit", "auto.commit.enable"),
+];
+
+/// The librdkafka property a name stands for: itself unless an alias.
+fn canonical_key(key: &str) -> &str {
+    LIBRDKAFKA_ALIASES
+        .iter()
+        .find_map(|&(alias, property)| (alias == key).then_some(property))
+        .unwrap_or(key)
+}
+
+/// Sets `key`, first removing whatever an earlier source set under another
+/// name of the same property: rust-rdkafka hands librdkafka its settings in
+/// hash-map order, so with both `linger.ms` and `queue.buffering.max.ms`
+/// present either could win.
+fn set_overriding(config: &mut ClientConfig, key: &str, value: &str) {
+    let property = canonical_key(key);
+    let earlier: Vec<String> = config
+        .config_map()
+        .into_keys()
+        .filter(|name| *name != key && canonical_key(name) == property)
+        .map(str::to_owned)
+        .collect();
+    for name in earlier {
+        config.remove(&name);
+    }
+    config.set(key, value);
+}
+
+/// The value `config` gives a property under any of its names.
+pub fn setting<'a>(config: &'a ClientConfig, key: &str) -> Option<&'a str> {
+    let property = canonical_key(key);
+    config
+        .config_map()
+        .into_iter()
+        .find_map(|(name, value)| (canonical_key(name) == property).then_some(value))
+}
+
 impl ClientSettings {
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms.into())
@@ -88,21 +146,22 @@ impl ClientSettings {
     ) -> Result<ClientConfig, gst::ErrorMessage> {
         let mut config = ClientConfig::new();
         for (key, value) in defaults {
-            config.set(*key, value);
+            set_overriding(&mut config, key, value);
         }
-        config.set("bootstrap.servers", &self.bootstrap_servers);
+        set_overriding(&mut config, "bootstrap.servers", &self.bootstrap_servers);
         if let Some(client_id) = &self.client_id {
-            config.set("client.id", client_id);
+            set_overriding(&mut config, "client.id", client_id);
         }
         if self.statistics_interval_ms > 0 {
-            config.set(
+            set_overriding(
+                &mut config,
                 "statistics.interval.ms",
-                self.statistics_interval_ms.to_string(),
+                &self.statistics_interval_ms.to_string(),
             );
         }
         if let Some(path) = &self.config_file {
             for (key, value) in read_properties_file(Path::new(path))? {
-                config.set(key, value);
+                set_overriding(&mut config, &key, &value);
             }
         }
         if let Some(structure) = &self.config {
@@ -116,7 +175,7 @@ impl ClientSettings {
                         )
                     })?,
                 };
-                config.set(key.as_str(), value);
+                set_overriding(&mut config, key.as_str(), &value);
             }
         }
         // What the client is created with; rust-rdkafka sanitizes the
@@ -598,6 +657,40 @@ mod tests {
             debug.contains("alice") && !debug.contains("alice-secret"),
             "{debug}"
         );
+    }
+
+    #[test]
+    fn a_later_source_overrides_an_earlier_one_under_another_name_of_the_property() {
+        gst::init().unwrap();
+        let settings = ClientSettings {
+            config: Some(
+                gst::Structure::builder("config")
+                    .field("queue.buffering.max.ms", "9")
+                    .field("compression.type", "zstd")
+                    .field("max.in.flight", "5")
+                    .build(),
+            ),
+            ..Default::default()
+        };
+        let config = settings
+            .client_config(&[
+                ("linger.ms", "1".into()),
+                ("compression.codec", "none".into()),
+                ("max.in.flight.requests.per.connection", "4".into()),
+                ("acks", "-1".into()),
+            ])
+            .unwrap();
+        let map = config.config_map();
+        assert_eq!(map.get("queue.buffering.max.ms").copied(), Some("9"));
+        assert!(!map.contains_key("linger.ms"), "{map:?}");
+        assert_eq!(map.get("compression.type").copied(), Some("zstd"));
+        assert!(!map.contains_key("compression.codec"), "{map:?}");
+        assert_eq!(map.get("max.in.flight").copied(), Some("5"));
+        assert!(!map.contains_key("max.in.flight.requests.per.connection"));
+        // Untouched defaults stay; a setting is found under either name.
+        assert_eq!(setting(&config, "request.required.acks"), Some("-1"));
+        assert_eq!(setting(&config, "linger.ms"), Some("9"));
+        assert_eq!(setting(&config, "enable.idempotence"), None);
     }
 
     #[test]

@@ -184,7 +184,7 @@ impl Settings {
             Compression::Lz4 => "lz4",
             Compression::Zstd => "zstd",
         };
-        let mut defaults = vec![
+        vec![
             ("client.id", "gst-kafkasink".into()),
             ("acks", (self.acks as i32).to_string()),
             ("enable.idempotence", self.enable_idempotence.to_string()),
@@ -201,14 +201,23 @@ impl Settings {
             ("partitioner", "murmur2_random".into()),
             // A typo in `topic` must not create a topic with broker defaults.
             ("allow.auto.create.topics", "false".into()),
-        ];
-        if self.enable_idempotence {
-            defaults.push((
+        ]
+    }
+
+    /// The producer's librdkafka configuration: the defaults above under
+    /// the user's settings, and, when idempotence is on in the end (the
+    /// property or `config`), four requests in flight unless the user chose.
+    fn producer_config(&self) -> Result<ClientConfig, gst::ErrorMessage> {
+        let mut config = self.client.client_config(&self.librdkafka_defaults())?;
+        if kafka::setting(&config, "enable.idempotence") == Some("true")
+            && kafka::setting(&config, "max.in.flight").is_none()
+        {
+            config.set(
                 "max.in.flight.requests.per.connection",
                 IDEMPOTENT_MAX_IN_FLIGHT.to_string(),
-            ));
+            );
         }
-        defaults
+        Ok(config)
     }
 }
 
@@ -1279,9 +1288,7 @@ impl BaseSinkImpl for KafkaSink {
                 ("the topic property is not set")
             ));
         };
-        let config = settings
-            .client
-            .client_config(&settings.librdkafka_defaults())?;
+        let config = settings.producer_config()?;
         let element = self.obj().upcast_ref::<gst::Element>().clone();
         let producer: ThreadedProducer<SinkContext> = config
             .create_with_context(KafkaContext::with(&element, Delivery::default()))
@@ -1432,28 +1439,47 @@ impl BaseSinkImpl for KafkaSink {
 mod tests {
     use super::*;
 
-    fn default_of(settings: &Settings, key: &str) -> Option<String> {
-        settings
-            .librdkafka_defaults()
-            .into_iter()
-            .find_map(|(name, value)| (name == key).then_some(value))
+    fn requests_in_flight(settings: &Settings) -> Option<String> {
+        let config = settings.producer_config().unwrap();
+        kafka::setting(&config, "max.in.flight").map(str::to_owned)
+    }
+
+    fn with_config(enable_idempotence: bool, config: &[(&str, &str)]) -> Settings {
+        let mut structure = gst::Structure::new_empty("config");
+        for (key, value) in config {
+            structure.set(*key, *value);
+        }
+        Settings {
+            enable_idempotence,
+            client: ClientSettings {
+                config: Some(structure),
+                ..ClientSettings::default()
+            },
+            ..Settings::default()
+        }
     }
 
     #[test]
     fn an_idempotent_producer_keeps_requests_in_flight_below_the_idempotence_window() {
-        let idempotent = Settings::default();
+        gst::init().unwrap();
         assert_eq!(
-            default_of(&idempotent, "max.in.flight.requests.per.connection").as_deref(),
+            requests_in_flight(&Settings::default()).as_deref(),
             Some("4")
         );
-        // Without idempotence librdkafka's window does not apply.
-        let plain = Settings {
-            enable_idempotence: false,
-            ..Settings::default()
-        };
+        // Idempotence as librdkafka will have it, whichever way it was set.
+        assert_eq!(requests_in_flight(&with_config(false, &[])), None);
         assert_eq!(
-            default_of(&plain, "max.in.flight.requests.per.connection"),
+            requests_in_flight(&with_config(false, &[("enable.idempotence", "true")])).as_deref(),
+            Some("4")
+        );
+        assert_eq!(
+            requests_in_flight(&with_config(true, &[("enable.idempotence", "false")])),
             None
+        );
+        // The user's choice, under either name, stands.
+        assert_eq!(
+            requests_in_flight(&with_config(true, &[("max.in.flight", "5")])).as_deref(),
+            Some("5")
         );
     }
 
