@@ -124,7 +124,11 @@ class Bench:
     def __init__(self, args):
         self.args = args
         self.bootstrap = args.bootstrap
-        self.env = dict(os.environ, GST_PLUGIN_PATH=str(Path(args.plugin_dir).resolve()))
+        # A registry of its own: one shared with other GStreamer processes
+        # is rescanned whenever they use other plugin paths, inside the
+        # timed runs.
+        self.env = dict(os.environ, GST_PLUGIN_PATH=str(Path(args.plugin_dir).resolve()),
+                        GST_REGISTRY=str(Path(args.work_dir).resolve() / "registry.bin"))
         self.main_set = FrameSet(f"main={args.frames_dir}:{args.records}")
         self.main_set.frames = self.main_set.frames[: args.frames]
         self.frames = self.main_set.frames
@@ -135,8 +139,24 @@ class Bench:
         self.slow_records = min(args.records, args.slow_records)
         self.results = {}
         self.topic_seq = 0
+        self.newer_librdkafka = self.link_newer_librdkafka()
         # Let GStreamer rescan its registry now rather than in a timed run.
         subprocess.run(["gst-inspect-1.0", "kafka"], env=self.env, check=True, stdout=subprocess.DEVNULL)
+
+    def link_newer_librdkafka(self):
+        """A directory where kcat finds confluent-kafka's librdkafka (2.16)
+        instead of Debian's (2.0.2): kcat's own cost apart from its
+        librdkafka's. None when the wheel has no separate library."""
+        import confluent_kafka
+
+        libs = sorted((Path(confluent_kafka.__file__).parent.parent / "confluent_kafka.libs").glob("librdkafka*.so*"))
+        if not libs:
+            return None
+        directory = Path(self.args.work_dir).resolve() / "librdkafka"
+        directory.mkdir(exist_ok=True)
+        (directory / "librdkafka.so.1").unlink(missing_ok=True)
+        (directory / "librdkafka.so.1").symlink_to(libs[0])
+        return directory
 
     def topic(self, name, partitions=1, max_message_bytes=RAISED_LIMIT):
         self.topic_seq += 1
@@ -186,6 +206,9 @@ class Bench:
             "confluent-kafka Producer": [PY, str(HERE / "producers.py"), "ingest-confluent", self.bootstrap,
                                          topic] + fs.cycle(n),
         }
+        if self.newer_librdkafka:
+            commands["kcat -P, librdkafka 2.16"] = ["env", f"LD_LIBRARY_PATH={self.newer_librdkafka}"] + \
+                commands["kcat -P"]
         if extra:
             commands["kafkasink write-headers=false"] = gst + ["write-headers=false"]
             commands["kafka-python KafkaProducer"] = [PY, str(HERE / "producers.py"), "ingest-kafka-python",
@@ -534,12 +557,19 @@ def machine():
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     gst = subprocess.run(["gst-launch-1.0", "--version"], capture_output=True, text=True).stdout.splitlines()
-    kcat = subprocess.run(["kcat", "-V"], capture_output=True, text=True).stdout.splitlines()
+    kcat = [line.strip() for line in subprocess.run(["kcat", "-V"], capture_output=True, text=True).stdout.splitlines()
+            if line.startswith("Version")]
+    # kafkasink's librdkafka is the one rdkafka-sys bundles: its version
+    # follows the "+" of the crate's.
+    lock = (ROOT / "Cargo.lock").read_text().split("[[package]]")
+    bundled = next((block.split('version = "')[1].split('"')[0].split("+")[-1] for block in lock
+                    if 'name = "rdkafka-sys"' in block), "unknown")
     import confluent_kafka
     import kafka
     return [
         f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, {platform.system()} {platform.release()}",
-        f"{gst[1] if len(gst) > 1 else gst}; {kcat[0] if kcat else 'kcat'}",
+        f"{gst[1] if len(gst) > 1 else gst}; kafkasink with librdkafka {bundled} (bundled by rdkafka-sys); "
+        f"kcat {kcat[0] if kcat else '(version unknown)'}",
         f"Python {platform.python_version()}, kafka-python {kafka.__version__}, "
         f"confluent-kafka {confluent_kafka.version()[0]} (librdkafka {confluent_kafka.libversion()[0]})",
     ]
@@ -610,6 +640,9 @@ def report(bench, commit, command, elapsed):
                   "Pre-made JPEG files published as fast as possible to a topic created beforehand (one partition), "
                   "acks=all and idempotence on for every client (kafka-python: acks=all, no idempotence). "
                   "Linger is each client's default: kafkasink 1 ms, kcat (librdkafka) 5 ms; confluent-kafka 5 ms. "
+                  "Debian's kcat links librdkafka 2.0.2, kafkasink bundles 2.12.1: \"kcat -P, librdkafka 2.16\" is "
+                  "the same kcat run against confluent-kafka's newer librdkafka, which tells the tool's cost from "
+                  "its librdkafka's. "
                   f"{bench.args.rounds} rounds, the order of the producers alternating; medians with the range. "
                   "Each run is a whole process: start-up, publishing, and the wait for the last acknowledgement "
                   "(start-up alone is in the next table). CPU is user + system time of the process.", "",
@@ -632,6 +665,9 @@ def report(bench, commit, command, elapsed):
                 notes.append(f"Headers on vs off ({label}): write-headers=false runs at {overhead:.2f}× the "
                              "records/s of the default (caps, timing, flags and sequence on every record).")
         lines += [""] + [line for note in notes for line in (note, "")]
+        lines += ["Where kafkasink's CPU goes, every thread of `multifilesrc ! kafkasink` publishing the 338 KB "
+                  "frames (`scripts/flamegraph.sh`; open the SVG to zoom):", "",
+                  "![CPU flame graph of multifilesrc ! kafkasink](kafkasink-flamegraph.svg)", ""]
     if "startup" in r:
         lines += ["### Start-up", "",
                   "One record published by a fresh process (the smallest frames): start-up, connection, topic "
