@@ -19,7 +19,7 @@ frames_dir=${FRAMES_DIR:-$cache/bench-frames-1080p}
 records=${RECORDS:-1200}
 [ -f "$frames_dir/.complete" ] || [ -n "${FRAMES_DIR:-}" ] ||
     { echo "flamegraph: no frames in $frames_dir: run scripts/bench.sh once" >&2; exit 1; }
-count=$(find "$frames_dir" -name 'f-*.jpg' | wc -l)
+last_index=$(($(find "$frames_dir" -name 'f-*.jpg' | wc -l) - 1))
 
 work_dir=$(mktemp -d)
 broker_home=$(mktemp -d)
@@ -43,7 +43,7 @@ gst-inspect-1.0 kafkasink >/dev/null
 # DWARF call graphs: the release build keeps its debug info, librdkafka and
 # GStreamer have no frame pointers.
 perf record -q -F 999 --call-graph dwarf,16384 -o "$work_dir/perf.data" -- \
-    gst-launch-1.0 -q multifilesrc location="$frames_dir/f-%05d.jpg" stop-index=$((count - 1)) loop=true \
+    gst-launch-1.0 -q multifilesrc location="$frames_dir/f-%05d.jpg" stop-index="$last_index" loop=true \
     num-buffers="$records" caps=image/jpeg ! kafkasink topic="$topic" bootstrap-servers="$KAFKA_BOOTSTRAP"
 target/release/examples/kafka-topics --bootstrap-server "$KAFKA_BOOTSTRAP" delete "$topic" >/dev/null
 perf script -i "$work_dir/perf.data" 2>/dev/null | inferno-collapse-perf > "$work_dir/folded"
