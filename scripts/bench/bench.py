@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import signal
 import socket
 import statistics
@@ -78,6 +79,24 @@ def timed(cmd, env, output=None):
     if output is not None:
         output.append(result.stdout.decode(errors="replace"))
     return wall, cpu
+
+
+def polls(cmd, env, work_dir):
+    """Runs cmd once under `perf stat`: the poll(2) calls of all its
+    threads (a thread that busy-waits makes millions), or None without
+    perf. Not timed: the tracepoint slows the calls it counts."""
+    if shutil.which("perf") is None:
+        return None
+    out = Path(work_dir) / "perf-stat.csv"
+    result = subprocess.run(["perf", "stat", "-x", ",", "-e", "syscalls:sys_enter_poll", "-o", str(out), "--"]
+                            + cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if result.returncode != 0:
+        raise RuntimeError(f"perf stat {cmd[0]} failed: {result.stderr.decode(errors='replace')[-2000:]}")
+    for line in out.read_text().splitlines():
+        fields = line.split(",")
+        if len(fields) > 2 and fields[2] == "syscalls:sys_enter_poll" and fields[0].isdigit():
+            return int(fields[0])
+    return None
 
 
 def proc_cpu_seconds(pid):
@@ -249,10 +268,15 @@ class Bench:
                         kept = topic
                     else:
                         self.delete_topic(topic)
-            self.results["ingest"][fs.label] = {
-                "mean_kb": fs.mean_kb,
-                "producers": {name: self.rates(name, r, fs) for name, r in runs.items()},
-            }
+            producers = {name: self.rates(name, r, fs) for name, r in runs.items()}
+            for name, m in producers.items():
+                topic = self.topic("polls")
+                counted = polls(self.ingest_commands(topic, fs, m["records"], extra)[name], self.env,
+                                self.args.work_dir)
+                self.delete_topic(topic)
+                m["polls_per_frame"] = None if counted is None else counted / m["records"]
+                log(f"ingest {fs.label} {name}: {counted} poll calls")
+            self.results["ingest"][fs.label] = {"mean_kb": fs.mean_kb, "producers": producers}
         return kept
 
     def startup(self):
@@ -352,6 +376,10 @@ class Bench:
         modes = {
             "1 MB limits, chunked": (STOCK_LIMIT, []),
             "16 MiB limits, chunking=off": (RAISED_LIMIT, ["chunking=off"]),
+            # librdkafka's own default, which kafkasink's four replaced
+            # (docs/design.md, "Requests in flight").
+            "1 MB limits, chunked, 5 requests in flight": (
+                STOCK_LIMIT, ["config=config,max.in.flight.requests.per.connection=(string)5"]),
         }
         runs = {}
         for round_ in range(self.args.rounds + 1):
@@ -379,7 +407,18 @@ class Bench:
                 # The first round warms the broker and the page cache up.
                 if round_ > 0:
                     runs.setdefault(name, []).append((records, wall_in, cpu_in, wall_out, cpu_out))
-        latency = {name: self.paced_4k(frames, *modes[name]) for name in modes}
+        counted_polls = {}
+        for name, (limit, extra) in modes.items():
+            self.broker_limit(limit)
+            topic = self.topic("4k-polls", max_message_bytes=limit)
+            counted = polls(["gst-launch-1.0", "-q", "multifilesrc", f"location={pattern}",
+                             f"stop-index={len(frames) - 1}", "loop=true", f"num-buffers={n}", "caps=image/jpeg",
+                             "!", "kafkasink", f"topic={topic}", f"bootstrap-servers={self.bootstrap}"] + extra,
+                            self.env, self.args.work_dir)
+            self.delete_topic(topic)
+            counted_polls[name] = None if counted is None else counted / n
+            log(f"4K {name}: {counted} poll calls")
+        latency = {name: self.paced_4k(frames, *modes[name]) for name in list(modes)[:2]}
         self.broker_limit(RAISED_LIMIT)
         self.results["chunked"] = {
             "latency": latency,
@@ -396,8 +435,9 @@ class Bench:
                     "consume_frames_per_s": [n / r[3] for r in rs],
                     "consume_mb_per_s": [frame_bytes / r[3] / 1e6 for r in rs],
                     "consume_cpu_s_per_1000": [r[4] / n * 1000 for r in rs],
+                    "polls_per_frame": counted_polls[name],
                 }
-                for name, rs in runs.items()
+                for name, rs in ((name, runs[name]) for name in modes)
             },
         }
 
@@ -615,6 +655,10 @@ def plots(bench, docs):
     return written
 
 
+def polls_text(per_frame):
+    return "not counted (no perf)" if per_frame is None else f"{per_frame:.1f}"
+
+
 def report(bench, commit, command, elapsed):
     r = bench.results
     n = len(bench.frames)
@@ -645,15 +689,19 @@ def report(bench, commit, command, elapsed):
                   "its librdkafka's. "
                   f"{bench.args.rounds} rounds, the order of the producers alternating; medians with the range. "
                   "Each run is a whole process: start-up, publishing, and the wait for the last acknowledgement "
-                  "(start-up alone is in the next table). CPU is user + system time of the process.", "",
-                  "| frames | producer | records per run | records/s | MB/s | CPU s per 1000 frames |",
-                  "| --- | --- | --- | --- | --- | --- |"]
+                  "(start-up alone is in the next table). CPU is user + system time of the process. "
+                  "poll(2) calls per frame: one more run of each, untimed, under `perf stat -e "
+                  "syscalls:sys_enter_poll` (every thread of the process): librdkafka's broker thread waits in "
+                  "poll, and one that wakes without being allowed to send makes millions (docs/design.md, "
+                  "\"Requests in flight\").", "",
+                  "| frames | producer | records per run | records/s | MB/s | CPU s per 1000 frames | poll(2) calls per frame |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
         notes = []
         for label, entry in r["ingest"].items():
             for name, m in entry["producers"].items():
                 lines.append(f"| {label} ({entry['mean_kb']:.0f} KB) | {name} | {m['records']} | "
                              f"{spread(m['records_per_s'])} | {spread(m['mb_per_s'])} | "
-                             f"{spread(m['cpu_s_per_1000'], 2)} |")
+                             f"{spread(m['cpu_s_per_1000'], 2)} | {polls_text(m.get('polls_per_frame'))} |")
             sink, kcat = entry["producers"]["kafkasink"], entry["producers"]["kcat -P"]
             ratio = statistics.median(sink["records_per_s"]) / statistics.median(kcat["records_per_s"])
             targets.append((f"{label}: kafkasink / kcat -P records/s", ratio, ratio >= 1.0, "≥ 1.0"))
@@ -730,14 +778,18 @@ def report(bench, commit, command, elapsed):
                   "into chunk records and kafkasrc puts them together again, against the same stream "
                   f"with both limits raised to {RAISED_LIMIT} and chunking=off. {bench.args.rounds} rounds "
                   "after a warm-up round, order alternating; each run includes the process's start-up "
-                  "(and, for ingest, the wait for the last acknowledgement).", "",
+                  "(and, for ingest, the wait for the last acknowledgement). The third row is the first with "
+                  "librdkafka's default of five requests in flight, which kafkasink sets to four "
+                  "(docs/design.md, \"Requests in flight\"). poll(2) calls per frame: one more ingest run of "
+                  "each, untimed, under `perf stat -e syscalls:sys_enter_poll`.", "",
                   "| limits | records per run | ingest frames/s | ingest MB/s | ingest CPU s per 1000 frames | "
-                  "consume frames/s | consume MB/s | consume CPU s per 1000 frames |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+                  "ingest poll(2) calls per frame | consume frames/s | consume MB/s | consume CPU s per 1000 frames |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for name, m in c["modes"].items():
             lines.append(f"| {name} | {statistics.median(m['records']):.0f} | "
                          f"{spread(m['ingest_frames_per_s'])} | {spread(m['ingest_mb_per_s'])} | "
-                         f"{spread(m['ingest_cpu_s_per_1000'])} | {spread(m['consume_frames_per_s'])} | "
+                         f"{spread(m['ingest_cpu_s_per_1000'])} | {polls_text(m.get('polls_per_frame'))} | "
+                         f"{spread(m['consume_frames_per_s'])} | "
                          f"{spread(m['consume_mb_per_s'])} | {spread(m['consume_cpu_s_per_1000'])} |")
         lines += ["", f"The same frames as a 30 fps stream (imagesequencesrc paced by the clock) for "
                   f"{bench.args.latency_seconds} s after a 2 s warm-up, through kafkasink, the broker, kafkasrc "
@@ -760,7 +812,7 @@ def report(bench, commit, command, elapsed):
         shown = f"{value:.2f}×" if isinstance(value, float) else value
         lines.append(f"| {name} | {shown} | {goal} | {'PASS' if ok else 'FAIL'} |")
     lines += ["", "## Commands", "", "Each case's exact commands are in scripts/bench/bench.py "
-              "(`ingest_commands`, `consume`, `viewer`, `live_producer`, `latency`); the peers are "
+              "(`ingest_commands`, `startup`, `polls`, `consume`, `viewer`, `live_producer`, `latency`, `chunked`, `paced_4k`); the peers are "
               "scripts/bench/producers.py and scripts/bench/tutorial_app.py (the tutorial's Flask consumer "
               "as written: one shared KafkaConsumer, boundary before each frame, no Content-Length).", ""]
     return "\n".join(lines), targets
