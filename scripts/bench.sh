@@ -57,6 +57,24 @@ if [ ! -f "$frames_4k_dir/.complete" ]; then
     touch "$frames_4k_dir/.complete"
 fi
 
+# The ingest table's other frame sizes: 640×360 bars (~25 KB), 1080p bars
+# (~155 KB) and 1080p noise (~1.2 MB), all jpegenc quality 80.
+make_frames() { # name count width height pattern
+    local dir=$cache/bench-frames-$1
+    if [ ! -f "$dir/.complete" ]; then
+        echo "bench: making $2 $3x$4 $5 JPEG frames in $dir" >&2
+        rm -rf "$dir"
+        mkdir -p "$dir"
+        gst-launch-1.0 -q videotestsrc num-buffers="$2" pattern="$5" horizontal-speed=4 \
+            ! video/x-raw,width="$3",height="$4",framerate=30/1 ! jpegenc quality=80 \
+            ! multifilesink location="$dir/f-%05d.jpg"
+        touch "$dir/.complete"
+    fi
+}
+make_frames 360p 300 640 360 smpte
+make_frames 1080p-bars 300 1920 1080 smpte
+make_frames 1080p-noise 100 1920 1080 snow
+
 if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
     port=$((29092 + RANDOM % 1000))
     KAFKA_BOOTSTRAP=$(KAFKA_HOME=$broker_home KAFKA_PORT=$port scripts/kafka.sh start | tail -n 1)
@@ -64,7 +82,12 @@ fi
 
 # shellcheck disable=SC2086
 "$python" scripts/bench/bench.py --bootstrap "$KAFKA_BOOTSTRAP" --frames-dir "$frames_dir" \
-    --frames-4k-dir "$frames_4k_dir" --work-dir "$work_dir" ${BENCH_ARGS:-}
+    --frames-4k-dir "$frames_4k_dir" --work-dir "$work_dir" \
+    --size-set "640×360 bars=$cache/bench-frames-360p:10000" \
+    --size-set "1080p bars=$cache/bench-frames-1080p-bars:2400" \
+    --size-set "1080p bars + noise=$frames_dir:1200" \
+    --size-set "1080p noise=$cache/bench-frames-1080p-noise:300" \
+    --extra-set "1080p bars + noise" ${BENCH_ARGS:-}
 # shellcheck disable=SC2086
 "$python" scripts/bench/wall.py --bootstrap "$KAFKA_BOOTSTRAP" --frames-dir "$frames_dir" \
     --work-dir "$work_dir" ${WALL_BENCH_ARGS:-}
