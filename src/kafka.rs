@@ -97,19 +97,40 @@ const LIBRDKAFKA_ALIASES: &[(&str, &str)] = &[
     ("enable.auto.commit", "auto.commit.enable"),
 ];
 
-/// The librdkafka property a name stands for: itself unless an alias.
+/// The librdkafka property a name stands for: itself unless an alias, and
+/// without the `topic.` prefix librdkafka also accepts.
 fn canonical_key(key: &str) -> &str {
+    let key = key.strip_prefix("topic.").unwrap_or(key);
     LIBRDKAFKA_ALIASES
         .iter()
         .find_map(|&(alias, property)| (alias == key).then_some(property))
         .unwrap_or(key)
 }
 
+/// A boolean setting as librdkafka reads it (`true`, `t`, `1`, any case),
+/// or None when not set or not a boolean.
+pub fn bool_setting(config: &ClientConfig, key: &str) -> Option<bool> {
+    let value = setting(config, key)?.trim();
+    if ["true", "t", "1"]
+        .iter()
+        .any(|t| value.eq_ignore_ascii_case(t))
+    {
+        Some(true)
+    } else if ["false", "f", "0"]
+        .iter()
+        .any(|f| value.eq_ignore_ascii_case(f))
+    {
+        Some(false)
+    } else {
+        None
+    }
+}
+
 /// Sets `key`, first removing whatever an earlier source set under another
 /// name of the same property: rust-rdkafka hands librdkafka its settings in
 /// hash-map order, so with both `linger.ms` and `queue.buffering.max.ms`
 /// present either could win.
-fn set_overriding(config: &mut ClientConfig, key: &str, value: &str) {
+pub fn set_overriding(config: &mut ClientConfig, key: &str, value: &str) {
     let property = canonical_key(key);
     let earlier: Vec<String> = config
         .config_map()
@@ -691,6 +712,35 @@ mod tests {
         assert_eq!(setting(&config, "request.required.acks"), Some("-1"));
         assert_eq!(setting(&config, "linger.ms"), Some("9"));
         assert_eq!(setting(&config, "enable.idempotence"), None);
+        // librdkafka's `topic.` prefix names the same property.
+        let mut prefixed = ClientConfig::new();
+        set_overriding(&mut prefixed, "acks", "1");
+        set_overriding(&mut prefixed, "topic.request.required.acks", "all");
+        assert_eq!(
+            prefixed.config_map().len(),
+            1,
+            "{:?}",
+            prefixed.config_map()
+        );
+        assert_eq!(setting(&prefixed, "acks"), Some("all"));
+    }
+
+    #[test]
+    fn booleans_are_read_as_librdkafka_reads_them() {
+        let mut config = ClientConfig::new();
+        for (value, read) in [
+            ("true", Some(true)),
+            ("True", Some(true)),
+            ("t", Some(true)),
+            ("1", Some(true)),
+            ("FALSE", Some(false)),
+            ("0", Some(false)),
+            ("yes", None),
+        ] {
+            config.set("enable.idempotence", value);
+            assert_eq!(bool_setting(&config, "enable.idempotence"), read, "{value}");
+        }
+        assert_eq!(bool_setting(&config, "enable.partition.eof"), None);
     }
 
     #[test]

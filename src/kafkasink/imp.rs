@@ -213,12 +213,13 @@ impl Settings {
 
     /// The producer's librdkafka configuration: the defaults above under
     /// the user's settings, and, when idempotence is on in the end (the
-    /// property or `config`), four requests in flight unless the user chose.
+    /// property, `config`, or a `transactional.id`, which implies it), four
+    /// requests in flight unless the user chose.
     fn producer_config(&self) -> Result<ClientConfig, gst::ErrorMessage> {
         let mut config = self.client.client_config(&self.librdkafka_defaults())?;
-        if kafka::setting(&config, "enable.idempotence") == Some("true")
-            && kafka::setting(&config, "max.in.flight").is_none()
-        {
+        let idempotent = kafka::bool_setting(&config, "enable.idempotence") == Some(true)
+            || kafka::setting(&config, "transactional.id").is_some();
+        if idempotent && kafka::setting(&config, "max.in.flight").is_none() {
             config.set(
                 "max.in.flight.requests.per.connection",
                 IDEMPOTENT_MAX_IN_FLIGHT.to_string(),
@@ -1483,11 +1484,26 @@ mod tests {
             requests_in_flight(&with_config(true, &[("enable.idempotence", "false")])),
             None
         );
+        // librdkafka's other spellings of true, and a transactional id.
+        for turned_on in [
+            ("enable.idempotence", "1"),
+            ("enable.idempotence", "True"),
+            ("transactional.id", "cam-1"),
+        ] {
+            assert_eq!(
+                requests_in_flight(&with_config(false, &[turned_on])).as_deref(),
+                Some("4"),
+                "{turned_on:?}"
+            );
+        }
         // The user's choice, under either name, stands.
-        assert_eq!(
-            requests_in_flight(&with_config(true, &[("max.in.flight", "5")])).as_deref(),
-            Some("5")
-        );
+        for key in ["max.in.flight", "max.in.flight.requests.per.connection"] {
+            assert_eq!(
+                requests_in_flight(&with_config(true, &[(key, "5")])).as_deref(),
+                Some("5"),
+                "{key}"
+            );
+        }
     }
 
     #[test]

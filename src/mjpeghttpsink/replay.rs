@@ -343,9 +343,9 @@ impl Source {
                 "group.id" | "enable.auto.commit" | "enable.auto.offset.store"
             )
         }) {
-            config.set(*key, value);
+            kafka::set_overriding(&mut config, key, value);
         }
-        config.set("statistics.interval.ms", "0");
+        kafka::set_overriding(&mut config, "statistics.interval.ms", "0");
         config
             .create_with_context(KafkaContext::new(&self.element))
             .map_err(|err| format!("replay consumer: {err}"))
