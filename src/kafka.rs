@@ -213,7 +213,31 @@ impl ClientSettings {
         if let Some(structure) = &self.config {
             gst::debug!(RDKAFKA_CAT, "config property: {}", redact(structure));
         }
+        // rust-rdkafka applies its own log level after creating the client,
+        // taken from the `log` crate, which nothing here sets up: librdkafka
+        // would log errors only, and a `debug` setting would go silent.
+        config.set_log_level(librdkafka_log_level(
+            RDKAFKA_CAT.threshold(),
+            setting(&config, "debug").is_some(),
+        ));
         Ok(config)
+    }
+}
+
+/// The librdkafka log level that lets through what the `rdkafka` debug
+/// category shows (KafkaContext::log maps the levels back), everything
+/// when librdkafka's `debug` contexts are asked for.
+fn librdkafka_log_level(threshold: gst::DebugLevel, debug: bool) -> RDKafkaLogLevel {
+    if debug || threshold >= gst::DebugLevel::Log {
+        RDKafkaLogLevel::Debug
+    } else if threshold >= gst::DebugLevel::Debug {
+        RDKafkaLogLevel::Info
+    } else if threshold >= gst::DebugLevel::Info {
+        RDKafkaLogLevel::Notice
+    } else if threshold >= gst::DebugLevel::Warning {
+        RDKafkaLogLevel::Warning
+    } else {
+        RDKafkaLogLevel::Error
     }
 }
 
@@ -723,6 +747,26 @@ mod tests {
             prefixed.config_map()
         );
         assert_eq!(setting(&prefixed, "acks"), Some("all"));
+    }
+
+    #[test]
+    fn librdkafka_logs_what_the_rdkafka_category_shows() {
+        use gst::DebugLevel as Gst;
+        for (threshold, debug, level) in [
+            (Gst::None, false, RDKafkaLogLevel::Error),
+            (Gst::Error, false, RDKafkaLogLevel::Error),
+            (Gst::Warning, false, RDKafkaLogLevel::Warning),
+            (Gst::Info, false, RDKafkaLogLevel::Notice),
+            (Gst::Debug, false, RDKafkaLogLevel::Info),
+            (Gst::Log, false, RDKafkaLogLevel::Debug),
+            (Gst::Error, true, RDKafkaLogLevel::Debug),
+        ] {
+            assert_eq!(
+                librdkafka_log_level(threshold, debug) as i32,
+                level as i32,
+                "{threshold:?} {debug}"
+            );
+        }
     }
 
     #[test]
