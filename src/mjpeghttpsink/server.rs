@@ -766,8 +766,12 @@ async fn timeline_json(streams: &[Arc<Stream>]) -> Response<ResponseBody> {
             Err(reason) => replay::unavailable(path, reason),
         });
     }
-    let mut json =
-        serde_json::to_vec(&serde_json::json!({ "streams": entries })).unwrap_or_default();
+    json_response(&serde_json::json!({ "streams": entries }))
+}
+
+/// `value` as a JSON document on a line, never cached.
+fn json_response(value: &impl serde::Serialize) -> Response<ResponseBody> {
+    let mut json = serde_json::to_vec(value).unwrap_or_default();
     json.push(b'\n');
     let mut response = Response::new(full_body(json));
     response.headers_mut().insert(
@@ -1242,15 +1246,7 @@ fn stats_json(server: &Server, streams: &[Arc<Stream>]) -> Response<ResponseBody
         server: server.stats(),
         streams: streams.iter().map(|s| s.stats()).collect(),
     };
-    let mut json = serde_json::to_vec(&stats).unwrap_or_default();
-    json.push(b'\n');
-    let mut response = Response::new(full_body(json));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    no_store(&mut response);
-    response
+    json_response(&stats)
 }
 
 fn metrics_text(server: &Server, streams: &[Arc<Stream>]) -> Response<ResponseBody> {
