@@ -11,16 +11,12 @@
 # to docs/benchmarks-replay.md, e.g. "--minutes 10").
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/gst-kafka
 frames_dir=$cache/bench-frames-1080p
-work_dir=$(mktemp -d)
-broker_home=$(mktemp -d)
-cleanup() {
-    KAFKA_HOME=$broker_home scripts/kafka.sh stop || true
-    rm -rf "$broker_home" "$work_dir"
-}
-trap cleanup EXIT
+scratch_dirs
 
 scripts/setup.sh
 cargo build --release --lib --examples
@@ -75,10 +71,7 @@ make_frames 360p 300 640 360 smpte
 make_frames 1080p-bars 300 1920 1080 smpte
 make_frames 1080p-noise 100 1920 1080 snow
 
-if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
-    port=$((29092 + RANDOM % 1000))
-    KAFKA_BOOTSTRAP=$(KAFKA_HOME=$broker_home KAFKA_PORT=$port scripts/kafka.sh start | tail -n 1)
-fi
+use_or_start_broker
 
 # shellcheck disable=SC2086
 "$python" scripts/bench/bench.py --bootstrap "$KAFKA_BOOTSTRAP" --frames-dir "$frames_dir" \

@@ -8,6 +8,8 @@
 # (default 1200), FRAMES_DIR (default: the frames scripts/bench.sh makes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 for tool in perf inferno-collapse-perf inferno-flamegraph; do
     command -v "$tool" >/dev/null ||
@@ -21,19 +23,10 @@ records=${RECORDS:-1200}
     { echo "flamegraph: no frames in $frames_dir: run scripts/bench.sh once" >&2; exit 1; }
 last_index=$(($(find "$frames_dir" -name 'f-*.jpg' | wc -l) - 1))
 
-work_dir=$(mktemp -d)
-broker_home=$(mktemp -d)
-cleanup() {
-    KAFKA_HOME=$broker_home scripts/kafka.sh stop || true
-    rm -rf "$broker_home" "$work_dir"
-}
-trap cleanup EXIT
+scratch_dirs
 
 cargo build --release --lib --examples
-if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
-    port=$((29092 + RANDOM % 1000))
-    KAFKA_BOOTSTRAP=$(KAFKA_HOME=$broker_home KAFKA_PORT=$port scripts/kafka.sh start | tail -n 1)
-fi
+use_or_start_broker
 
 topic=flamegraph-$$
 target/release/examples/kafka-topics --bootstrap-server "$KAFKA_BOOTSTRAP" create "$topic" \

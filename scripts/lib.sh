@@ -24,3 +24,19 @@ wait_for_port() {
         sleep 0.1
     done
 }
+
+# For a measuring script run from the repository root: $work_dir and
+# $broker_home, removed (the broker there stopped) when the script exits.
+scratch_dirs() {
+    work_dir=$(mktemp -d)
+    broker_home=$(mktemp -d)
+    trap 'KAFKA_HOME=$broker_home scripts/kafka.sh stop || true; rm -rf "$broker_home" "$work_dir"' EXIT
+}
+
+# KAFKA_BOOTSTRAP as given, else a broker of its own in $broker_home.
+use_or_start_broker() {
+    if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
+        local port=$((29092 + RANDOM % 1000))
+        KAFKA_BOOTSTRAP=$(KAFKA_HOME=$broker_home KAFKA_PORT=$port scripts/kafka.sh start | tail -n 1)
+    fi
+}
