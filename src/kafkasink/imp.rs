@@ -1068,7 +1068,8 @@ impl ObjectImpl for KafkaSink {
                     .build(),
                 glib::ParamSpecBoolean::builder("enable-idempotence")
                     .nick("Enable idempotence")
-                    .blurb("Exactly one copy of each record in the log, in order, despite retries (needs acks=all)")
+                    .blurb("Exactly one copy of each record in the log, in order, despite retries (needs acks=all); \
+                            with it, 4 requests in flight unless config sets max.in.flight")
                     .default_value(DEFAULT_ENABLE_IDEMPOTENCE)
                     .mutable_ready()
                     .build(),
