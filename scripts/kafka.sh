@@ -11,6 +11,9 @@
 #   scripts/kafka.sh stop-node N      stop node N cleanly (SIGTERM), as a rolling restart does
 #   scripts/kafka.sh pause-node N     SIGSTOP node N; resume-node N sends SIGCONT
 #   scripts/kafka.sh start-node N     restart node N of an existing setup
+#   scripts/kafka.sh unregister-node N  make the controller forget running node N:
+#                                     until restarted it lists no broker to
+#                                     clients, as a fenced broker does
 #
 # Environment:
 #   KAFKA_HOME             data, config and logs (default ~/.cache/gst-kafka/broker)
@@ -383,8 +386,17 @@ start-node)
     wait_ready "$2"
     bootstrap
     ;;
+unregister-node)
+    require_node "${2:-}"
+    node_pid "$2" >/dev/null || die "node $2 is not running"
+    fetch
+    # java runs the source file itself (a JDK's compiler); the broker's jars
+    # hold the Admin client.
+    command -v javac >/dev/null || die "unregister-node needs a JDK (javac): scripts/setup.sh installs it"
+    java -Xmx128M -cp "$LIBS/*" "$(dirname "$0")/kafka/UnregisterBroker.java" "$(bootstrap)" "$2"
+    ;;
 *)
-    sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

@@ -5,6 +5,7 @@
 //! browsers: `kafkasink`, `kafkasrc` and `mjpeghttpsink`.
 use gst::glib;
 
+mod brokerwatch;
 mod capturetime;
 mod kafka;
 mod kafkasink;

@@ -278,6 +278,125 @@ fn paused_broker_then_everything_resumes() {
     );
 }
 
+/// Whether `message` is the warning of element `name` saying librdkafka
+/// forgot every broker.
+fn forgot_brokers(message: &gst::Message, name: &str) -> bool {
+    let gst::MessageView::Warning(warning) = message.view() else {
+        return false;
+    };
+    message.src().is_some_and(|src| src.name() == name)
+        && warning
+            .error()
+            .message()
+            .contains("librdkafka forgot every broker")
+}
+
+/// Restarts node 1 of a broker when dropped.
+struct Restart<'a>(&'a OwnBroker);
+
+impl Drop for Restart<'_> {
+    fn drop(&mut self) {
+        self.0.node("kill-node");
+        self.0.node("start-node");
+    }
+}
+
+/// A broker its controller no longer knows answers every client with no
+/// broker listed, as a fenced one does; librdkafka then forgets its only
+/// broker and would never ask again (brokerwatch.rs). Both ends must say so
+/// and carry on, losing and repeating nothing, once the broker is back.
+#[test]
+fn broker_listing_no_broker_then_restarted_resumes_both_ends() {
+    let _serial = serial();
+    let broker = own_broker();
+    let topic = unique_topic("unlisted");
+    create_topic(&topic, 1, &[]);
+    const FRAMES: u32 = 600;
+    let camera = camera(
+        &topic,
+        FRAMES,
+        "message-timeout-ms=120000 flush-timeout-ms=120000",
+    );
+    let viewer = launch(&format!(
+        "kafkasrc name=src topic={topic} bootstrap-servers={} start-from=earliest ! fakesink",
+        bootstrap()
+    ));
+    let camera_bus = camera.bus().unwrap();
+    let viewer_bus = viewer.bus().unwrap();
+    camera.set_state(gst::State::Playing).unwrap();
+    viewer.set_state(gst::State::Playing).unwrap();
+    let pushed = || stats(&viewer, "src").get::<u64>("buffers-pushed").unwrap();
+    assert!(wait_until(TIMEOUT, || pushed() > 60));
+
+    broker.node("unregister-node");
+    // Should an assertion fail below, the broker is restarted all the same:
+    // unregistered, it would fail every later test of this binary.
+    let restart = Restart(broker);
+    // Records and fetches go on until the clients ask for metadata, and
+    // hear of no broker.
+    let warned = |bus: &gst::Bus, name: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let Some(message) =
+                bus.timed_pop(gst::ClockTime::from_nseconds(left.as_nanos() as u64))
+            else {
+                break;
+            };
+            match message.view() {
+                _ if forgot_brokers(&message, name) => return true,
+                gst::MessageView::Error(_) | gst::MessageView::Eos(_) => panic!("{message:?}"),
+                _ => {}
+            }
+        }
+        false
+    };
+    assert!(
+        warned(&camera_bus, "sink"),
+        "kafkasink never forgot the broker"
+    );
+    assert!(
+        warned(&viewer_bus, "src"),
+        "kafkasrc never forgot the broker"
+    );
+    let acked = || stats(&camera, "sink").get::<u64>("records-acked").unwrap();
+    let (acked_before, pushed_before) = (acked(), pushed());
+    drop(restart);
+    // Both ends go on at once, not after the watch's one-minute retry.
+    let restarted = Instant::now();
+    let soon = Duration::from_secs(30);
+    assert!(
+        wait_until(soon, || acked() > acked_before),
+        "nothing acknowledged"
+    );
+    let acked_after = restarted.elapsed();
+    assert!(
+        wait_until(soon, || pushed() > pushed_before),
+        "nothing pushed"
+    );
+    eprintln!(
+        "the broker back, records acknowledged again after {acked_after:?}, pushed after {:?}",
+        restarted.elapsed()
+    );
+
+    let end = wait_end(&camera_bus, TIMEOUT);
+    assert!(matches!(end, End::Eos), "{end:?}");
+    assert!(
+        wait_until(TIMEOUT, || pushed() == FRAMES as u64),
+        "the viewer got {} of {FRAMES}",
+        pushed()
+    );
+    assert!(drain(&viewer_bus, &[gst::MessageType::Error]).is_empty());
+    let src_stats = stats(&viewer, "src");
+    camera.set_state(gst::State::Null).unwrap();
+    viewer.set_state(gst::State::Null).unwrap();
+    assert_eq!(src_stats.get::<u64>("sequence-gaps").unwrap(), 0);
+    assert_eq!(src_stats.get::<u64>("duplicates").unwrap(), 0);
+    assert_eq!(
+        sequence_numbers(&topic),
+        (0..FRAMES as u64).collect::<Vec<_>>()
+    );
+}
+
 #[test]
 fn queue_full_drop_drops_whole_chunked_frames_without_stalling() {
     let _serial = serial();

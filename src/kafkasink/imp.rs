@@ -67,11 +67,13 @@ use rdkafka::admin::{
 use rdkafka::config::ClientConfig;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::types::RDKafka;
 
 use super::chunking::{self, Plan};
 use super::delivery::{self, Delivery, QueueBound, SinkContext};
 use super::headers::{self, CHUNK_HEADERS_MAX_LEN, CapsTooLong, HeaderWriter};
 use super::{Acks, Chunking, Compression, QueueFull};
+use crate::brokerwatch::{self, BrokerWatch, LibrdkafkaClient};
 use crate::capturetime;
 use crate::kafka::{self, ClientSettings, KafkaContext, TopicError};
 use crate::runtime::{self, Canceller};
@@ -311,6 +313,13 @@ impl Target {
     }
 }
 
+// SAFETY: the producer, and so its handle, lives as long as the target.
+unsafe impl LibrdkafkaClient for Target {
+    fn librdkafka_client(&self) -> *mut RDKafka {
+        self.producer.client().native_ptr()
+    }
+}
+
 /// The record limits the broker told at start.
 #[derive(Debug, Default, Clone)]
 struct BrokerLimits {
@@ -345,6 +354,8 @@ impl BrokerLimits {
 }
 
 struct Started {
+    /// Declared first: stops before the client is let go.
+    _broker_watch: Option<BrokerWatch>,
     target: Arc<Target>,
     /// `None` when `write-headers` is off.
     headers: Option<HeaderWriter>,
@@ -1356,8 +1367,11 @@ impl BaseSinkImpl for KafkaSink {
             drop_warnings: Throttle::default(),
             block_warnings: Throttle::new(QUEUE_FULL_WARNING_INTERVAL),
         };
+        let target = Arc::new(target);
+        let broker_watch = brokerwatch::watch(&element, &target, &config);
         *self.state.lock().unwrap() = State::Started(Box::new(Started {
-            target: Arc::new(target),
+            target,
+            _broker_watch: broker_watch,
             headers: settings.write_headers.then(|| HeaderWriter::new(stream_id)),
             seq: 0,
         }));

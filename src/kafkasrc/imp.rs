@@ -97,12 +97,14 @@ use gst_base::subclass::prelude::*;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::types::RDKafka;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::engine::{self, Decision, Engine, Record, Skip, Timing};
 use super::group::{self, Rebalances, SrcContext};
 use super::reassembly::{self, Dropped};
 use super::{StartFrom, StopAt, TimestampMode, TopicSource};
+use crate::brokerwatch::{self, BrokerWatch, LibrdkafkaClient};
 use crate::capturetime;
 use crate::kafka::{self, ClientSettings, KafkaContext, TopicError, TopicInfo};
 use crate::recordmeta::{self, RecordInfo};
@@ -178,6 +180,13 @@ impl Default for Settings {
 
 type Kafka = StreamConsumer<SrcContext>;
 
+// SAFETY: the consumer owns its handle.
+unsafe impl LibrdkafkaClient for Kafka {
+    fn librdkafka_client(&self) -> *mut RDKafka {
+        self.client().native_ptr()
+    }
+}
+
 /// The topic did not exist at start: since when it is waited for, and the
 /// times opening it needs.
 #[derive(Debug, Clone, Copy)]
@@ -188,6 +197,8 @@ struct TopicWait {
 }
 
 struct Started {
+    /// Declared first: stops before the client is let go.
+    _broker_watch: Option<BrokerWatch>,
     consumer: Arc<Kafka>,
     settings: Settings,
     topic: String,
@@ -1558,8 +1569,11 @@ impl BaseSrcImpl for KafkaSrc {
             "consuming {topic} at {}",
             settings.client.bootstrap_servers
         );
+        let consumer = Arc::new(consumer);
+        let broker_watch = brokerwatch::watch(&element, &consumer, &config);
         *self.lock_state() = State::Started(Box::new(Started {
-            consumer: Arc::new(consumer),
+            consumer,
+            _broker_watch: broker_watch,
             engine: record_engine(&settings, stop_time_ms, partitions, end_offsets),
             settings,
             topic,
