@@ -397,6 +397,117 @@ fn broker_listing_no_broker_then_restarted_resumes_both_ends() {
     );
 }
 
+/// A replay (mjpeghttpsink's own consumer, paced) goes on to the end of
+/// the recording through the same fault: the broker listing no broker,
+/// then restarted.
+#[test]
+fn replay_rides_out_a_broker_listing_no_broker() {
+    let _serial = serial();
+    let broker = own_broker();
+    let topic = unique_topic("unlisted-replay");
+    create_topic(&topic, 1, &[]);
+    // 20 MB: more than a replay consumer reads ahead (2 MB), so that it
+    // must fetch again during the fault.
+    const FRAMES: usize = 400;
+    const STEP_MS: i64 = 100;
+    let base = unix_now_ms() - 120_000;
+    let records: Vec<TimedRecord> = (0..FRAMES)
+        .map(|i| TimedRecord {
+            partition: 0,
+            key: None,
+            timestamp_ms: base + i as i64 * STEP_MS,
+            value: big_jpeg(50_000),
+        })
+        .collect();
+    produce_timed(&topic, &records);
+    let stamp = |i: usize| {
+        let ms = base + i as i64 * STEP_MS;
+        format!("{}.{:03}000", ms / 1000, ms % 1000)
+    };
+    let viewer = launch(&format!(
+        "kafkasrc topic={topic} bootstrap-servers={} start-from=earliest ! \
+         mjpeghttpsink name=sink port=0",
+        bootstrap()
+    ));
+    let bus = viewer.bus().unwrap();
+    viewer.set_state(gst::State::Playing).unwrap();
+    let port = viewer
+        .by_name("sink")
+        .unwrap()
+        .property::<u32>("bound-port") as u16;
+    // At 4x: 40 frames a second, the whole recording in 10 s.
+    let mut parts = PartReader::open(get(port, &format!("/video_feed?at={base}&speed=4"), ""));
+    // The client reads on a thread of its own, as a browser would: the
+    // server closes a connection that takes nothing for 5 s.
+    let (stamps_tx, stamps) = std::sync::mpsc::channel::<String>();
+    let last = stamp(FRAMES - 1);
+    let reader = std::thread::spawn(move || {
+        loop {
+            let part = parts.next();
+            let stamp = common::http::header(&part, "x-timestamp").to_string();
+            let done = stamp == last;
+            if stamps_tx.send(stamp).is_err() || done {
+                return;
+            }
+        }
+    });
+    // The frames replayed so far, each once (keep-alive repeats of the
+    // last frame arrive too).
+    let mut seen: Vec<String> = Vec::new();
+    let read = |seen: &mut Vec<String>, within: Duration| {
+        if let Ok(stamp) = stamps.recv_timeout(within)
+            && seen.last() != Some(&stamp)
+        {
+            seen.push(stamp);
+        }
+    };
+    let deadline = Instant::now() + TIMEOUT;
+    while seen.len() < 40 && Instant::now() < deadline {
+        read(&mut seen, Duration::from_millis(100));
+    }
+    assert!(seen.len() >= 40, "{} frames replayed", seen.len());
+
+    broker.node("unregister-node");
+    let restart = Restart(broker);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut warned = false;
+    while !warned && Instant::now() < deadline {
+        read(&mut seen, Duration::from_millis(100));
+        while let Some(message) = bus.pop() {
+            if let gst::MessageView::Error(_) = message.view() {
+                panic!("{message:?}");
+            }
+            warned |= forgot_brokers(&message, "sink");
+        }
+    }
+    assert!(warned, "the replay's consumer never forgot the broker");
+    let at_fault = seen.len();
+    assert!(at_fault < FRAMES, "the replay was over before the fault");
+    drop(restart);
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.len() < FRAMES && Instant::now() < deadline {
+        read(&mut seen, Duration::from_millis(100));
+    }
+    viewer.set_state(gst::State::Null).unwrap();
+    let _ = reader.join();
+    eprintln!(
+        "frames replayed before the fault: {at_fault}, in all: {}",
+        seen.len()
+    );
+    assert_eq!(
+        seen.len(),
+        FRAMES,
+        "replayed {} of {FRAMES} frames",
+        seen.len()
+    );
+    // Every frame once, in order: nothing skipped across the fault.
+    assert!(
+        seen.iter()
+            .eq((0..FRAMES).map(stamp).collect::<Vec<_>>().iter())
+    );
+}
+
 #[test]
 fn queue_full_drop_drops_whole_chunked_frames_without_stalling() {
     let _serial = serial();

@@ -14,14 +14,17 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use bytes::Bytes;
 use gst::prelude::*;
+use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::types::RDKafka;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use super::imp::looks_like_jpeg;
 use super::stream::{BOUNDARY, ChunkBody, FeedEnd, Frame, ResponseBody, Stream, send_all};
+use crate::brokerwatch::{self, BrokerWatch, LibrdkafkaClient};
 use crate::kafka::{self, ClientSettings, KafkaContext};
 use crate::kafkasrc::{KafkaSrc, TopicSource};
 use crate::time::parse_time_ms;
@@ -308,8 +311,34 @@ fn dispose(consumer: ReplayConsumer) {
     crate::runtime::RUNTIME.spawn_blocking(move || drop(consumer));
 }
 
+// SAFETY: the consumer owns its handle.
+unsafe impl LibrdkafkaClient for ReplayConsumer {
+    fn librdkafka_client(&self) -> *mut RDKafka {
+        self.client().native_ptr()
+    }
+}
+
 impl Source {
     fn consumer(&self) -> Result<ReplayConsumer, String> {
+        self.consumer_config()?
+            .create_with_context(KafkaContext::new(&self.element))
+            .map_err(|err| format!("replay consumer: {err}"))
+    }
+
+    /// A consumer for a replay's whole length, watched as kafkasrc's is
+    /// (src/brokerwatch.rs).
+    fn watched_consumer(&self) -> Result<(Arc<ReplayConsumer>, Option<BrokerWatch>), String> {
+        let config = self.consumer_config()?;
+        let consumer: Arc<ReplayConsumer> = Arc::new(
+            config
+                .create_with_context(KafkaContext::new(&self.element))
+                .map_err(|err| format!("replay consumer: {err}"))?,
+        );
+        let watch = brokerwatch::watch(&self.element, &consumer, &config);
+        Ok((consumer, watch))
+    }
+
+    fn consumer_config(&self) -> Result<ClientConfig, String> {
         let defaults = [
             ("client.id", "gst-mjpeghttpsink-replay".to_string()),
             (
@@ -346,9 +375,7 @@ impl Source {
             kafka::set_overriding(&mut config, key, value);
         }
         kafka::set_overriding(&mut config, "statistics.interval.ms", "0");
-        config
-            .create_with_context(KafkaContext::new(&self.element))
-            .map_err(|err| format!("replay consumer: {err}"))
+        Ok(config)
     }
 
     fn timeout(&self) -> Duration {
@@ -831,8 +858,9 @@ fn read_replay(
     // A consumer of its own, assigned once (see read_ranges): the first
     // frame's partition on from the record after it, the others from the
     // same time.
-    let consumer = match source.consumer() {
-        Ok(consumer) => consumer,
+    // Bound after the consumer, the watch is dropped before it.
+    let (consumer, _watch) = match source.watched_consumer() {
+        Ok(watched) => watched,
         Err(reason) => {
             gst::warning!(super::CAT, obj = source.element, "replay: {reason}");
             return;
