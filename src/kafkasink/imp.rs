@@ -108,9 +108,6 @@ const QUEUE_MAX_MESSAGES: u32 = 100_000;
 /// librdkafka's default `batch.size`: a record limit below it bounds the
 /// batches too.
 const LIBRDKAFKA_BATCH_SIZE: usize = 1_000_000;
-/// The first wait before connecting to a broker again, doubled on every
-/// failure up to librdkafka's `reconnect.backoff.max.ms` (10 s).
-const RECONNECT_BACKOFF_MS: u32 = 20;
 /// Requests in flight per connection with idempotence on: one fewer than
 /// librdkafka's idempotence window of five. With five on the wire librdkafka
 /// builds no sixth request yet still wakes its broker thread at once for the
@@ -209,7 +206,10 @@ impl Settings {
             // The connection to a broker learned from the bootstrap
             // metadata waits out this backoff: librdkafka's 100 ms held
             // start() about 50 ms (docs/design.md, "Start-up").
-            ("reconnect.backoff.ms", RECONNECT_BACKOFF_MS.to_string()),
+            (
+                "reconnect.backoff.ms",
+                kafka::RECONNECT_BACKOFF_MS.to_string(),
+            ),
         ]
     }
 

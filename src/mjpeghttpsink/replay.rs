@@ -358,6 +358,11 @@ impl Source {
             ("fetch.wait.max.ms", "10".into()),
             ("queued.max.messages.kbytes", "2048".into()),
             ("allow.auto.create.topics", "false".into()),
+            // A seek's new consumer connects to its broker at once.
+            (
+                "reconnect.backoff.ms",
+                kafka::RECONNECT_BACKOFF_MS.to_string(),
+            ),
         ];
         let mut config = self
             .client
@@ -1135,6 +1140,35 @@ mod tests {
             offset,
             timestamp_ms,
         }
+    }
+
+    fn source(config: Option<&str>) -> Source {
+        gst::init().unwrap();
+        Source {
+            client: ClientSettings {
+                config: config.map(|c| c.parse().unwrap()),
+                ..ClientSettings::default()
+            },
+            topic: "cam1".into(),
+            key: None,
+            partition: None,
+            camera: None,
+            element: gst::ElementFactory::make("fakesink").build().unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_seek_connects_to_its_broker_without_librdkafkas_100_ms_backoff() {
+        let backoff = |source: Source| {
+            let config = source.consumer_config().unwrap();
+            kafka::setting(&config, "reconnect.backoff.ms").map(str::to_owned)
+        };
+        assert_eq!(backoff(source(None)).as_deref(), Some("20"));
+        // The kafkasrc's own config still decides.
+        assert_eq!(
+            backoff(source(Some("config,reconnect.backoff.ms=(string)100"))).as_deref(),
+            Some("100")
+        );
     }
 
     #[test]
