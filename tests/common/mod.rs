@@ -52,6 +52,37 @@ fn kafka_sh(home: &std::path::Path, args: &[&str]) -> Command {
     command
 }
 
+/// The first ports of four runs of [`CLUSTER_NODES`] free ports, for the
+/// four listeners of a broker (scripts/kafka.sh gives node N a listener's
+/// port + N - 1). Taken below the ephemeral range (32768 and up on Linux),
+/// so that no outgoing connection of the tests lands on one of them
+/// between this check and the broker's bind, as one did in a cluster test.
+fn broker_ports() -> [u16; 4] {
+    use std::hash::{BuildHasher, Hasher};
+    // Above scripts/test.sh's shared broker (19092 to 20391).
+    const FIRST: u16 = 21_000;
+    const RUNS: u16 = 4;
+    const STRIDE: u16 = 100;
+    let span = 32_000 - FIRST - RUNS * STRIDE;
+    loop {
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let base = FIRST + (random % u64::from(span)) as u16;
+        let ports = [0, 1, 2, 3].map(|run| base + run * STRIDE);
+        let free = ports.iter().all(|&first| {
+            (first..first + CLUSTER_NODES)
+                .all(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
+        });
+        if free {
+            return ports;
+        }
+    }
+}
+
+/// Nodes of `scripts/kafka.sh cluster`.
+const CLUSTER_NODES: u16 = 3;
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -98,16 +129,17 @@ impl OwnBroker {
             std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
             "port {port} is taken: stop what listens there (a demo's broker: scripts/kafka.sh stop)"
         );
-        OwnBroker::launch_with("start", port, true)
+        OwnBroker::launch_with("start", Some(port), true)
     }
 
     fn launch(command: &str) -> OwnBroker {
-        OwnBroker::launch_with(command, free_port(), false)
+        OwnBroker::launch_with(command, None, false)
     }
 
     /// Test brokers do not create topics on first use, so that a test that
     /// forgets to create its topic, or one about missing topics, is told.
-    fn launch_with(command: &str, port: u16, auto_create_topics: bool) -> OwnBroker {
+    /// On `port`, or on free ports when `None`.
+    fn launch_with(command: &str, port: Option<u16>, auto_create_topics: bool) -> OwnBroker {
         static REGISTER: Once = Once::new();
         REGISTER.call_once(|| unsafe {
             libc::atexit(stop_started_brokers);
@@ -118,12 +150,13 @@ impl OwnBroker {
             free_port()
         ));
         STARTED_HOMES.lock().unwrap().push(home.clone());
+        let ports = broker_ports();
         let output = kafka_sh(&home, &[command])
-            .env("KAFKA_PORT", port.to_string())
+            .env("KAFKA_PORT", port.unwrap_or(ports[3]).to_string())
             .env("KAFKA_AUTO_CREATE_TOPICS", auto_create_topics.to_string())
-            .env("KAFKA_CONTROLLER_PORT", free_port().to_string())
-            .env("KAFKA_SASL_PORT", free_port().to_string())
-            .env("KAFKA_SSL_PORT", free_port().to_string())
+            .env("KAFKA_CONTROLLER_PORT", ports[0].to_string())
+            .env("KAFKA_SASL_PORT", ports[1].to_string())
+            .env("KAFKA_SSL_PORT", ports[2].to_string())
             .output()
             .expect("run scripts/kafka.sh");
         assert!(
