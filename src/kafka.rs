@@ -28,9 +28,9 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: u32 = 16 * 1024 * 1024;
 /// The first wait before connecting to a broker again (librdkafka's is
 /// 100 ms), doubled on every failure up to `reconnect.backoff.max.ms`
 /// (10 s). A new client learns its broker from the bootstrap connection's
-/// metadata and may not connect to it before this: librdkafka's 100 ms made
-/// every start and every replay seek wait about 50 ms (docs/design.md,
-/// "Start-up").
+/// metadata and may not connect to it before this: librdkafka's 100 ms held
+/// kafkasink's start back about 50 ms and put replay seeks' p99 at 56-71 ms
+/// (docs/design.md, "Start-up").
 pub const RECONNECT_BACKOFF_MS: u32 = 20;
 
 /// librdkafka's own log lines.

@@ -429,6 +429,7 @@ fn replay_rides_out_a_broker_listing_no_broker() {
          mjpeghttpsink name=sink port=0",
         bootstrap()
     ));
+    let _stop = NullOnDrop(&viewer);
     let bus = viewer.bus().unwrap();
     viewer.set_state(gst::State::Playing).unwrap();
     let port = viewer
@@ -438,61 +439,78 @@ fn replay_rides_out_a_broker_listing_no_broker() {
     // At 4x: 40 frames a second, the whole recording in 10 s.
     let mut parts = PartReader::open(get(port, &format!("/video_feed?at={base}&speed=4"), ""));
     // The client reads on a thread of its own, as a browser would: the
-    // server closes a connection that takes nothing for 5 s.
-    let (stamps_tx, stamps) = std::sync::mpsc::channel::<String>();
+    // server closes a connection that takes nothing for 5 s. It passes on
+    // each part's frame sequence number and timestamp.
+    let (parts_tx, received) = std::sync::mpsc::channel::<(String, String)>();
     let last = stamp(FRAMES - 1);
     let reader = std::thread::spawn(move || {
         loop {
             let part = parts.next();
+            let seq = common::http::header(&part, "x-frame-seq").to_string();
             let stamp = common::http::header(&part, "x-timestamp").to_string();
             let done = stamp == last;
-            if stamps_tx.send(stamp).is_err() || done {
+            if parts_tx.send((seq, stamp)).is_err() || done {
                 return;
             }
         }
     });
-    // The frames replayed so far, each once (keep-alive repeats of the
-    // last frame arrive too).
-    let mut seen: Vec<String> = Vec::new();
-    let read = |seen: &mut Vec<String>, within: Duration| {
-        if let Ok(stamp) = stamps.recv_timeout(within)
-            && seen.last() != Some(&stamp)
-        {
-            seen.push(stamp);
+    // The timestamps of the frames replayed so far. A keep-alive repeat of
+    // the last frame carries its sequence number again; a record read twice
+    // would not, and would show as a timestamp twice.
+    let mut last_seq = None;
+    let mut reader_gone = false;
+    let mut read = |seen: &mut Vec<String>| {
+        match received.recv_timeout(Duration::from_millis(100)) {
+            Ok((seq, stamp)) => {
+                if last_seq.as_ref() != Some(&seq) {
+                    last_seq = Some(seq);
+                    seen.push(stamp);
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => reader_gone = true,
         }
+        !reader_gone
     };
+    let errors = |bus: &gst::Bus| {
+        let messages = drain(bus, &[gst::MessageType::Warning, gst::MessageType::Error]);
+        assert_eq!(
+            of_type(&messages, gst::MessageType::Error),
+            0,
+            "{messages:?}"
+        );
+        messages
+    };
+    let mut seen: Vec<String> = Vec::new();
     let deadline = Instant::now() + TIMEOUT;
-    while seen.len() < 40 && Instant::now() < deadline {
-        read(&mut seen, Duration::from_millis(100));
-    }
+    while seen.len() < 40 && Instant::now() < deadline && read(&mut seen) {}
     assert!(seen.len() >= 40, "{} frames replayed", seen.len());
 
     broker.node("unregister-node");
     let restart = Restart(broker);
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut warned = false;
-    while !warned && Instant::now() < deadline {
-        read(&mut seen, Duration::from_millis(100));
-        while let Some(message) = bus.pop() {
-            if let gst::MessageView::Error(_) = message.view() {
-                panic!("{message:?}");
-            }
-            warned |= forgot_brokers(&message, "sink");
-        }
+    while !warned && Instant::now() < deadline && read(&mut seen) {
+        warned = errors(&bus).iter().any(|m| forgot_brokers(m, "sink"));
     }
     assert!(warned, "the replay's consumer never forgot the broker");
-    let at_fault = seen.len();
-    assert!(at_fault < FRAMES, "the replay was over before the fault");
+    let by_warning = seen.len();
+    assert!(by_warning < FRAMES, "the replay was over before the fault");
     drop(restart);
 
     let deadline = Instant::now() + Duration::from_secs(60);
-    while seen.len() < FRAMES && Instant::now() < deadline {
-        read(&mut seen, Duration::from_millis(100));
+    while seen.len() < FRAMES && Instant::now() < deadline && read(&mut seen) {
+        errors(&bus);
     }
-    viewer.set_state(gst::State::Null).unwrap();
-    let _ = reader.join();
+    if seen.len() < FRAMES && reader_gone {
+        // The client failed on its own: say why.
+        if let Err(panic) = reader.join() {
+            std::panic::resume_unwind(panic);
+        }
+        panic!("the client stopped after {} frames", seen.len());
+    }
     eprintln!(
-        "frames replayed before the fault: {at_fault}, in all: {}",
+        "frames replayed by the warning: {by_warning}, in all: {}",
         seen.len()
     );
     assert_eq!(
@@ -501,11 +519,19 @@ fn replay_rides_out_a_broker_listing_no_broker() {
         "replayed {} of {FRAMES} frames",
         seen.len()
     );
-    // Every frame once, in order: nothing skipped across the fault.
-    assert!(
-        seen.iter()
-            .eq((0..FRAMES).map(stamp).collect::<Vec<_>>().iter())
-    );
+    reader.join().unwrap();
+    // Every frame once, in order: nothing skipped or repeated across the
+    // fault.
+    assert_eq!(seen, (0..FRAMES).map(stamp).collect::<Vec<_>>());
+}
+
+/// Sets a pipeline to NULL when dropped, a failed test's too.
+struct NullOnDrop<'a>(&'a gst::Pipeline);
+
+impl Drop for NullOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.set_state(gst::State::Null);
+    }
 }
 
 #[test]

@@ -863,7 +863,7 @@ fn read_replay(
     // A consumer of its own, assigned once (see read_ranges): the first
     // frame's partition on from the record after it, the others from the
     // same time.
-    // Bound after the consumer, the watch is dropped before it.
+    // Whichever of the two goes first, the consumer is destroyed once.
     let (consumer, _watch) = match source.watched_consumer() {
         Ok(watched) => watched,
         Err(reason) => {
@@ -1158,7 +1158,7 @@ mod tests {
     }
 
     #[test]
-    fn a_seek_connects_to_its_broker_without_librdkafkas_100_ms_backoff() {
+    fn replay_consumers_default_to_a_20_ms_reconnect_backoff() {
         let backoff = |source: Source| {
             let config = source.consumer_config().unwrap();
             kafka::setting(&config, "reconnect.backoff.ms").map(str::to_owned)
