@@ -221,61 +221,91 @@ fn broker_gone_longer_than_message_timeout_is_an_error_with_a_count() {
     assert_eq!(record_count(&topic), acked as i64);
 }
 
+/// The stage of the broker faults below: a live camera of [`STAGE_FRAMES`]
+/// frames into a new topic and a viewer reading the topic from its start,
+/// both playing once the viewer has pushed 60 frames.
+struct CameraAndViewer {
+    topic: String,
+    camera: gst::Pipeline,
+    viewer: gst::Pipeline,
+    camera_bus: gst::Bus,
+    viewer_bus: gst::Bus,
+}
+
+const STAGE_FRAMES: u32 = 600;
+
+impl CameraAndViewer {
+    fn start(name: &str) -> CameraAndViewer {
+        let topic = unique_topic(name);
+        create_topic(&topic, 1, &[]);
+        // Requests stuck in a frozen broker are retried once librdkafka's
+        // request timeout (30 s) passes: give EOS room for that.
+        let camera = camera(
+            &topic,
+            STAGE_FRAMES,
+            "message-timeout-ms=120000 flush-timeout-ms=120000",
+        );
+        let viewer = launch(&format!(
+            "kafkasrc name=src topic={topic} bootstrap-servers={} start-from=earliest ! fakesink",
+            bootstrap()
+        ));
+        let stage = CameraAndViewer {
+            topic,
+            camera_bus: camera.bus().unwrap(),
+            viewer_bus: viewer.bus().unwrap(),
+            camera,
+            viewer,
+        };
+        stage.camera.set_state(gst::State::Playing).unwrap();
+        stage.viewer.set_state(gst::State::Playing).unwrap();
+        assert!(wait_until(TIMEOUT, || stage.pushed() > 60));
+        stage
+    }
+
+    fn pushed(&self) -> u64 {
+        stats(&self.viewer, "src")
+            .get::<u64>("buffers-pushed")
+            .unwrap()
+    }
+
+    /// Once the fault is over: the camera's EOS, every frame pushed once,
+    /// in order, with no error, and the topic holding each once, in order.
+    fn finish(self) {
+        let end = wait_end(&self.camera_bus, TIMEOUT);
+        assert!(matches!(end, End::Eos), "{end:?}");
+        assert!(
+            wait_until(TIMEOUT, || self.pushed() == STAGE_FRAMES as u64),
+            "the viewer got {} of {STAGE_FRAMES}",
+            self.pushed()
+        );
+        assert!(drain(&self.viewer_bus, &[gst::MessageType::Error]).is_empty());
+        let src_stats = stats(&self.viewer, "src");
+        self.camera.set_state(gst::State::Null).unwrap();
+        self.viewer.set_state(gst::State::Null).unwrap();
+        assert_eq!(src_stats.get::<u64>("sequence-gaps").unwrap(), 0);
+        assert_eq!(src_stats.get::<u64>("duplicates").unwrap(), 0);
+        assert_eq!(
+            sequence_numbers(&self.topic),
+            (0..STAGE_FRAMES as u64).collect::<Vec<_>>()
+        );
+    }
+}
+
 #[test]
 fn paused_broker_then_everything_resumes() {
     let _serial = serial();
     let broker = own_broker();
-    let topic = unique_topic("paused");
-    create_topic(&topic, 1, &[]);
-    const FRAMES: u32 = 600;
-    // Requests stuck in the frozen broker are retried once librdkafka's
-    // request timeout (30 s) passes: give EOS room for that.
-    let camera = camera(
-        &topic,
-        FRAMES,
-        "message-timeout-ms=120000 flush-timeout-ms=120000",
-    );
-    let viewer = launch(&format!(
-        "kafkasrc name=src topic={topic} bootstrap-servers={} start-from=earliest ! fakesink",
-        bootstrap()
-    ));
-    let camera_bus = camera.bus().unwrap();
-    let viewer_bus = viewer.bus().unwrap();
-    camera.set_state(gst::State::Playing).unwrap();
-    viewer.set_state(gst::State::Playing).unwrap();
-    assert!(wait_until(TIMEOUT, || stats(&viewer, "src")
-        .get::<u64>("buffers-pushed")
-        .unwrap()
-        > 60));
+    let stage = CameraAndViewer::start("paused");
 
     broker.node("pause-node");
     // The scenario: the broker is frozen (SIGSTOP) for 10 s.
-    let during = collect_for(&camera_bus, Duration::from_secs(10));
+    let during = collect_for(&stage.camera_bus, Duration::from_secs(10));
     assert_eq!(of_type(&during, gst::MessageType::Error), 0);
-    let pushed_while_paused = stats(&viewer, "src").get::<u64>("buffers-pushed").unwrap();
+    let pushed_while_paused = stage.pushed();
     broker.node("resume-node");
 
-    let end = wait_end(&camera_bus, TIMEOUT);
-    assert!(matches!(end, End::Eos), "{end:?}");
-    assert!(
-        wait_until(TIMEOUT, || stats(&viewer, "src")
-            .get::<u64>("buffers-pushed")
-            .unwrap()
-            == FRAMES as u64),
-        "the viewer got {} of {FRAMES}",
-        stats(&viewer, "src").get::<u64>("buffers-pushed").unwrap()
-    );
-    assert!(pushed_while_paused < FRAMES as u64);
-    assert!(drain(&viewer_bus, &[gst::MessageType::Error]).is_empty());
-    let src_stats = stats(&viewer, "src");
-    camera.set_state(gst::State::Null).unwrap();
-    viewer.set_state(gst::State::Null).unwrap();
-    assert_eq!(src_stats.get::<u64>("sequence-gaps").unwrap(), 0);
-    assert_eq!(src_stats.get::<u64>("duplicates").unwrap(), 0);
-    assert_eq!(
-        sequence_numbers(&topic),
-        (0..FRAMES as u64).collect::<Vec<_>>()
-    );
+    assert!(pushed_while_paused < STAGE_FRAMES as u64);
+    stage.finish();
 }
 
 /// Whether `message` is the warning of element `name` saying librdkafka
@@ -309,24 +339,7 @@ impl Drop for Restart<'_> {
 fn broker_listing_no_broker_then_restarted_resumes_both_ends() {
     let _serial = serial();
     let broker = own_broker();
-    let topic = unique_topic("unlisted");
-    create_topic(&topic, 1, &[]);
-    const FRAMES: u32 = 600;
-    let camera = camera(
-        &topic,
-        FRAMES,
-        "message-timeout-ms=120000 flush-timeout-ms=120000",
-    );
-    let viewer = launch(&format!(
-        "kafkasrc name=src topic={topic} bootstrap-servers={} start-from=earliest ! fakesink",
-        bootstrap()
-    ));
-    let camera_bus = camera.bus().unwrap();
-    let viewer_bus = viewer.bus().unwrap();
-    camera.set_state(gst::State::Playing).unwrap();
-    viewer.set_state(gst::State::Playing).unwrap();
-    let pushed = || stats(&viewer, "src").get::<u64>("buffers-pushed").unwrap();
-    assert!(wait_until(TIMEOUT, || pushed() > 60));
+    let stage = CameraAndViewer::start("unlisted");
 
     broker.node("unregister-node");
     // Should an assertion fail below, the broker is restarted all the same:
@@ -351,15 +364,19 @@ fn broker_listing_no_broker_then_restarted_resumes_both_ends() {
         false
     };
     assert!(
-        warned(&camera_bus, "sink"),
+        warned(&stage.camera_bus, "sink"),
         "kafkasink never forgot the broker"
     );
     assert!(
-        warned(&viewer_bus, "src"),
+        warned(&stage.viewer_bus, "src"),
         "kafkasrc never forgot the broker"
     );
-    let acked = || stats(&camera, "sink").get::<u64>("records-acked").unwrap();
-    let (acked_before, pushed_before) = (acked(), pushed());
+    let acked = || {
+        stats(&stage.camera, "sink")
+            .get::<u64>("records-acked")
+            .unwrap()
+    };
+    let (acked_before, pushed_before) = (acked(), stage.pushed());
     drop(restart);
     // Both ends go on at once, not after the watch's one-minute retry.
     let restarted = Instant::now();
@@ -370,7 +387,7 @@ fn broker_listing_no_broker_then_restarted_resumes_both_ends() {
     );
     let acked_after = restarted.elapsed();
     assert!(
-        wait_until(soon, || pushed() > pushed_before),
+        wait_until(soon, || stage.pushed() > pushed_before),
         "nothing pushed"
     );
     eprintln!(
@@ -378,23 +395,7 @@ fn broker_listing_no_broker_then_restarted_resumes_both_ends() {
         restarted.elapsed()
     );
 
-    let end = wait_end(&camera_bus, TIMEOUT);
-    assert!(matches!(end, End::Eos), "{end:?}");
-    assert!(
-        wait_until(TIMEOUT, || pushed() == FRAMES as u64),
-        "the viewer got {} of {FRAMES}",
-        pushed()
-    );
-    assert!(drain(&viewer_bus, &[gst::MessageType::Error]).is_empty());
-    let src_stats = stats(&viewer, "src");
-    camera.set_state(gst::State::Null).unwrap();
-    viewer.set_state(gst::State::Null).unwrap();
-    assert_eq!(src_stats.get::<u64>("sequence-gaps").unwrap(), 0);
-    assert_eq!(src_stats.get::<u64>("duplicates").unwrap(), 0);
-    assert_eq!(
-        sequence_numbers(&topic),
-        (0..FRAMES as u64).collect::<Vec<_>>()
-    );
+    stage.finish();
 }
 
 /// A replay (mjpeghttpsink's own consumer, paced) goes on to the end of

@@ -320,22 +320,22 @@ unsafe impl LibrdkafkaClient for ReplayConsumer {
 
 impl Source {
     fn consumer(&self) -> Result<ReplayConsumer, String> {
-        self.consumer_config()?
-            .create_with_context(KafkaContext::new(&self.element))
-            .map_err(|err| format!("replay consumer: {err}"))
+        self.create_consumer(&self.consumer_config()?)
     }
 
     /// A consumer for a replay's whole length, watched as kafkasrc's is
     /// (src/brokerwatch.rs).
     fn watched_consumer(&self) -> Result<(Arc<ReplayConsumer>, Option<BrokerWatch>), String> {
         let config = self.consumer_config()?;
-        let consumer: Arc<ReplayConsumer> = Arc::new(
-            config
-                .create_with_context(KafkaContext::new(&self.element))
-                .map_err(|err| format!("replay consumer: {err}"))?,
-        );
+        let consumer = Arc::new(self.create_consumer(&config)?);
         let watch = brokerwatch::watch(&self.element, &consumer, &config);
         Ok((consumer, watch))
+    }
+
+    fn create_consumer(&self, config: &ClientConfig) -> Result<ReplayConsumer, String> {
+        config
+            .create_with_context(KafkaContext::new(&self.element))
+            .map_err(|err| format!("replay consumer: {err}"))
     }
 
     fn consumer_config(&self) -> Result<ClientConfig, String> {
