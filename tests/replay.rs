@@ -458,7 +458,8 @@ fn no_replay_past_an_element_that_may_change_the_picture() {
     let _serial = serial();
     let recording = Recording::new("replay-masked", 1, 3, None, |_| None);
     // Live shows what videoflip made of the recording; a replay of the
-    // records would show the originals, so there is none.
+    // records would show the originals, so there is none. (jpegenc, which
+    // only re-encodes, is looked through.)
     let (pipeline, _sink, port) = viewer(
         &recording.topic,
         "jpegdec ! videoflip name=mask method=rotate-180 ! jpegenc !",
@@ -474,7 +475,7 @@ fn no_replay_past_an_element_that_may_change_the_picture() {
         assert_eq!(response.status, 501, "{path}");
         let body = response.body_string();
         assert!(
-            body.starts_with("replay unavailable: jpegenc0 (jpegenc) between the kafkasrc and the sink may change the picture"),
+            body.starts_with("replay unavailable: mask (videoflip) between the kafkasrc and the sink may change the picture"),
             "{path}: {body:?}"
         );
     }
@@ -539,6 +540,112 @@ fn the_timeline_spans_the_records_and_shows_a_gap() {
         "{gaps:?}"
     );
     assert!(to - from >= gap_ms - 2 * 2500, "{gaps:?}");
+}
+
+/// Each H.264 access unit of `records` (one stream, in order) decoded
+/// and encoded as the viewer of `h264_replays_from_the_keyframe_before`
+/// does, by a pipeline of the test's own.
+fn decoded_jpegs(records: &[Record]) -> Vec<Vec<u8>> {
+    let pipeline = gst::parse::launch(
+        "appsrc name=in format=time caps=video/x-h264,stream-format=byte-stream,alignment=au ! \
+         h264parse ! openh264dec ! videoconvert ! jpegenc quality=40 ! appsink name=out sync=false",
+    )
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let input = pipeline
+        .by_name("in")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    let out = pipeline
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    let _stop = Stopped(pipeline.clone());
+    pipeline.set_state(gst::State::Playing).unwrap();
+    for (i, record) in records.iter().enumerate() {
+        let mut buffer = gst::Buffer::from_slice(record.value.clone());
+        buffer
+            .get_mut()
+            .unwrap()
+            .set_pts(gst::ClockTime::from_mseconds(i as u64 * 33));
+        input.push_buffer(buffer).unwrap();
+    }
+    input.end_of_stream().unwrap();
+    let mut jpegs = Vec::new();
+    while let Some(sample) = out.try_pull_sample(gst::ClockTime::from_seconds(10)) {
+        jpegs.push(sample.buffer().unwrap().map_readable().unwrap().to_vec());
+    }
+    assert_eq!(jpegs.len(), records.len(), "every access unit decoded");
+    jpegs
+}
+
+/// An H.264 topic replays through copies of the viewer's decoder and
+/// encoder (with its settings: quality 40), decoding from the keyframe at
+/// or before the time asked: each picture is the one live viewers got for
+/// that record, with that record's timestamp.
+#[test]
+fn h264_replays_from_the_keyframe_before() {
+    let _serial = serial();
+    init();
+    let topic = unique_topic("replay-h264");
+    let camera = launch(&format!(
+        "videotestsrc is-live=true num-buffers=90 pattern=ball ! \
+         video/x-raw,width=320,height=180,framerate=30/1 ! openh264enc gop-size=30 ! h264parse ! \
+         video/x-h264,stream-format=byte-stream,alignment=au ! \
+         kafkasink topic={topic} bootstrap-servers={} create-topic=true",
+        bootstrap()
+    ));
+    assert!(matches!(run(&camera, Duration::from_secs(30)), End::Eos));
+    let records = read_topic(&topic);
+    assert_eq!(records.len(), 90);
+    let keyframes: Vec<usize> = (0..90)
+        .filter(|&i| {
+            !records[i]
+                .header("gst-flags")
+                .unwrap_or_default()
+                .contains("delta-unit")
+        })
+        .collect();
+    assert_eq!(keyframes, [0, 30, 60]);
+    let expected = decoded_jpegs(&records);
+    let ts = |i: usize| records[i].timestamp_ms.unwrap();
+    let (pipeline, _sink, port) = viewer(
+        &topic,
+        "h264parse ! openh264dec ! videoconvert ! jpegenc quality=40 !",
+        "",
+    );
+    let _stop = Stopped(pipeline);
+    for i in [0, 29, 30, 40, 59, 89] {
+        let response = get(port, &format!("/snapshot.jpg?at={}", ts(i)), "");
+        assert_eq!(response.status, 200, "frame {i}");
+        assert_eq!(
+            response.header("x-timestamp"),
+            Some(timestamp_text(ts(i)).as_str()),
+            "frame {i}"
+        );
+        assert!(body_bytes(response) == expected[i], "frame {i}");
+    }
+    let response = get(port, &format!("/snapshot.jpg?after={}", ts(40)), "");
+    assert!(body_bytes(response) == expected[41]);
+
+    let response = get(port, &format!("/video_feed?at={}&speed=4", ts(40)), "");
+    assert_eq!(
+        response.header("x-replay-from"),
+        Some(timestamp_text(ts(40)).as_str())
+    );
+    let mut parts = PartReader::open(response);
+    for (i, picture) in expected.iter().enumerate().skip(40) {
+        let part = parts.next();
+        assert_eq!(
+            header(&part, "x-timestamp"),
+            timestamp_text(ts(i)),
+            "frame {i}"
+        );
+        assert!(part.body == *picture, "frame {i}");
+    }
 }
 
 /// A 160×90 JPEG of one colour (0xAARRGGBB).

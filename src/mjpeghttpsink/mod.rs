@@ -15,6 +15,7 @@ mod server;
 mod signals;
 mod stream;
 mod tls;
+mod transcode;
 
 glib::wrapper! {
     pub struct MjpegHttpSink(ObjectSubclass<imp::MjpegHttpSink>) @extends gst_base::BaseSink, gst::Element, gst::Object;

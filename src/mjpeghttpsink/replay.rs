@@ -24,11 +24,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::imp::looks_like_jpeg;
 use super::stream::{BOUNDARY, ChunkBody, FeedEnd, Frame, ResponseBody, Stream, send_all};
+use super::transcode::{self, Transcoder};
 use crate::brokerwatch::{self, BrokerWatch, LibrdkafkaClient};
 use crate::kafka::{self, ClientSettings, KafkaContext};
 use crate::kafkasrc::{KafkaSrc, TopicSource};
 use crate::time::parse_time_ms;
-use crate::wireformat;
+use crate::wireformat::{self, RecordMeta};
 
 pub const MIN_SPEED: f64 = 0.25;
 pub const MAX_SPEED: f64 = 8.0;
@@ -80,9 +81,10 @@ pub fn parse_time(name: &str, text: &str) -> Result<i64, String> {
 }
 
 /// Elements replay may look through on its way up to the kafkasrc: they
-/// pass the records' bytes on unchanged. Anything else (a decoder and
-/// encoder, a crop, a privacy mask, an overlay) may change the picture,
-/// which replaying the recorded records would skip.
+/// pass the records' bytes on unchanged. Re-encoding elements (a decoder,
+/// `jpegenc`) are copied into the replay's own pipeline (transcode.rs);
+/// anything else (a crop, a privacy mask, an overlay) may change the
+/// picture, which replaying the recorded records would skip.
 const PASS_THROUGH: [&str; 6] = [
     "queue",
     "queue2",
@@ -214,8 +216,9 @@ pub fn gaps(times: &[i64], offsets: &[Vec<i64>]) -> Vec<[i64; 2]> {
     gaps
 }
 
-/// What replay reads for one stream: the upstream kafkasrc's topic, key
-/// and client settings, and the camera when the stream shows one.
+/// What replay reads for one stream: the upstream kafkasrc's topic, key,
+/// client settings and caps, the camera when the stream shows one, and
+/// the re-encoding elements between the kafkasrc and the sink.
 #[derive(Debug, Clone)]
 pub struct Source {
     client: ClientSettings,
@@ -224,28 +227,35 @@ pub struct Source {
     partition: Option<i32>,
     camera: Option<String>,
     element: gst::Element,
+    /// The kafkasrc's output caps: a replay's decoder gets them when its
+    /// first record carries none.
+    caps: gst::Caps,
+    /// Re-encoding elements, upstream first: replay decodes the records
+    /// through copies of them. None: the records are the JPEGs shown.
+    chain: Vec<gst::Element>,
 }
 
 /// Finds the kafkasrc feeding `sink` (through elements of one input each,
-/// such as `jpegdec ! jpegenc`) and what replay reads there, or says why
-/// there is nothing to replay.
+/// such as `h264parse ! openh264dec ! jpegenc`) and what replay reads
+/// there, or says why there is nothing to replay.
 pub fn source(sink: &gst::Element, camera: Option<&str>) -> Result<Source, String> {
-    let upstream = upstream_kafkasrc(sink)?.topic_source();
+    let (kafkasrc, chain) = upstream_kafkasrc(sink)?;
     let TopicSource {
         client,
         topic,
         key,
         partition,
         caps,
-    } = upstream;
+    } = kafkasrc.topic_source();
     let topic = topic.ok_or("replay unavailable: the upstream kafkasrc has no topic")?;
     let media = caps
         .structure(0)
         .map(|s| s.name().to_string())
         .unwrap_or_default();
-    if media != "image/jpeg" {
+    if media != "image/jpeg" && chain.is_empty() {
         return Err(format!(
-            "replay unavailable: replay needs JPEG records, and topic {topic} carries {media}"
+            "replay unavailable: replay needs JPEG records or a decoder before the sink, and \
+             topic {topic} carries {media}"
         ));
     }
     Ok(Source {
@@ -255,10 +265,15 @@ pub fn source(sink: &gst::Element, camera: Option<&str>) -> Result<Source, Strin
         partition,
         camera: camera.map(str::to_string),
         element: sink.clone(),
+        caps,
+        chain,
     })
 }
 
-fn upstream_kafkasrc(sink: &gst::Element) -> Result<KafkaSrc, String> {
+/// The kafkasrc upstream of `sink` and the re-encoding elements on the
+/// way, upstream first.
+fn upstream_kafkasrc(sink: &gst::Element) -> Result<(KafkaSrc, Vec<gst::Element>), String> {
+    let mut chain = Vec::new();
     let mut pad = sink
         .static_pad("sink")
         .ok_or("replay unavailable: the sink has no sink pad")?;
@@ -277,7 +292,10 @@ fn upstream_kafkasrc(sink: &gst::Element) -> Result<KafkaSrc, String> {
             .parent_element()
             .ok_or("replay unavailable: the input comes from no element")?;
         let element = match element.downcast::<KafkaSrc>() {
-            Ok(kafkasrc) => return Ok(kafkasrc),
+            Ok(kafkasrc) => {
+                chain.reverse();
+                return Ok((kafkasrc, chain));
+            }
             Err(element) => element,
         };
         let factory = element
@@ -291,7 +309,9 @@ fn upstream_kafkasrc(sink: &gst::Element) -> Result<KafkaSrc, String> {
                 element.name()
             ));
         };
-        if !PASS_THROUGH.contains(&factory.as_str()) {
+        if transcode::reencodes(&element) && !PASS_THROUGH.contains(&factory.as_str()) {
+            chain.push(element.clone());
+        } else if !PASS_THROUGH.contains(&factory.as_str()) {
             return Err(format!(
                 "replay unavailable: {} ({factory}) between the kafkasrc and the sink may change the \
                  picture, which a replay of the recorded frames would not",
@@ -510,8 +530,9 @@ impl Source {
         Ok(())
     }
 
-    /// The JPEG of a record and its timestamp, when the record belongs to
-    /// this stream: its key (or camera) matches and it holds a JPEG.
+    /// The frame of a record and its timestamp, when the record belongs to
+    /// this stream: its key (or camera) matches and it holds a whole frame,
+    /// a JPEG unless replay decodes it.
     fn frame<'a>(&self, message: &'a BorrowedMessage) -> Option<(i64, &'a [u8])> {
         let key = message.key().and_then(|k| std::str::from_utf8(k).ok());
         if let Some(wanted) = &self.key
@@ -533,11 +554,23 @@ impl Source {
         {
             return None;
         }
-        if header(wireformat::CAPS_KEY).is_some_and(|caps| !caps.starts_with("image/jpeg")) {
+        if header(wireformat::VERSION_KEY) == Some(wireformat::CHUNK_VERSION) {
             return None;
         }
-        let jpeg = message.payload().filter(|data| looks_like_jpeg(data))?;
-        Some((message.timestamp().to_millis()?, jpeg))
+        let data = if self.decodes() {
+            message.payload().filter(|data| !data.is_empty())?
+        } else {
+            if header(wireformat::CAPS_KEY).is_some_and(|caps| !caps.starts_with("image/jpeg")) {
+                return None;
+            }
+            message.payload().filter(|data| looks_like_jpeg(data))?
+        };
+        Some((message.timestamp().to_millis()?, data))
+    }
+
+    /// Whether replay decodes the records rather than sending them.
+    fn decodes(&self) -> bool {
+        !self.chain.is_empty()
     }
 
     /// The frame at or before `at_ms` (see [`choose`]): in each partition
@@ -700,10 +733,149 @@ impl Source {
     }
 }
 
+impl Source {
+    /// The offset of the newest record of this stream a decoder can start
+    /// at (no `delta-unit` flag) at or before `mark`, in its partition
+    /// (oldest offset `low`), looking back 1, 16, 256 and at most
+    /// `LOOKBACK` records.
+    /// Also gives the caps the record carries.
+    fn keyframe_at_or_before(
+        &self,
+        mark: Mark,
+        low: i64,
+    ) -> Result<(i64, Option<gst::Caps>), FindError> {
+        let mut window: i64 = 1;
+        loop {
+            let from = mark.offset.saturating_sub(window - 1).max(low);
+            let mut newest = None;
+            self.read_ranges(
+                &mut None,
+                &[(mark.partition, from, mark.offset)],
+                |message| {
+                    if self.frame(message).is_none() {
+                        return true;
+                    }
+                    if let Some(meta) = record_meta(message)
+                        && !meta.flags.contains(gst::BufferFlags::DELTA_UNIT)
+                    {
+                        let caps = meta.caps.and_then(|caps| caps.parse::<gst::Caps>().ok());
+                        newest = Some((message.offset(), caps));
+                    }
+                    true
+                },
+            )
+            .map_err(FindError::Kafka)?;
+            if let Some(found) = newest {
+                return Ok(found);
+            }
+            if from <= low || window >= LOOKBACK {
+                return Err(FindError::NoKeyframe(mark.timestamp_ms));
+            }
+            window = window.saturating_mul(16).min(LOOKBACK);
+        }
+    }
+
+    /// Decodes this stream through copies of its re-encoding elements,
+    /// from the keyframe at or before `mark` on, and calls `on_picture`
+    /// with each picture from `mark`'s time on until it returns false or
+    /// `gone()` holds. `range`: `mark`'s partition with its low and high
+    /// watermarks. Should the topic end before the first picture, the
+    /// decoder gives out what it holds and the replay ends there.
+    fn decode_from(
+        &self,
+        mark: Mark,
+        range: (i32, i64, i64),
+        gone: impl Fn() -> bool,
+        mut on_picture: impl FnMut(i64, Bytes) -> bool,
+    ) -> Result<(), FindError> {
+        let (partition, low, high) = range;
+        let (keyframe, caps) = self.keyframe_at_or_before(mark, low)?;
+        let (consumer, _watch) = self.watched_consumer().map_err(FindError::Kafka)?;
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(&self.topic, partition, Offset::Offset(keyframe))
+            .and_then(|()| consumer.assign(&list))
+            .map_err(|err| FindError::Kafka(err.to_string()))?;
+        let caps = caps.as_ref().unwrap_or(&self.caps);
+        let mut transcoder = Transcoder::new(caps, &self.chain).map_err(FindError::Decode)?;
+        let deadline = Instant::now() + self.timeout();
+        let mut shown = false;
+        let mut draining = false;
+        let mut next_offset = keyframe;
+        while !gone() {
+            if !shown && Instant::now() > deadline {
+                return Err(FindError::Decode(format!(
+                    "no picture decoded within {:?}",
+                    self.timeout()
+                )));
+            }
+            // Records are read only as fast as pictures come out.
+            let busy = draining || transcoder.queued() >= 2;
+            let wait = if busy { POLL_INTERVAL } else { Duration::ZERO };
+            if let Some((ts, jpeg)) = transcoder.pull(wait).map_err(FindError::Decode)? {
+                if shown || ts >= mark.timestamp_ms {
+                    shown = true;
+                    if !on_picture(ts, jpeg) {
+                        break;
+                    }
+                }
+                continue;
+            }
+            if transcoder.is_done() {
+                return if shown {
+                    Ok(())
+                } else {
+                    Err(FindError::Decode(
+                        "the decoder gave no picture of the records replayed".into(),
+                    ))
+                };
+            }
+            if busy {
+                continue;
+            }
+            match consumer.poll(POLL_INTERVAL) {
+                Some(Ok(message)) if message.partition() == partition => {
+                    next_offset = message.offset().saturating_add(1);
+                    if let Some((ts, data)) = self.frame(&message)
+                        && let Some(meta) = record_meta(&message)
+                    {
+                        transcoder
+                            .push(ts, data, &meta)
+                            .map_err(FindError::Decode)?;
+                    }
+                }
+                Some(Ok(_)) => (),
+                Some(Err(err)) => {
+                    gst::debug!(super::CAT, obj = self.element, "replay: {err}");
+                }
+                None if !shown && next_offset >= high => {
+                    transcoder.finish();
+                    draining = true;
+                }
+                None => (),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The headers of a record, when they are valid.
+fn record_meta<'a>(message: &'a BorrowedMessage) -> Option<RecordMeta<'a>> {
+    let headers = message.headers();
+    wireformat::decode(
+        headers
+            .iter()
+            .flat_map(|headers| headers.iter())
+            .map(|header| (header.key, header.value)),
+    )
+    .ok()
+}
+
 /// The frame a replay starts at.
 #[derive(Debug)]
 pub struct Found {
     pub mark: Mark,
+    /// The record's JPEG; for a stream replay decodes, the record until
+    /// the picture decoded from it replaces it.
     pub jpeg: Bytes,
     pub clamp: Option<Clamp>,
     partitions: Vec<(i32, i64, i64)>,
@@ -713,30 +885,72 @@ pub struct Found {
 pub enum FindError {
     /// The stream has no frame in the topic.
     Empty,
+    /// No keyframe before the frame at this time (ms) to decode it from.
+    NoKeyframe(i64),
     Kafka(String),
+    /// The replay's decoder failed.
+    Decode(String),
+}
+
+impl Found {
+    /// The found frame's partition, with its low and high watermarks.
+    fn range(&self) -> (i32, i64, i64) {
+        self.partitions
+            .iter()
+            .find(|(p, _, _)| *p == self.mark.partition)
+            .copied()
+            .unwrap_or((self.mark.partition, self.mark.offset, self.mark.offset + 1))
+    }
 }
 
 impl std::fmt::Display for FindError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FindError::Empty => f.write_str(
-                "the topic holds no JPEG frame of this stream (replay needs JPEG records)",
+                "the topic holds no whole frame of this stream (replay reads whole records)",
+            ),
+            FindError::NoKeyframe(ms) => write!(
+                f,
+                "no keyframe of this stream within {LOOKBACK} records before its frame of {ms} ms \
+                 to decode it from"
             ),
             FindError::Kafka(reason) => write!(f, "cannot read the topic: {reason}"),
+            FindError::Decode(reason) => write!(f, "cannot decode the replay: {reason}"),
         }
     }
 }
 
 /// The frame at or before `at_ms` (or with `after`, the first one after
-/// it), read by consumers of its own off the tokio workers.
-pub async fn snapshot(source: Source, at_ms: i64, after: bool) -> Result<Found, FindError> {
+/// it), read by consumers of its own off the tokio workers. `slot` stays
+/// taken until the search ends, even when the request is gone.
+pub async fn snapshot(
+    source: Source,
+    at_ms: i64,
+    after: bool,
+    slot: Slot,
+) -> Result<Found, FindError> {
     tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         let consumer = source.consumer().map_err(FindError::Kafka)?;
-        if after {
+        let mut found = if after {
             source.find_after(consumer, at_ms)
         } else {
             source.find(consumer, at_ms)
+        }?;
+        if source.decodes() {
+            let mut picture = None;
+            source.decode_from(
+                found.mark,
+                found.range(),
+                || false,
+                |_, jpeg| {
+                    picture = Some(jpeg);
+                    false
+                },
+            )?;
+            found.jpeg = picture.ok_or(FindError::Empty)?;
         }
+        Ok(found)
     })
     .await
     .unwrap_or_else(|err| Err(FindError::Kafka(err.to_string())))
@@ -803,7 +1017,8 @@ impl Gate {
 /// `speed`: a thread reads records with a consumer of its own and a task
 /// sends them paced as multipart parts. Returns the frame it starts at and
 /// the body, once that frame is found. Both end when the client goes away
-/// (or its socket stalls: then `on_stall` runs) or the stream stops.
+/// (or its socket stalls: then `on_stall` runs) or the stream stops;
+/// `slot` stays taken until both have ended.
 pub async fn start_replay(
     stream: Arc<Stream>,
     source: Source,
@@ -814,9 +1029,14 @@ pub async fn start_replay(
 ) -> Result<(Mark, Option<Clamp>, ResponseBody), FindError> {
     let (found_tx, found_rx) = oneshot::channel();
     let (frames_tx, frames_rx) = mpsc::channel(READ_AHEAD);
+    let slot = Arc::new(slot);
+    let reader_slot = slot.clone();
     std::thread::Builder::new()
         .name("mjpeg-replay".into())
-        .spawn(move || read_replay(source, at_ms, found_tx, frames_tx))
+        .spawn(move || {
+            let _slot = reader_slot;
+            read_replay(source, at_ms, found_tx, frames_tx);
+        })
         .map_err(|err| FindError::Kafka(format!("cannot start a replay thread: {err}")))?;
     let found = found_rx
         .await
@@ -855,6 +1075,10 @@ fn read_replay(
             return;
         }
     };
+    if source.decodes() {
+        read_decoded(&source, found, found_tx, &frames_tx);
+        return;
+    }
     let start = found.mark;
     let partitions = found.partitions.clone();
     if found_tx.send(Ok(found)).is_err() {
@@ -912,6 +1136,42 @@ fn read_replay(
             }
             None => (),
         }
+    }
+}
+
+/// `read_replay` for a stream replay decodes: the first picture answers
+/// `found_tx`, the others go to `frames_tx`.
+fn read_decoded(
+    source: &Source,
+    found: Found,
+    found_tx: oneshot::Sender<Result<Found, FindError>>,
+    frames_tx: &mpsc::Sender<(i64, Bytes)>,
+) {
+    let (mark, range) = (found.mark, found.range());
+    let mut first = Some((found, found_tx));
+    let decoded = source.decode_from(
+        mark,
+        range,
+        || frames_tx.is_closed(),
+        |ts, jpeg| match first.take() {
+            Some((mut found, found_tx)) => {
+                found.jpeg = jpeg;
+                found_tx.send(Ok(found)).is_ok()
+            }
+            None => frames_tx.blocking_send((ts, jpeg)).is_ok(),
+        },
+    );
+    match (decoded, first) {
+        (Err(err), Some((_, found_tx))) => {
+            let _ = found_tx.send(Err(err));
+        }
+        (Err(err), None) => {
+            gst::warning!(super::CAT, obj = source.element, "replay: {err}");
+        }
+        (Ok(()), Some((_, found_tx))) => {
+            let _ = found_tx.send(Err(FindError::Empty));
+        }
+        (Ok(()), None) => (),
     }
 }
 
@@ -1154,6 +1414,8 @@ mod tests {
             partition: None,
             camera: None,
             element: gst::ElementFactory::make("fakesink").build().unwrap(),
+            caps: gst::Caps::builder("image/jpeg").build(),
+            chain: Vec::new(),
         }
     }
 

@@ -665,8 +665,9 @@ fn too_many_replays() -> Response<ResponseBody> {
 
 fn find_error_response(error: &replay::FindError) -> Response<ResponseBody> {
     let status = match error {
-        replay::FindError::Empty => StatusCode::NOT_FOUND,
+        replay::FindError::Empty | replay::FindError::NoKeyframe(_) => StatusCode::NOT_FOUND,
         replay::FindError::Kafka(_) => StatusCode::BAD_GATEWAY,
+        replay::FindError::Decode(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     plain(status, &format!("{error}\n"))
 }
@@ -698,8 +699,7 @@ async fn replay_snapshot(stream: &Arc<Stream>, params: ReplayParams) -> Response
     let Some(slot) = stream.enter_replay() else {
         return too_many_replays();
     };
-    let found = replay::snapshot(source, params.at_ms, params.after).await;
-    drop(slot);
+    let found = replay::snapshot(source, params.at_ms, params.after, slot).await;
     let found = match found {
         Ok(found) => found,
         Err(error) => return find_error_response(&error),
