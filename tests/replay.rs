@@ -125,11 +125,19 @@ fn body_bytes(response: Response) -> Vec<u8> {
 
 /// Replay threads of this process still running.
 fn replay_threads() -> usize {
+    replay_thread_ids().len()
+}
+
+/// The thread ids of the replay threads of this process.
+fn replay_thread_ids() -> Vec<String> {
     std::fs::read_dir("/proc/self/task")
         .unwrap()
-        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
-        .filter(|name| name.trim() == "mjpeg-replay")
-        .count()
+        .filter_map(|task| {
+            let task = task.ok()?;
+            let name = std::fs::read_to_string(task.path().join("comm")).ok()?;
+            (name.trim() == "mjpeg-replay").then(|| task.file_name().to_string_lossy().into())
+        })
+        .collect()
 }
 
 #[test]
@@ -483,6 +491,54 @@ fn no_replay_past_an_element_that_may_change_the_picture() {
     let (pipeline, _sink, port) = viewer(&recording.topic, "queue ! identity !", "");
     let _stop = Stopped(pipeline);
     assert_eq!(get(port, &format!("/snapshot.jpg?at={at}"), "").status, 200);
+}
+
+/// Resumes the frozen broker, also when the test fails.
+struct Resumed(&'static OwnBroker);
+
+impl Drop for Resumed {
+    fn drop(&mut self) {
+        self.0.node("resume-node");
+    }
+}
+
+/// A replay whose client leaves before its first frame is found (here: the
+/// broker is frozen) keeps its slot until its search ends: clicks on the
+/// timeline cannot start more searches than `max-replay-clients`.
+#[test]
+fn a_replay_left_mid_search_holds_its_slot_until_the_search_ends() {
+    let _serial = serial();
+    let broker = own_broker();
+    let recording = Recording::new("replay-left", 1, 5, None, |_| None);
+    let (pipeline, sink, port) = viewer(&recording.topic, "", "max-replay-clients=1");
+    let _stop = Stopped(pipeline);
+    let replay_clients = || {
+        sink.property::<gst::Structure>("stats")
+            .get::<u64>("replay-clients")
+            .unwrap()
+    };
+    let at = recording.ts(2);
+    for path in [
+        format!("/video_feed?at={at}"),
+        format!("/snapshot.jpg?at={at}"),
+    ] {
+        broker.node("pause-node");
+        let resumed = Resumed(broker);
+        let left = send_request(port, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"));
+        assert!(wait_until(Duration::from_secs(10), || replay_clients() == 1));
+        drop(left);
+        // The server has let the connection go (the request is gone), and
+        // the search, waiting for the broker, still holds the slot.
+        assert!(wait_until(Duration::from_secs(10), || server_sockets(port) == 1));
+        assert_eq!(replay_clients(), 1, "{path}");
+        assert_eq!(get(port, &path, "").status, 503, "{path}");
+        drop(resumed);
+        assert!(wait_until(Duration::from_secs(30), || replay_clients() == 0));
+        assert_eq!(replay_threads(), 0);
+    }
+    let path = format!("/video_feed?at={at}");
+    let mut parts = PartReader::open(get(port, &path, ""));
+    assert!(parts.next().body == recording.records[2].value);
 }
 
 #[test]

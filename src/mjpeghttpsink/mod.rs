@@ -5,6 +5,7 @@ use std::sync::LazyLock;
 use gst::glib;
 use gst::prelude::*;
 
+mod answers;
 mod cameras;
 mod conn;
 mod imp;

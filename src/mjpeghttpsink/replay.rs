@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -22,6 +22,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
+use super::answers::SharedAnswers;
 use super::imp::looks_like_jpeg;
 use super::stream::{BOUNDARY, ChunkBody, FeedEnd, Frame, ResponseBody, Stream, send_all};
 use super::transcode::{self, Transcoder};
@@ -52,6 +53,8 @@ const TIMELINE_MAX_PROBES: i64 = 512;
 const TIMELINE_MIN_STEP_MS: i64 = MAX_PAUSE_MS / 2;
 /// How long a topic's timeline is reused.
 const TIMELINE_CACHE: Duration = Duration::from_secs(5);
+/// Timeline scans (of different topics) running at once, at most.
+const TIMELINE_MAX_SCANS: usize = 4;
 
 /// Why a time could not be shown exactly: it lies before the oldest or
 /// after the newest record, and the nearest end is shown.
@@ -1289,41 +1292,23 @@ struct Range {
 
 type RangeKey = (String, String, Option<i32>);
 
-/// Ranges by brokers, topic and partition: a wall of cameras on one topic
-/// asks the broker once.
-static RANGES: LazyLock<Mutex<HashMap<RangeKey, (Instant, Range)>>> =
-    LazyLock::new(Default::default);
+/// Ranges by brokers, topic and partition: a wall of cameras on one topic,
+/// or many tabs, ask the broker once.
+static RANGES: LazyLock<SharedAnswers<RangeKey, Range>> =
+    LazyLock::new(|| SharedAnswers::new(TIMELINE_CACHE, TIMELINE_MAX_SCANS));
 
 /// The retained range of `source`'s topic and its gaps. The range is read
 /// from the records at each partition's low and high watermarks; the gaps
 /// by asking offsets-for-times at `probe_times` (at most 513 requests per
-/// call, all partitions in each). Cached for a few seconds.
+/// scan, all partitions in each). Kept a few seconds, one scan per topic
+/// at a time (answers.rs).
 pub async fn timeline(path: String, source: Source) -> Timeline {
     let key = (
         source.client.bootstrap_servers.clone(),
         source.topic.clone(),
         source.partition,
     );
-    let cached = RANGES
-        .lock()
-        .unwrap()
-        .get(&key)
-        .filter(|(at, _)| at.elapsed() < TIMELINE_CACHE)
-        .map(|(_, range)| range.clone());
-    let range = match cached {
-        Some(range) => Ok(range),
-        None => {
-            let found = tokio::task::spawn_blocking(move || read_range_of(&source))
-                .await
-                .unwrap_or_else(|err| Err(err.to_string()));
-            if let Ok(range) = &found {
-                let mut ranges = RANGES.lock().unwrap();
-                ranges.retain(|_, (at, _)| at.elapsed() < TIMELINE_CACHE);
-                ranges.insert(key, (Instant::now(), range.clone()));
-            }
-            found
-        }
-    };
+    let range = RANGES.get(key, move || read_range_of(&source)).await;
     match range {
         Ok(range) => Timeline {
             path,
