@@ -38,6 +38,9 @@ pub const MAX_SPEED: f64 = 8.0;
 /// than waited out; `/timeline` probes at half of it, so such a gap shows
 /// there (on topics up to 21 minutes long, see `probe_times`).
 pub const MAX_PAUSE_MS: i64 = 5000;
+/// A replayed frame read later than this after it was due restarts the
+/// pace (see `Pacer`).
+const MAX_LATE: Duration = Duration::from_millis(100);
 /// How many records before the asked time a keyed stream (a camera, a
 /// `key` filter) is searched for its frame at or before that time.
 const LOOKBACK: i64 = 4096;
@@ -146,7 +149,9 @@ pub fn choose(
 /// When each frame of a replay is due: at the recorded pace (record
 /// timestamps) times `speed`, from the first frame on. A frame older than
 /// the one before, or after a silence longer than `MAX_PAUSE_MS`, follows
-/// at once and the pace starts again from it.
+/// at once and the pace starts again from it; so does a frame that comes
+/// more than `MAX_LATE` after it was due (the broker or a decoder was
+/// slow): the frames after it keep the pace rather than rush to catch up.
 #[derive(Debug)]
 pub struct Pacer {
     speed: f64,
@@ -175,12 +180,16 @@ impl Pacer {
             self.anchor = Some(anchor);
         }
         let record_ms = timestamp_ms.saturating_sub(anchor.1).max(0);
-        let due = anchor
+        let mut due = anchor
             .0
             .checked_add(Duration::from_secs_f64(
                 record_ms as f64 / 1000.0 / self.speed,
             ))
             .unwrap_or(anchor.0);
+        if now.saturating_duration_since(due) > MAX_LATE {
+            self.anchor = Some((now, timestamp_ms));
+            due = now;
+        }
         self.last = Some((due, timestamp_ms));
         due
     }
@@ -665,6 +674,7 @@ impl Source {
             jpeg,
             clamp,
             partitions,
+            next_offsets: offsets,
         })
     }
 }
@@ -722,6 +732,7 @@ impl Source {
                 jpeg,
                 clamp: None,
                 partitions,
+                next_offsets: offsets,
             }),
             None => {
                 let control = match spare {
@@ -882,6 +893,10 @@ pub struct Found {
     pub jpeg: Bytes,
     pub clamp: Option<Clamp>,
     partitions: Vec<(i32, i64, i64)>,
+    /// Per partition, the first record at or after the time asked, where
+    /// a replay reads on (after `mark` in its own partition): no frame of
+    /// the stream lies between `mark` and the time asked.
+    next_offsets: Vec<i64>,
 }
 
 #[derive(Debug)]
@@ -1084,22 +1099,18 @@ fn read_replay(
     }
     let start = found.mark;
     let partitions = found.partitions.clone();
+    let positions = found.next_offsets.clone();
     if found_tx.send(Ok(found)).is_err() {
         return;
     }
-    // A consumer of its own, assigned once (see read_ranges): the first
-    // frame's partition on from the record after it, the others from the
-    // same time.
+    // A consumer of its own, assigned once (see read_ranges), with no
+    // request before its first fetch: the ListOffsets it used to send
+    // first took 700 ms in about one of sixty test runs, a stall right
+    // after the first frame. The first frame's partition reads on from
+    // the record after it, the others from the time asked.
     // Whichever of the two goes first, the consumer is destroyed once.
     let (consumer, _watch) = match source.watched_consumer() {
         Ok(watched) => watched,
-        Err(reason) => {
-            gst::warning!(super::CAT, obj = source.element, "replay: {reason}");
-            return;
-        }
-    };
-    let positions = match source.offsets_at(&consumer, &partitions, start.timestamp_ms) {
-        Ok(positions) => positions,
         Err(reason) => {
             gst::warning!(super::CAT, obj = source.element, "replay: {reason}");
             return;
@@ -1480,15 +1491,24 @@ mod tests {
         assert_eq!(pacer.due(1000, t0), t0);
         assert_eq!(pacer.due(1100, t0), t0 + Duration::from_millis(25));
         assert_eq!(pacer.due(2000, t0), t0 + Duration::from_millis(250));
-        // Scheduled from the first frame, not from when each was asked.
-        let late = t0 + Duration::from_secs(3);
-        assert_eq!(pacer.due(3000, late), t0 + Duration::from_millis(500));
+        // Scheduled from the first frame, not from when each was asked: a
+        // frame read a little late keeps its time.
+        let asked = t0 + Duration::from_millis(550);
+        assert_eq!(pacer.due(3000, asked), t0 + Duration::from_millis(500));
         // A long silence is skipped: the next frame follows at once.
-        assert_eq!(pacer.due(60_000, late), t0 + Duration::from_millis(500));
-        assert_eq!(pacer.due(60_400, late), t0 + Duration::from_millis(600));
+        assert_eq!(pacer.due(60_000, asked), t0 + Duration::from_millis(500));
+        assert_eq!(pacer.due(60_400, asked), t0 + Duration::from_millis(600));
         // Out of order: at once, and the pace goes on from it.
-        assert_eq!(pacer.due(60_200, late), t0 + Duration::from_millis(600));
-        assert_eq!(pacer.due(60_300, late), t0 + Duration::from_millis(625));
+        assert_eq!(pacer.due(60_200, asked), t0 + Duration::from_millis(600));
+        assert_eq!(pacer.due(60_300, asked), t0 + Duration::from_millis(625));
+        // Read long after it was due (a stall): at once, and the frames
+        // after it keep the pace from there instead of rushing.
+        let stalled = t0 + Duration::from_secs(2);
+        assert_eq!(pacer.due(60_400, stalled), stalled);
+        assert_eq!(
+            pacer.due(60_500, stalled),
+            stalled + Duration::from_millis(25)
+        );
         let mut slow = Pacer::new(0.25);
         slow.due(0, t0);
         assert_eq!(slow.due(100, t0), t0 + Duration::from_millis(400));
