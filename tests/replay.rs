@@ -565,7 +565,8 @@ fn solid_jpeg(argb: u32) -> Vec<u8> {
 
 /// The page's time travel bar, driven by tests/browser/replay.py in
 /// headless `browser` (chromium or firefox): live, a typed time, one frame
-/// back and forward, clicks on the timeline, play at 4×, and back to live.
+/// back and forward, clicks on the timeline, play at 4×, back to live, and
+/// a `/timeline` that hangs (one request at a time, given up in time).
 fn travel_in_time(browser: &str) {
     let _serial = serial();
     init();
@@ -622,6 +623,9 @@ fn travel_in_time(browser: &str) {
             "paused-red red",
             "playing green",
             "live-again blue",
+            "timeline-hanging 1",
+            "timeline-gave-up timeline unavailable",
+            "timeline-asked-again 2",
         ]
     );
 }

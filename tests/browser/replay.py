@@ -5,8 +5,8 @@ Usage: replay.py BROWSER URL RED_MS GREEN_MS BLUE_MS: BROWSER is chromium
 (through Playwright) or firefox (Debian's firefox-esr, through bidi.py), the
 same steps in both; the topic holds red frames from RED_MS, green ones from
 GREEN_MS (the first green frame is exactly there) and blue ones from
-BLUE_MS to the end. Prints one line per step: "<step> <colour of the
-picture>", which the test compares.
+BLUE_MS to the end. Prints one line per step, "<step> <what it saw>"
+(mostly the colour of the picture), which the test compares.
 """
 
 import contextlib
@@ -80,6 +80,26 @@ def wait_colour(page, step, colour, timeout=15):
     say(f"{step} {seen}")
 
 
+# From now on /timeline never answers: its requests hang until aborted.
+HANG_TIMELINE = """() => {
+  const fetchAnswer = window.fetch;
+  window.timeline = {started: 0, pending: 0, most: 0};
+  window.fetch = (url, options) => {
+    if (!String(url).startsWith('/timeline')) return fetchAnswer(url, options);
+    const calls = window.timeline;
+    calls.started += 1;
+    calls.pending += 1;
+    calls.most = Math.max(calls.most, calls.pending);
+    return new Promise((_, reject) => {
+      if (options && options.signal) options.signal.addEventListener('abort', () => {
+        calls.pending -= 1;
+        reject(new DOMException('aborted', 'AbortError'));
+      });
+    });
+  };
+}"""
+
+
 def local_text(page, ms):
     return page.evaluate(
         "ms => new Date(ms - new Date(ms).getTimezoneOffset() * 60000).toISOString().slice(0, 23)",
@@ -141,3 +161,22 @@ with BROWSERS[browser]() as page:
         "!document.querySelector('.tile img').src.includes('at=')"
     )
     wait_colour(page, "live-again", "blue")
+
+    # A /timeline that hangs: however often the page polls, one request at
+    # a time; it gives up in time, says so, and asks again.
+    page.evaluate(HANG_TIMELINE)
+    for _ in range(3):
+        page.evaluate("() => { loadTimeline(); }")
+    try:
+        page.wait_for_function(
+            "window.timeline.started > 0 && window.timeline.pending === 0",
+            timeout=20000,
+        )
+    except Exception:
+        pass
+    most = page.evaluate("window.timeline.most")
+    note = page.evaluate("document.getElementById('note').textContent")
+    say(f"timeline-hanging {most}")
+    say(f"timeline-gave-up {note}")
+    page.evaluate("() => { loadTimeline(); }")
+    say(f"timeline-asked-again {page.evaluate('window.timeline.started')}")
