@@ -770,10 +770,10 @@ fn solid_jpeg(argb: u32) -> Vec<u8> {
 }
 
 /// The page's time travel bar, driven by tests/browser/replay.py in
-/// headless Chromium: live, a typed time, one frame back and forward,
-/// clicks on the timeline, play at 4×, and back to live.
-#[test]
-fn the_page_travels_in_time_and_back_to_live() {
+/// headless `browser` (chromium or firefox): live, a typed time, one frame
+/// back and forward, clicks on the timeline, play at 4×, back to live, and
+/// a `/timeline` that hangs (one request at a time, given up in time).
+fn travel_in_time(browser: &str) {
     let _serial = serial();
     init();
     let topic = unique_topic("replay-page");
@@ -803,6 +803,7 @@ fn the_page_travels_in_time_and_back_to_live() {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/replay.py");
     let output = std::process::Command::new(python())
         .arg(script)
+        .arg(browser)
         .arg(format!("http://127.0.0.1:{port}/"))
         .arg(base.to_string())
         .arg((base + 20 * STEP_MS).to_string())
@@ -828,8 +829,22 @@ fn the_page_travels_in_time_and_back_to_live() {
             "paused-red red",
             "playing green",
             "live-again blue",
+            "timeline-hanging 1",
+            "timeline-gave-up timeline unavailable",
+            "timeline-asked-again 2",
         ]
     );
+}
+
+#[test]
+fn the_page_travels_in_time_and_back_to_live() {
+    travel_in_time("chromium");
+}
+
+/// Debian's firefox-esr, driven over WebDriver BiDi by tests/browser/bidi.py.
+#[test]
+fn the_page_travels_in_time_in_firefox() {
+    travel_in_time("firefox");
 }
 
 /// The replay consumers use the kafkasrc's real client settings: here a

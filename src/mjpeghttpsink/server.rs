@@ -1050,9 +1050,16 @@ function togglePlay() {
   else if (travel.mode === 'pause') play(travel.pos);
   else pause();
 }
+// One /timeline request at a time, given up after 10 s: on a slow broker the
+// polls would pile up.
+let timelineLoading = false;
 async function loadTimeline() {
+  if (timelineLoading) return;
+  timelineLoading = true;
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), 10000);
   try {
-    const answer = await (await fetch(TIMELINE, {cache: 'no-store'})).json();
+    const answer = await (await fetch(TIMELINE, {cache: 'no-store', signal: abort.signal})).json();
     const usable = answer.streams.filter(s => !s.unavailable && s.start !== null);
     const line = $('timeline');
     line.querySelectorAll('.gap').forEach(g => g.remove());
@@ -1081,6 +1088,9 @@ async function loadTimeline() {
     render();
   } catch (e) {
     $('note').textContent = 'timeline unavailable';
+  } finally {
+    clearTimeout(timer);
+    timelineLoading = false;
   }
 }
 function timeAt(event) {
