@@ -748,6 +748,83 @@ fn h264_replays_from_the_keyframe_before() {
     }
 }
 
+/// Frames over the topic's record limit, which kafkasink writes as chunk
+/// records, replay whole, beside frames that fit in one record.
+#[test]
+fn chunked_frames_replay_whole() {
+    let _serial = serial();
+    init();
+    let topic = unique_topic("replay-chunked");
+    create_topic(&topic, 1, &[("max.message.bytes", "100000")]);
+    // Every other frame takes three chunks; each is told by its bytes.
+    let frames: Vec<Vec<u8>> = (0..10)
+        .map(|i| {
+            let mut frame = big_jpeg(if i % 2 == 1 { 250_000 } else { 40_000 });
+            frame[2] = i as u8;
+            frame
+        })
+        .collect();
+    let camera = launch(&format!(
+        "appsrc name=src format=time caps=image/jpeg ! \
+         kafkasink topic={topic} bootstrap-servers={} key=cam",
+        bootstrap()
+    ));
+    let src = camera
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    camera.set_state(gst::State::Playing).unwrap();
+    for (i, frame) in frames.iter().enumerate() {
+        let mut buffer = gst::Buffer::from_slice(frame.clone());
+        buffer
+            .get_mut()
+            .unwrap()
+            .set_pts(gst::ClockTime::from_mseconds(i as u64 * 100));
+        src.push_buffer(buffer).unwrap();
+    }
+    src.end_of_stream().unwrap();
+    assert!(matches!(run(&camera, Duration::from_secs(30)), End::Eos));
+    let records = read_topic(&topic);
+    assert_eq!(records.len(), 5 + 5 * 3, "five frames of three chunks");
+    // Each frame's time: its first record's.
+    let mut times = Vec::new();
+    for record in &records {
+        if record
+            .header("gst-chunk-index")
+            .is_none_or(|index| index == "0")
+        {
+            times.push(record.timestamp_ms.unwrap());
+        }
+    }
+    assert_eq!(times.len(), 10);
+    let (pipeline, _sink, port) = viewer(&topic, "", "");
+    let _stop = Stopped(pipeline);
+    for i in [0, 1, 2, 9] {
+        let response = get(port, &format!("/snapshot.jpg?at={}", times[i]), "");
+        assert_eq!(response.status, 200, "frame {i}");
+        assert_eq!(
+            response.header("x-timestamp"),
+            Some(timestamp_text(times[i]).as_str())
+        );
+        assert!(body_bytes(response) == frames[i], "frame {i}");
+    }
+    let mut parts = PartReader::open(get(
+        port,
+        &format!("/video_feed?at={}&speed=8", times[1]),
+        "",
+    ));
+    for (i, frame) in frames.iter().enumerate().skip(1) {
+        let part = parts.next();
+        assert_eq!(
+            header(&part, "x-timestamp"),
+            timestamp_text(times[i]),
+            "frame {i}"
+        );
+        assert!(part.body == *frame, "frame {i}");
+    }
+}
+
 /// A 160×90 JPEG of one colour (0xAARRGGBB).
 fn solid_jpeg(argb: u32) -> Vec<u8> {
     init();

@@ -9,7 +9,7 @@ use crate::kafka::ClientSettings;
 mod engine;
 mod group;
 mod imp;
-mod reassembly;
+pub(crate) mod reassembly;
 
 glib::wrapper! {
     pub struct KafkaSrc(ObjectSubclass<imp::KafkaSrc>) @extends gst_base::PushSrc, gst_base::BaseSrc, gst::Element, gst::Object, @implements gst::URIHandler;

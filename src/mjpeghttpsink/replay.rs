@@ -7,7 +7,9 @@
 //! (parameters, which frame to show, the pace, gaps) are functions apart,
 //! with unit tests.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, UNIX_EPOCH};
@@ -28,6 +30,7 @@ use super::stream::{BOUNDARY, ChunkBody, FeedEnd, Frame, ResponseBody, Stream, s
 use super::transcode::{self, Transcoder};
 use crate::brokerwatch::{self, BrokerWatch, LibrdkafkaClient};
 use crate::kafka::{self, ClientSettings, KafkaContext};
+use crate::kafkasrc::reassembly::{self, ChunkRecord, Outcome, Reassembly};
 use crate::kafkasrc::{KafkaSrc, TopicSource};
 use crate::time::parse_time_ms;
 use crate::wireformat::{self, RecordMeta};
@@ -542,42 +545,68 @@ impl Source {
         Ok(())
     }
 
-    /// The frame of a record and its timestamp, when the record belongs to
-    /// this stream: its key (or camera) matches and it holds a whole frame,
-    /// a JPEG unless replay decodes it.
-    fn frame<'a>(&self, message: &'a BorrowedMessage) -> Option<(i64, &'a [u8])> {
-        let key = message.key().and_then(|k| std::str::from_utf8(k).ok());
-        if let Some(wanted) = &self.key
-            && key != Some(wanted.as_str())
+    /// The frame a record holds or completes (a chunked frame's last
+    /// chunk), when it belongs to this stream: its key (or camera) matches,
+    /// and it is a JPEG unless replay decodes it. Records with headers that
+    /// do not parse are skipped, as kafkasrc skips them.
+    fn frame<'a>(
+        &self,
+        chunks: &mut Chunks,
+        message: &'a BorrowedMessage,
+    ) -> Option<(FrameInfo, Cow<'a, [u8]>)> {
+        if !self.of_stream(message) {
+            return None;
+        }
+        let meta = record_meta(message)?;
+        if !self.decodes()
+            && meta
+                .caps
+                .is_some_and(|caps| !caps.starts_with("image/jpeg"))
         {
             return None;
         }
-        let header = |name: &str| {
-            message.headers().and_then(|headers| {
-                headers
-                    .iter()
-                    .find(|h| h.key == name)
-                    .and_then(|h| std::str::from_utf8(h.value?).ok())
-            })
+        let info = FrameInfo {
+            offset: message.offset(),
+            timestamp_ms: message.timestamp().to_millis()?,
+            pts: meta.pts,
+            dts: meta.dts,
+            flags: meta.flags,
         };
-        // A camera is named by its record key (see cameras.rs).
-        if let Some(camera) = &self.camera
-            && key != Some(camera.as_str())
-        {
-            return None;
-        }
-        if header(wireformat::VERSION_KEY) == Some(wireformat::CHUNK_VERSION) {
-            return None;
-        }
-        let data = if self.decodes() {
-            message.payload().filter(|data| !data.is_empty())?
-        } else {
-            if header(wireformat::CAPS_KEY).is_some_and(|caps| !caps.starts_with("image/jpeg")) {
-                return None;
+        let payload = message.payload().unwrap_or_default();
+        let (info, data) = match (meta.chunk, meta.stream_id, meta.seq) {
+            (Some(chunk), Some(stream_id), Some(seq)) => {
+                let record = ChunkRecord {
+                    partition: message.partition(),
+                    offset: message.offset(),
+                    stream: stream_hash(stream_id),
+                    stream_id,
+                    seq,
+                    chunk,
+                    value: payload,
+                };
+                match chunks.0.add(record, 0, || info) {
+                    Outcome::Complete { frame, first, .. } => (first, Cow::Owned(frame)),
+                    _ => return None,
+                }
             }
-            message.payload().filter(|data| looks_like_jpeg(data))?
+            _ => (info, Cow::Borrowed(payload)),
         };
-        Some((message.timestamp().to_millis()?, data))
+        let whole = if self.decodes() {
+            !data.is_empty()
+        } else {
+            looks_like_jpeg(&data)
+        };
+        whole.then_some((info, data))
+    }
+
+    /// Whether the record's key matches the kafkasrc's `key` and the
+    /// camera (named by its record key, see cameras.rs), where set.
+    fn of_stream(&self, message: &BorrowedMessage) -> bool {
+        let key = message.key().and_then(|k| std::str::from_utf8(k).ok());
+        [&self.key, &self.camera]
+            .into_iter()
+            .flatten()
+            .all(|wanted| key == Some(wanted.as_str()))
     }
 
     /// Whether replay decodes the records rather than sending them.
@@ -586,21 +615,17 @@ impl Source {
     }
 
     /// The frame at or before `at_ms` (see [`choose`]): in each partition
-    /// the records just before the first one at or after `at_ms`, further
-    /// back while none is of this stream (up to `LOOKBACK`); the first frame
-    /// after it where there is none before.
+    /// the records just before the first one after `at_ms` (so that every
+    /// chunk of a chunked frame of `at_ms` is read), further back while none
+    /// is of this stream (up to `LOOKBACK`); the first frame after it where
+    /// there is none before.
     fn find(&self, control: ReplayConsumer, at_ms: i64) -> Result<Found, FindError> {
         let partitions = self.partitions(&control).map_err(FindError::Kafka)?;
         let offsets = self
-            .offsets_at(&control, &partitions, at_ms)
+            .offsets_at(&control, &partitions, at_ms.saturating_add(1))
             .map_err(FindError::Kafka)?;
         let mut spare = Some(control);
-        let mark_of = |message: &BorrowedMessage, ts| Mark {
-            partition: message.partition(),
-            offset: message.offset(),
-            timestamp_ms: ts,
-        };
-        // (partition, low, high, first offset at or after at_ms)
+        // (partition, low, high, first offset after at_ms)
         let mut searching: Vec<(i32, i64, i64, i64)> = partitions
             .iter()
             .zip(&offsets)
@@ -619,13 +644,14 @@ impl Source {
                     (p, from(low, at_offset), at_offset.min(high - 1))
                 })
                 .collect();
+            let mut chunks = Chunks::new();
             self.read_ranges(&mut spare, &ranges, |message| {
-                if let Some((ts, jpeg)) = self.frame(message)
-                    && ts <= at_ms
+                if let Some((info, data)) = self.frame(&mut chunks, message)
+                    && info.timestamp_ms <= at_ms
                 {
                     before.insert(
                         message.partition(),
-                        (mark_of(message, ts), Bytes::copy_from_slice(jpeg)),
+                        (info.mark(message.partition()), into_bytes(data)),
                     );
                 }
                 true
@@ -693,16 +719,15 @@ impl Source {
             .map(|&(p, _, high, from)| (p, from, from.saturating_add(LOOKBACK).min(high - 1)))
             .collect();
         let mut first = HashMap::new();
+        let mut chunks = Chunks::new();
         self.read_ranges(spare, &ranges, |message| {
-            let Some((ts, jpeg)) = self.frame(message) else {
+            let Some((info, data)) = self.frame(&mut chunks, message) else {
                 return true;
             };
-            let mark = Mark {
-                partition: message.partition(),
-                offset: message.offset(),
-                timestamp_ms: ts,
-            };
-            first.insert(message.partition(), (mark, Bytes::copy_from_slice(jpeg)));
+            first.insert(
+                message.partition(),
+                (info.mark(message.partition()), into_bytes(data)),
+            );
             false
         })?;
         Ok(first)
@@ -766,10 +791,11 @@ impl Source {
                 &mut None,
                 &[(mark.partition, from, mark.offset)],
                 |message| {
-                    if self.frame(message).is_none() {
-                        return true;
-                    }
+                    // A chunked frame starts at its chunk 0, which has
+                    // its flags.
                     if let Some(meta) = record_meta(message)
+                        && self.of_stream(message)
+                        && meta.chunk.is_none_or(|chunk| chunk.index == 0)
                         && !meta.flags.contains(gst::BufferFlags::DELTA_UNIT)
                     {
                         let caps = meta.caps.and_then(|caps| caps.parse::<gst::Caps>().ok());
@@ -815,6 +841,7 @@ impl Source {
         let mut shown = false;
         let mut draining = false;
         let mut next_offset = keyframe;
+        let mut chunks = Chunks::new();
         while !gone() {
             if !shown && Instant::now() > deadline {
                 return Err(FindError::Decode(format!(
@@ -849,11 +876,9 @@ impl Source {
             match consumer.poll(POLL_INTERVAL) {
                 Some(Ok(message)) if message.partition() == partition => {
                     next_offset = message.offset().saturating_add(1);
-                    if let Some((ts, data)) = self.frame(&message)
-                        && let Some(meta) = record_meta(&message)
-                    {
+                    if let Some((info, data)) = self.frame(&mut chunks, &message) {
                         transcoder
-                            .push(ts, data, &meta)
+                            .push(&info, data.into_owned())
                             .map_err(FindError::Decode)?;
                     }
                 }
@@ -869,6 +894,53 @@ impl Source {
             }
         }
         Ok(())
+    }
+}
+
+/// A frame as replay reads it: where it starts (a chunked frame: its chunk
+/// 0) and what its first record's headers say.
+#[derive(Debug, Clone)]
+pub struct FrameInfo {
+    offset: i64,
+    pub timestamp_ms: i64,
+    pub pts: Option<gst::ClockTime>,
+    pub dts: Option<gst::ClockTime>,
+    pub flags: gst::BufferFlags,
+}
+
+impl FrameInfo {
+    fn mark(&self, partition: i32) -> Mark {
+        Mark {
+            partition,
+            offset: self.offset,
+            timestamp_ms: self.timestamp_ms,
+        }
+    }
+}
+
+/// Puts chunked frames (wire format 2: frames over the record limit)
+/// together while one consumer of a replay reads, as kafkasrc does.
+struct Chunks(Reassembly<FrameInfo>);
+
+impl Chunks {
+    fn new() -> Chunks {
+        Chunks(Reassembly::new(
+            reassembly::DEFAULT_MAX_PARTIAL_BYTES,
+            reassembly::DEFAULT_MAX_PARTIAL_AGE_MS,
+        ))
+    }
+}
+
+fn stream_hash(stream_id: &str) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    stream_id.hash(&mut hasher);
+    hasher.finish()
+}
+
+fn into_bytes(data: Cow<'_, [u8]>) -> Bytes {
+    match data {
+        Cow::Borrowed(data) => Bytes::copy_from_slice(data),
+        Cow::Owned(data) => Bytes::from(data),
     }
 }
 
@@ -893,7 +965,7 @@ pub struct Found {
     pub jpeg: Bytes,
     pub clamp: Option<Clamp>,
     partitions: Vec<(i32, i64, i64)>,
-    /// Per partition, the first record at or after the time asked, where
+    /// Per partition, the first record after the time asked, where
     /// a replay reads on (after `mark` in its own partition): no frame of
     /// the stream lies between `mark` and the time asked.
     next_offsets: Vec<i64>,
@@ -1134,12 +1206,13 @@ fn read_replay(
         gst::warning!(super::CAT, obj = source.element, "replay: {err}");
         return;
     }
+    let mut chunks = Chunks::new();
     while !frames_tx.is_closed() {
         match consumer.poll(POLL_INTERVAL) {
             Some(Ok(message)) => {
-                if let Some((ts, jpeg)) = source.frame(&message)
+                if let Some((info, jpeg)) = source.frame(&mut chunks, &message)
                     && frames_tx
-                        .blocking_send((ts, Bytes::copy_from_slice(jpeg)))
+                        .blocking_send((info.timestamp_ms, into_bytes(jpeg)))
                         .is_err()
                 {
                     return;

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use gst::glib;
 use gst::prelude::*;
 
-use crate::wireformat::RecordMeta;
+use super::replay::FrameInfo;
 
 /// Decoded pictures waiting in the appsink at most: the replay's thread
 /// reads records only as fast as it takes pictures out.
@@ -119,34 +119,29 @@ impl Transcoder {
         Ok(transcoder)
     }
 
-    /// Feeds one record (a frame at `timestamp_ms`) to the decoder.
-    pub fn push(
-        &mut self,
-        timestamp_ms: i64,
-        data: &[u8],
-        meta: &RecordMeta,
-    ) -> Result<(), String> {
-        let header_times = *self.header_times.get_or_insert(meta.pts.is_some());
+    /// Feeds one frame to the decoder.
+    pub fn push(&mut self, info: &FrameInfo, data: Vec<u8>) -> Result<(), String> {
+        let header_times = *self.header_times.get_or_insert(info.pts.is_some());
         let (pts, dts) = if header_times {
-            (meta.pts, meta.dts)
+            (info.pts, info.dts)
         } else {
-            let ms = u64::try_from(timestamp_ms).unwrap_or(0);
+            let ms = u64::try_from(info.timestamp_ms).unwrap_or(0);
             (Some(gst::ClockTime::from_mseconds(ms)), None)
         };
-        let mut buffer = gst::Buffer::from_slice(data.to_vec());
+        let mut buffer = gst::Buffer::from_mut_slice(data);
         {
             let buffer = buffer.make_mut();
             buffer.set_pts(pts);
             buffer.set_dts(dts);
-            buffer.set_flags(meta.flags & gst::BufferFlags::DELTA_UNIT);
+            buffer.set_flags(info.flags & gst::BufferFlags::DELTA_UNIT);
         }
         if let Some(pts) = pts {
-            self.times.insert(pts, timestamp_ms);
+            self.times.insert(pts, info.timestamp_ms);
         }
         self.appsrc
             .push_buffer(buffer)
             .map(|_| ())
-            .map_err(|err| format!("the replay decoder refused a record: {err:?}"))
+            .map_err(|err| format!("the replay decoder refused a frame: {err:?}"))
     }
 
     /// Records pushed and not yet taken by the decoder.
