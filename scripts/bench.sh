@@ -88,7 +88,7 @@ if [ "${BENCH_ONLY:-}" != replay ]; then
     "$python" scripts/bench/wall.py --bootstrap "$KAFKA_BOOTSTRAP" --frames-dir "$frames_dir" \
         --work-dir "$work_dir" ${WALL_BENCH_ARGS:-}
 fi
-replay_args=${REPLAY_BENCH_ARGS:---minutes 60 --fps 30 --seeks 100 --concurrent 30}
+replay_args=${REPLAY_BENCH_ARGS:---minutes 60 --fps 30 --seeks 100 --concurrent 30 --h264-seconds 60}
 # shellcheck disable=SC2086
 "$python" scripts/bench/replay.py "$KAFKA_BOOTSTRAP" "$PWD/target/release" $replay_args \
     | tee "$work_dir/replay.txt"

@@ -24,7 +24,7 @@ pub fn parse_time_ms(text: &str) -> Result<i64, String> {
         })
     };
     let utc = parse(&glib::TimeZone::utc())?;
-    let ahead = parse(&glib::TimeZone::new(Some("+01:00")))?;
+    let ahead = parse(&glib::TimeZone::from_offset(3600))?;
     if utc != ahead {
         return Err(format!(
             "{text:?} has no time zone: end it with Z or an offset like +01:00"

@@ -642,10 +642,10 @@ fn the_timeline_spans_the_records_and_shows_a_gap() {
     assert!(to - from >= gap_ms - 2 * 2500, "{gaps:?}");
 }
 
-/// Each H.264 access unit of `records` (one stream, in order) decoded
-/// and encoded as the viewer of `h264_replays_from_the_keyframe_before`
-/// does, by a pipeline of the test's own.
-fn decoded_jpegs(records: &[Record]) -> Vec<Vec<u8>> {
+/// Each H.264 access unit of `frames` (one stream, in order) decoded and
+/// encoded as the viewer of `h264_replays` does, by a pipeline of the
+/// test's own.
+fn decoded_jpegs(frames: &[TopicFrame]) -> Vec<Vec<u8>> {
     let pipeline = gst::parse::launch(
         "appsrc name=in format=time caps=video/x-h264,stream-format=byte-stream,alignment=au ! \
          h264parse ! openh264dec ! videoconvert ! jpegenc quality=40 ! appsink name=out sync=false",
@@ -665,8 +665,8 @@ fn decoded_jpegs(records: &[Record]) -> Vec<Vec<u8>> {
         .unwrap();
     let _stop = Stopped(pipeline.clone());
     pipeline.set_state(gst::State::Playing).unwrap();
-    for (i, record) in records.iter().enumerate() {
-        let mut buffer = gst::Buffer::from_slice(record.value.clone());
+    for (i, frame) in frames.iter().enumerate() {
+        let mut buffer = gst::Buffer::from_slice(frame.data.clone());
         buffer
             .get_mut()
             .unwrap()
@@ -678,40 +678,90 @@ fn decoded_jpegs(records: &[Record]) -> Vec<Vec<u8>> {
     while let Some(sample) = out.try_pull_sample(gst::ClockTime::from_seconds(10)) {
         jpegs.push(sample.buffer().unwrap().map_readable().unwrap().to_vec());
     }
-    assert_eq!(jpegs.len(), records.len(), "every access unit decoded");
+    assert_eq!(jpegs.len(), frames.len(), "every access unit decoded");
     jpegs
+}
+
+/// One frame of a stream as kafkasink wrote it: chunk records put back
+/// together, with the time and flags of the first.
+struct TopicFrame {
+    timestamp_ms: i64,
+    data: Vec<u8>,
+    keyframe: bool,
+}
+
+fn frames_of(records: &[Record]) -> Vec<TopicFrame> {
+    let mut frames = Vec::new();
+    let mut open: Option<TopicFrame> = None;
+    for record in records {
+        let keyframe = !record
+            .header("gst-flags")
+            .unwrap_or_default()
+            .contains("delta-unit");
+        let frame = TopicFrame {
+            timestamp_ms: record.timestamp_ms.unwrap(),
+            data: record.value.clone(),
+            keyframe,
+        };
+        let (Some(index), Some(count)) = (
+            record.header("gst-chunk-index"),
+            record.header("gst-chunk-count"),
+        ) else {
+            frames.push(frame);
+            continue;
+        };
+        if index == "0" {
+            open = Some(frame);
+        } else {
+            open.as_mut().unwrap().data.extend(&record.value);
+        }
+        if index.parse::<u64>().unwrap() + 1 == count.parse::<u64>().unwrap() {
+            frames.push(open.take().unwrap());
+        }
+    }
+    frames
 }
 
 /// An H.264 topic replays through copies of the viewer's decoder and
 /// encoder (with its settings: quality 40), decoding from the keyframe at
 /// or before the time asked: each picture is the one live viewers got for
-/// that record, with that record's timestamp.
+/// that frame, with that frame's timestamp.
 #[test]
 fn h264_replays_from_the_keyframe_before() {
+    let records = h264_replays("replay-h264", &[]);
+    assert_eq!(records, 90, "one record per frame");
+}
+
+/// The same with keyframes over the topic's record limit: kafkasink cuts
+/// them into chunk records, which replay puts back together.
+#[test]
+fn h264_keyframes_over_the_record_limit_replay_too() {
+    let records = h264_replays("replay-h264-chunked", &[("max.message.bytes", "2500")]);
+    assert!(records > 90, "{records} records: no frame was chunked");
+}
+
+/// Records 90 frames of H.264 with keyframes at 0, 30 and 60 to a topic of
+/// `config` and checks their replay; gives the number of records.
+fn h264_replays(name: &str, config: &[(&str, &str)]) -> usize {
     let _serial = serial();
     init();
-    let topic = unique_topic("replay-h264");
+    let topic = unique_topic(name);
+    create_topic(&topic, 1, config);
     let camera = launch(&format!(
-        "videotestsrc is-live=true num-buffers=90 pattern=ball ! \
+        "videotestsrc is-live=true num-buffers=90 pattern=smpte horizontal-speed=4 ! \
          video/x-raw,width=320,height=180,framerate=30/1 ! openh264enc gop-size=30 ! h264parse ! \
          video/x-h264,stream-format=byte-stream,alignment=au ! \
-         kafkasink topic={topic} bootstrap-servers={} create-topic=true",
+         kafkasink topic={topic} bootstrap-servers={}",
         bootstrap()
     ));
     assert!(matches!(run(&camera, Duration::from_secs(30)), End::Eos));
     let records = read_topic(&topic);
-    assert_eq!(records.len(), 90);
-    let keyframes: Vec<usize> = (0..90)
-        .filter(|&i| {
-            !records[i]
-                .header("gst-flags")
-                .unwrap_or_default()
-                .contains("delta-unit")
-        })
-        .collect();
+    let frames = frames_of(&records);
+    assert_eq!(frames.len(), 90);
+    let keyframes: Vec<usize> = (0..90).filter(|&i| frames[i].keyframe).collect();
     assert_eq!(keyframes, [0, 30, 60]);
-    let expected = decoded_jpegs(&records);
-    let ts = |i: usize| records[i].timestamp_ms.unwrap();
+    let expected = decoded_jpegs(&frames);
+    let ts = |i: usize| frames[i].timestamp_ms;
     let (pipeline, _sink, port) = viewer(
         &topic,
         "h264parse ! openh264dec ! videoconvert ! jpegenc quality=40 !",
@@ -746,6 +796,7 @@ fn h264_replays_from_the_keyframe_before() {
         );
         assert!(part.body == *picture, "frame {i}");
     }
+    records.len()
 }
 
 /// Frames over the topic's record limit, which kafkasink writes as chunk

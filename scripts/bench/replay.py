@@ -9,8 +9,14 @@ publishing at FPS (scripts/bench/producers.py live), read by
 examples/mjpeg-clients, and reports their frame rates and the viewer's CPU
 and peak RSS.
 
+With --h264-seconds SECONDS it also measures seeks (--h264-seeks of them)
+in an H.264 topic of that many seconds of 1280x720 at 30 fps with a
+keyframe every 2 s, written by kafkasink and viewed through `h264parse !
+openh264dec ! videoconvert ! jpegenc`: each seek decodes from the keyframe
+at or before T.
+
 python replay.py BOOTSTRAP PLUGIN_DIR [--minutes 10] [--fps 30] [--seeks 100]
-    [--concurrent 20 --replays 20 --live 100]
+    [--concurrent 20 --replays 20 --live 100] [--h264-seconds 60 --h264-seeks 20]
 
 Needs confluent_kafka (the project venv) and gst-launch-1.0; makes its own
 640x360 JPEG frames, topic (deleted at the end) and viewer. PLUGIN_DIR is a
@@ -142,6 +148,68 @@ def percentile(values, p):
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
+def start_viewer(plugin_dir, bootstrap, topic, between, port):
+    viewer = subprocess.Popen(
+        ["gst-launch-1.0", "-q", "kafkasrc", f"topic={topic}", f"bootstrap-servers={bootstrap}",
+         "!", *between, "mjpeghttpsink", f"port={port}", "max-replay-clients=100"],
+        env=dict(os.environ, GST_PLUGIN_PATH=plugin_dir), stdout=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    return viewer
+
+
+def seeks(port, start, end, count, what):
+    random.seed(13)
+    for name, template in [("stream", "/video_feed?at={}"), ("snapshot", "/snapshot.jpg?at={}")]:
+        first_frame(port, template.format(start))  # a warm-up connection
+        times = [first_frame(port, template.format(random.randint(start, end)))
+                 for _ in range(count)]
+        print(f"{name}: {count} seeks over {what}: "
+              f"p50 {percentile(times, 50) * 1000:.1f} ms, p99 {percentile(times, 99) * 1000:.1f} ms, "
+              f"max {max(times) * 1000:.1f} ms", flush=True)
+
+
+def h264(args):
+    """Seeks in an H.264 topic written by kafkasink."""
+    topic = f"bench-replay-h264-{os.getpid()}"
+    frames_count = args.h264_seconds * 30
+    env = dict(os.environ, GST_PLUGIN_PATH=args.plugin_dir)
+    began = time.perf_counter()
+    subprocess.run(
+        ["gst-launch-1.0", "-q", "videotestsrc", f"num-buffers={frames_count}", "pattern=ball",
+         "!", "video/x-raw,width=1280,height=720,framerate=30/1", "!", "timeoverlay",
+         "!", "openh264enc", "gop-size=60", "!", "h264parse",
+         "!", "video/x-h264,stream-format=byte-stream,alignment=au",
+         "!", "kafkasink", f"topic={topic}", f"bootstrap-servers={args.bootstrap}", "create-topic=true"],
+        env=env, check=True,
+    )
+    print(f"h264: produced {frames_count} frames of 1280x720, a keyframe every 60, "
+          f"in {time.perf_counter() - began:.1f} s", flush=True)
+    port = free_port()
+    viewer = start_viewer(args.plugin_dir, args.bootstrap, topic,
+                          ["h264parse", "!", "openh264dec", "!", "videoconvert", "!", "jpegenc", "!"], port)
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request("GET", "/timeline")
+        stream = json.loads(connection.getresponse().read())["streams"][0]
+        connection.close()
+        seeks(port, stream["start"], stream["end"], args.h264_seeks,
+              f"{args.h264_seconds} s of 30 fps 1280x720 H.264, 2 s GOP")
+    finally:
+        viewer.terminate()
+        viewer.wait()
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": args.bootstrap})
+        admin.delete_topics([topic])[topic].result(30)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("bootstrap")
@@ -152,6 +220,8 @@ def main():
     parser.add_argument("--concurrent", type=int, default=0, metavar="SECONDS")
     parser.add_argument("--replays", type=int, default=20)
     parser.add_argument("--live", type=int, default=100)
+    parser.add_argument("--h264-seconds", type=int, default=0)
+    parser.add_argument("--h264-seeks", type=int, default=20)
     args = parser.parse_args()
 
     topic = f"bench-replay-{os.getpid()}"
@@ -163,28 +233,9 @@ def main():
     print(f"produced {count} frames ({sum(map(len, jpegs)) // len(jpegs)} bytes each on average) "
           f"in {time.perf_counter() - began:.1f} s", flush=True)
     port = free_port()
-    env = dict(os.environ, GST_PLUGIN_PATH=args.plugin_dir)
-    viewer = subprocess.Popen(
-        ["gst-launch-1.0", "-q", "kafkasrc", f"topic={topic}", f"bootstrap-servers={args.bootstrap}",
-         "!", "mjpeghttpsink", f"port={port}", "max-replay-clients=100"],
-        env=env, stdout=subprocess.DEVNULL,
-    )
+    viewer = start_viewer(args.plugin_dir, args.bootstrap, topic, [], port)
     try:
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        random.seed(13)
-        for name, template in [("stream", "/video_feed?at={}"), ("snapshot", "/snapshot.jpg?at={}")]:
-            first_frame(port, template.format(start))  # a warm-up connection
-            times = [first_frame(port, template.format(random.randint(start, end)))
-                     for _ in range(args.seeks)]
-            print(f"{name}: {args.seeks} seeks over {args.minutes:g} min of {args.fps} fps 640x360: "
-                  f"p50 {percentile(times, 50) * 1000:.1f} ms, p99 {percentile(times, 99) * 1000:.1f} ms, "
-                  f"max {max(times) * 1000:.1f} ms", flush=True)
+        seeks(port, start, end, args.seeks, f"{args.minutes:g} min of {args.fps} fps 640x360")
         if args.concurrent:
             concurrent(args, port, topic, start, end, directory, viewer)
     finally:
@@ -195,6 +246,8 @@ def main():
 
         admin = AdminClient({"bootstrap.servers": args.bootstrap})
         admin.delete_topics([topic])[topic].result(30)
+    if args.h264_seconds:
+        h264(args)
     return 0
 
 

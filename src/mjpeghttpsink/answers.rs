@@ -18,7 +18,8 @@ type Entry<V> = Arc<tokio::sync::Mutex<Option<(Instant, Result<V, String>)>>>;
 pub struct SharedAnswers<K, V> {
     fresh: Duration,
     scans: Arc<Semaphore>,
-    /// One entry per key ever asked (the streams of one sink: a handful).
+    /// One entry per key ever asked, never removed: for `/timeline` one
+    /// per brokers, topic and partition the process's sinks replay.
     entries: Mutex<HashMap<K, Entry<V>>>,
 }
 
@@ -133,8 +134,8 @@ mod tests {
     }
 
     #[test]
-    fn scans_of_different_keys_are_bounded_and_answers_expire() {
-        let answers = Arc::new(SharedAnswers::new(Duration::from_millis(200), 2));
+    fn scans_of_different_keys_are_bounded() {
+        let answers = Arc::new(SharedAnswers::new(Duration::from_secs(5), 2));
         let running = Arc::new(AtomicUsize::new(0));
         let most = Arc::new(AtomicUsize::new(0));
         RUNTIME.block_on(async {
@@ -154,24 +155,27 @@ mod tests {
                     })
                 })
                 .collect();
-            for task in tasks {
-                task.await.unwrap().unwrap();
+            for (key, task) in tasks.into_iter().enumerate() {
+                assert_eq!(task.await.unwrap(), Ok(key));
             }
         });
         assert!(most.load(Ordering::SeqCst) <= 2, "{most:?} at once");
+    }
+
+    #[test]
+    fn an_answer_is_kept_then_asked_again() {
+        let answers = SharedAnswers::new(Duration::from_millis(300), 4);
         let scans = Arc::new(AtomicUsize::new(0));
         RUNTIME.block_on(async {
-            assert_eq!(
-                answers.get(0, counting_scan(&scans, Duration::ZERO)).await,
-                Ok(0),
-                "kept"
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            assert_eq!(
-                answers.get(0, counting_scan(&scans, Duration::ZERO)).await,
-                Ok(1),
-                "expired"
-            );
+            let scan = || counting_scan(&scans, Duration::ZERO);
+            assert_eq!(answers.get("cam1", scan()).await, Ok(1));
+            assert_eq!(answers.get("cam1", scan()).await, Ok(1), "kept");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while answers.get("cam1", scan()).await != Ok(2) {
+                assert!(Instant::now() < deadline, "never asked again");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         });
+        assert_eq!(scans.load(Ordering::SeqCst), 2);
     }
 }

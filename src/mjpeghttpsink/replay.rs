@@ -51,6 +51,9 @@ const LOOKBACK: i64 = 4096;
 const READ_AHEAD: usize = 8;
 /// How often a replay's consumer thread checks that its client is there.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// How long a decoding replay waits for a picture while its decoder has
+/// frames queued, before it looks whether the decoder took them.
+const DECODER_BUSY_WAIT: Duration = Duration::from_millis(2);
 /// Elements between the sink and its kafkasrc at most.
 const MAX_HOPS: usize = 32;
 /// `/timeline` asks the broker for at most this many times per partition…
@@ -324,9 +327,11 @@ fn upstream_kafkasrc(sink: &gst::Element) -> Result<(KafkaSrc, Vec<gst::Element>
                 element.name()
             ));
         };
-        if transcode::reencodes(&element) && !PASS_THROUGH.contains(&factory.as_str()) {
+        if PASS_THROUGH.contains(&factory.as_str()) {
+            // Looked through.
+        } else if transcode::reencodes(&element) {
             chain.push(element.clone());
-        } else if !PASS_THROUGH.contains(&factory.as_str()) {
+        } else {
             return Err(format!(
                 "replay unavailable: {} ({factory}) between the kafkasrc and the sink may change the \
                  picture, which a replay of the recorded frames would not",
@@ -775,8 +780,9 @@ impl Source {
 impl Source {
     /// The offset of the newest record of this stream a decoder can start
     /// at (no `delta-unit` flag) at or before `mark`, in its partition
-    /// (oldest offset `low`), looking back 1, 16, 256 and at most
-    /// `LOOKBACK` records.
+    /// (oldest offset `low`), looking at that record (every record of a
+    /// JPEG stream is one), then back 64 (two seconds of 30 fps in one
+    /// read), 512 and at most `LOOKBACK` records.
     /// Also gives the caps the record carries.
     fn keyframe_at_or_before(
         &self,
@@ -809,9 +815,17 @@ impl Source {
                 return Ok(found);
             }
             if from <= low || window >= LOOKBACK {
-                return Err(FindError::NoKeyframe(mark.timestamp_ms));
+                return Err(FindError::NoKeyframe {
+                    at_ms: mark.timestamp_ms,
+                    searched: mark.offset.saturating_sub(from).saturating_add(1),
+                });
             }
-            window = window.saturating_mul(16).min(LOOKBACK);
+            window = if window == 1 {
+                64
+            } else {
+                window.saturating_mul(8)
+            }
+            .min(LOOKBACK);
         }
     }
 
@@ -826,17 +840,40 @@ impl Source {
         mark: Mark,
         range: (i32, i64, i64),
         gone: impl Fn() -> bool,
+        on_picture: impl FnMut(i64, Bytes) -> bool,
+    ) -> Result<(), FindError> {
+        let (keyframe, caps) = self.keyframe_at_or_before(mark, range.1)?;
+        let (consumer, watch) = self.watched_consumer().map_err(FindError::Kafka)?;
+        let caps = caps.as_ref().unwrap_or(&self.caps);
+        let transcoder = Transcoder::new(caps, &self.chain).map_err(FindError::Decode);
+        transcoder.and_then(|mut transcoder| {
+            let decoded = self.decode_with(
+                &consumer,
+                &mut transcoder,
+                (mark, keyframe, range),
+                gone,
+                on_picture,
+            );
+            // Stopping the pipeline and closing the consumer take time a
+            // snapshot's answer need not wait for.
+            crate::runtime::RUNTIME.spawn_blocking(move || drop((transcoder, watch, consumer)));
+            decoded
+        })
+    }
+
+    fn decode_with(
+        &self,
+        consumer: &ReplayConsumer,
+        transcoder: &mut Transcoder,
+        (mark, keyframe, range): (Mark, i64, (i32, i64, i64)),
+        gone: impl Fn() -> bool,
         mut on_picture: impl FnMut(i64, Bytes) -> bool,
     ) -> Result<(), FindError> {
-        let (partition, low, high) = range;
-        let (keyframe, caps) = self.keyframe_at_or_before(mark, low)?;
-        let (consumer, _watch) = self.watched_consumer().map_err(FindError::Kafka)?;
+        let (partition, _, high) = range;
         let mut list = TopicPartitionList::new();
         list.add_partition_offset(&self.topic, partition, Offset::Offset(keyframe))
             .and_then(|()| consumer.assign(&list))
             .map_err(|err| FindError::Kafka(err.to_string()))?;
-        let caps = caps.as_ref().unwrap_or(&self.caps);
-        let mut transcoder = Transcoder::new(caps, &self.chain).map_err(FindError::Decode)?;
         let deadline = Instant::now() + self.timeout();
         let mut shown = false;
         let mut draining = false;
@@ -849,9 +886,16 @@ impl Source {
                     self.timeout()
                 )));
             }
-            // Records are read only as fast as pictures come out.
-            let busy = draining || transcoder.queued() >= 2;
-            let wait = if busy { POLL_INTERVAL } else { Duration::ZERO };
+            // Records are read only as fast as the decoder takes them; the
+            // frames before the one asked give no picture to wait for.
+            let busy = draining || transcoder.queued() >= transcode::MAX_QUEUED;
+            let wait = if draining {
+                POLL_INTERVAL
+            } else if busy {
+                DECODER_BUSY_WAIT
+            } else {
+                Duration::ZERO
+            };
             if let Some((ts, jpeg)) = transcoder.pull(wait).map_err(FindError::Decode)? {
                 if shown || ts >= mark.timestamp_ms {
                     shown = true;
@@ -877,8 +921,11 @@ impl Source {
                 Some(Ok(message)) if message.partition() == partition => {
                     next_offset = message.offset().saturating_add(1);
                     if let Some((info, data)) = self.frame(&mut chunks, &message) {
+                        // Frames before the one asked are decoded, not
+                        // shown (nor encoded).
+                        let shown = info.timestamp_ms >= mark.timestamp_ms;
                         transcoder
-                            .push(&info, data.into_owned())
+                            .push(&info, data.into_owned(), shown)
                             .map_err(FindError::Decode)?;
                     }
                 }
@@ -975,8 +1022,12 @@ pub struct Found {
 pub enum FindError {
     /// The stream has no frame in the topic.
     Empty,
-    /// No keyframe before the frame at this time (ms) to decode it from.
-    NoKeyframe(i64),
+    /// No keyframe in the `searched` records up to the frame at `at_ms`
+    /// to decode it from.
+    NoKeyframe {
+        at_ms: i64,
+        searched: i64,
+    },
     Kafka(String),
     /// The replay's decoder failed.
     Decode(String),
@@ -989,7 +1040,11 @@ impl Found {
             .iter()
             .find(|(p, _, _)| *p == self.mark.partition)
             .copied()
-            .unwrap_or((self.mark.partition, self.mark.offset, self.mark.offset + 1))
+            .unwrap_or((
+                self.mark.partition,
+                self.mark.offset,
+                self.mark.offset.saturating_add(1),
+            ))
     }
 }
 
@@ -999,9 +1054,9 @@ impl std::fmt::Display for FindError {
             FindError::Empty => f.write_str(
                 "the topic holds no whole frame of this stream (replay reads whole records)",
             ),
-            FindError::NoKeyframe(ms) => write!(
+            FindError::NoKeyframe { at_ms, searched } => write!(
                 f,
-                "no keyframe of this stream within {LOOKBACK} records before its frame of {ms} ms \
+                "no keyframe of this stream in the {searched} records up to its frame of {at_ms} ms \
                  to decode it from"
             ),
             FindError::Kafka(reason) => write!(f, "cannot read the topic: {reason}"),
@@ -1033,12 +1088,14 @@ pub async fn snapshot(
                 found.mark,
                 found.range(),
                 || false,
-                |_, jpeg| {
-                    picture = Some(jpeg);
+                |ts, jpeg| {
+                    picture = Some((ts, jpeg));
                     false
                 },
             )?;
-            found.jpeg = picture.ok_or(FindError::Empty)?;
+            let (ts, jpeg) = picture.ok_or(FindError::Empty)?;
+            found.mark.timestamp_ms = ts;
+            found.jpeg = jpeg;
         }
         Ok(found)
     })
@@ -1177,8 +1234,8 @@ fn read_replay(
     }
     // A consumer of its own, assigned once (see read_ranges), with no
     // request before its first fetch: the ListOffsets it used to send
-    // first took 700 ms in about one of sixty test runs, a stall right
-    // after the first frame. The first frame's partition reads on from
+    // first took 700 ms in two of about sixty runs of the 4× pace test (a
+    // log of one: 702 ms), a stall right after the first frame. The first frame's partition reads on from
     // the record after it, the others from the time asked.
     // Whichever of the two goes first, the consumer is destroyed once.
     let (consumer, _watch) = match source.watched_consumer() {
@@ -1242,6 +1299,9 @@ fn read_decoded(
         || frames_tx.is_closed(),
         |ts, jpeg| match first.take() {
             Some((mut found, found_tx)) => {
+                // The mark's own record may give no picture (the decoder
+                // dropped it): the first picture's time is then later.
+                found.mark.timestamp_ms = ts;
                 found.jpeg = jpeg;
                 found_tx.send(Ok(found)).is_ok()
             }
@@ -1446,11 +1506,17 @@ fn read_range_of(source: &Source) -> Result<Range, String> {
     }
     let gaps = match (start, end) {
         (Some(start), Some(end)) => {
+            // A slow broker gets the connect timeout for all the probes
+            // (each has it too): the gaps found by then are the answer.
+            let deadline = Instant::now() + topic_wide.timeout();
             let times = probe_times(start, end);
-            let offsets = times
-                .iter()
-                .map(|t| topic_wide.offsets_at(&consumer, &partitions, *t))
-                .collect::<Result<Vec<_>, _>>()?;
+            let mut offsets = Vec::with_capacity(times.len());
+            for time in &times {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                offsets.push(topic_wide.offsets_at(&consumer, &partitions, *time)?);
+            }
             gaps(&times, &offsets)
         }
         _ => Vec::new(),

@@ -665,7 +665,7 @@ fn too_many_replays() -> Response<ResponseBody> {
 
 fn find_error_response(error: &replay::FindError) -> Response<ResponseBody> {
     let status = match error {
-        replay::FindError::Empty | replay::FindError::NoKeyframe(_) => StatusCode::NOT_FOUND,
+        replay::FindError::Empty | replay::FindError::NoKeyframe { .. } => StatusCode::NOT_FOUND,
         replay::FindError::Kafka(_) => StatusCode::BAD_GATEWAY,
         replay::FindError::Decode(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };

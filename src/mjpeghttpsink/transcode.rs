@@ -7,7 +7,8 @@
 //! the sink> ! appsink`, so that it shows what live viewers see: the same
 //! decoder, the same JPEG settings.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,26 +17,32 @@ use gst::prelude::*;
 
 use super::replay::FrameInfo;
 
-/// Decoded pictures waiting in the appsink at most: the replay's thread
-/// reads records only as fast as it takes pictures out.
+/// Decoded pictures waiting in the appsink at most, and frames waiting in
+/// the appsrc before the replay's thread reads more: it reads records only
+/// as fast as it takes pictures out.
 const MAX_PICTURES: u32 = 2;
+pub const MAX_QUEUED: u64 = 2;
 
 /// Whether replay can copy `element` into its own pipeline: it re-encodes
 /// (a parser, decoder, encoder or converter), so live viewers see the
 /// recorded picture, re-encoded. Overlays, crops and other effects are not
 /// copied: what they draw depends on when they run.
 pub fn reencodes(element: &gst::Element) -> bool {
-    let Some(factory) = element.factory() else {
-        return false;
-    };
-    let klass = factory
-        .metadata(gst::ELEMENT_METADATA_KLASS)
-        .unwrap_or_default();
     let single_in_out = element.sink_pads().len() == 1 && element.src_pads().len() == 1;
     single_in_out
         && ["Parser", "Decoder", "Encoder", "Converter"]
             .iter()
-            .any(|kind| klass.split('/').any(|part| part == *kind))
+            .any(|kind| has_class(element, kind))
+}
+
+/// Whether `kind` is one of the parts of the element's factory class
+/// ("Codec/Decoder/Video").
+fn has_class(element: &gst::Element, kind: &str) -> bool {
+    element.factory().is_some_and(|factory| {
+        factory
+            .metadata(gst::ELEMENT_METADATA_KLASS)
+            .is_some_and(|klass| klass.split('/').any(|part| part == kind))
+    })
 }
 
 /// A new element of `element`'s factory with the properties `element` has
@@ -58,8 +65,12 @@ fn copy_element(element: &gst::Element) -> Result<gst::Element, String> {
         }
         let value = element.property_value(pspec.name());
         let default = pspec.default_value();
-        // Values GStreamer cannot compare (objects) are left out.
-        if value.can_compare(default) && !gst::prelude::GstValueExt::eq(&value, default) {
+        // Values GStreamer cannot compare (objects) are left out, and so are
+        // values the spec would change (glib panics on those).
+        if value.can_compare(default)
+            && !gst::prelude::GstValueExt::eq(&value, default)
+            && pspec.value_is_valid(&value)
+        {
             copy.set_property_from_value(pspec.name(), &value);
         }
     }
@@ -78,6 +89,17 @@ pub struct Transcoder {
     /// Whether PTS and DTS come from the records' headers (kafkasink's),
     /// decided by the first record; else the record timestamps are the PTS.
     header_times: Option<bool>,
+    /// The PTS of pictures dropped as they leave the (last) decoder: the
+    /// frames before the one asked, which GStreamer 1.22's decoders give
+    /// out whatever their buffer flags say. Encoding them took two thirds
+    /// of a seek's decoding.
+    hidden: Arc<Mutex<HashSet<gst::ClockTime>>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Transcoder {
@@ -98,6 +120,26 @@ impl Transcoder {
         for element in chain {
             elements.push(copy_element(element)?);
         }
+        let hidden: Arc<Mutex<HashSet<gst::ClockTime>>> = Arc::default();
+        let decoded = elements
+            .iter()
+            .rev()
+            .find(|element| has_class(element, "Decoder"))
+            .and_then(|decoder| decoder.static_pad("src"));
+        if let Some(pad) = decoded {
+            let hidden = hidden.clone();
+            pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                let dropped = info
+                    .buffer()
+                    .and_then(|buffer| buffer.pts())
+                    .is_some_and(|pts| lock(&hidden).remove(&pts));
+                if dropped {
+                    gst::PadProbeReturn::Drop
+                } else {
+                    gst::PadProbeReturn::Ok
+                }
+            });
+        }
         elements.push(appsink.clone().upcast());
         pipeline
             .add_many(&elements)
@@ -110,6 +152,7 @@ impl Transcoder {
             appsink,
             times: BTreeMap::new(),
             header_times: None,
+            hidden,
         };
         if transcoder.pipeline.set_state(gst::State::Playing).is_err() {
             return Err(transcoder
@@ -119,14 +162,17 @@ impl Transcoder {
         Ok(transcoder)
     }
 
-    /// Feeds one frame to the decoder.
-    pub fn push(&mut self, info: &FrameInfo, data: Vec<u8>) -> Result<(), String> {
+    /// Feeds one frame to the decoder; a frame not `shown` is only decoded
+    /// (a reference for the frames after it).
+    pub fn push(&mut self, info: &FrameInfo, data: Vec<u8>, shown: bool) -> Result<(), String> {
         let header_times = *self.header_times.get_or_insert(info.pts.is_some());
         let (pts, dts) = if header_times {
             (info.pts, info.dts)
         } else {
+            // A timestamp beyond GStreamer's clock range (a producer that
+            // wrote microseconds) gives the frame no PTS, so no picture.
             let ms = u64::try_from(info.timestamp_ms).unwrap_or(0);
-            (Some(gst::ClockTime::from_mseconds(ms)), None)
+            (gst::ClockTime::MSECOND.checked_mul(ms), None)
         };
         let mut buffer = gst::Buffer::from_mut_slice(data);
         {
@@ -137,6 +183,9 @@ impl Transcoder {
         }
         if let Some(pts) = pts {
             self.times.insert(pts, info.timestamp_ms);
+            if !shown {
+                lock(&self.hidden).insert(pts);
+            }
         }
         self.appsrc
             .push_buffer(buffer)
@@ -165,7 +214,7 @@ impl Transcoder {
         if let Some(reason) = self.error() {
             return Err(reason);
         }
-        let wait = gst::ClockTime::from_nseconds(wait.as_nanos() as u64);
+        let wait = gst::ClockTime::try_from(wait).unwrap_or(gst::ClockTime::ZERO);
         let Some(sample) = self.appsink.try_pull_sample(wait) else {
             return Ok(None);
         };
@@ -230,7 +279,7 @@ mod tests {
         ] {
             assert!(reencodes(&element(factory)), "{factory}");
         }
-        for factory in ["videoflip", "clockoverlay", "identity", "compositor"] {
+        for factory in ["videoflip", "clockoverlay", "videobalance", "identity"] {
             assert!(!reencodes(&element(factory)), "{factory}");
         }
     }
