@@ -149,10 +149,14 @@ def percentile(values, p):
 
 
 def start_viewer(plugin_dir, bootstrap, topic, between, port):
+    # kafkasrc, the elements between (linked), mjpeghttpsink
+    command = ["gst-launch-1.0", "-q", "kafkasrc", f"topic={topic}", f"bootstrap-servers={bootstrap}", "!"]
+    if between:
+        command.extend(between)
+        command.append("!")
+    command += ["mjpeghttpsink", f"port={port}", "max-replay-clients=100"]
     viewer = subprocess.Popen(
-        ["gst-launch-1.0", "-q", "kafkasrc", f"topic={topic}", f"bootstrap-servers={bootstrap}",
-         "!", *between, "mjpeghttpsink", f"port={port}", "max-replay-clients=100"],
-        env=dict(os.environ, GST_PLUGIN_PATH=plugin_dir), stdout=subprocess.DEVNULL,
+        command, env=dict(os.environ, GST_PLUGIN_PATH=plugin_dir), stdout=subprocess.DEVNULL,
     )
     deadline = time.time() + 20
     while time.time() < deadline:
@@ -193,7 +197,7 @@ def h264(args):
           f"in {time.perf_counter() - began:.1f} s", flush=True)
     port = free_port()
     viewer = start_viewer(args.plugin_dir, args.bootstrap, topic,
-                          ["h264parse", "!", "openh264dec", "!", "videoconvert", "!", "jpegenc", "!"], port)
+                          ["h264parse", "!", "openh264dec", "!", "videoconvert", "!", "jpegenc"], port)
     try:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         connection.request("GET", "/timeline")
