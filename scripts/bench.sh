@@ -15,6 +15,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
+case ${BENCH_ONLY:-} in
+    '' | replay) ;;
+    *) echo "bench: BENCH_ONLY is empty or replay, not '$BENCH_ONLY'" >&2; exit 2 ;;
+esac
 
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/gst-kafka
 frames_dir=$cache/bench-frames-1080p

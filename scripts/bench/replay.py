@@ -185,20 +185,21 @@ def h264(args):
     frames_count = args.h264_seconds * 30
     env = dict(os.environ, GST_PLUGIN_PATH=args.plugin_dir)
     began = time.perf_counter()
-    subprocess.run(
-        ["gst-launch-1.0", "-q", "videotestsrc", f"num-buffers={frames_count}", "pattern=ball",
-         "!", "video/x-raw,width=1280,height=720,framerate=30/1", "!", "timeoverlay",
-         "!", "openh264enc", "gop-size=60", "!", "h264parse",
-         "!", "video/x-h264,stream-format=byte-stream,alignment=au",
-         "!", "kafkasink", f"topic={topic}", f"bootstrap-servers={args.bootstrap}", "create-topic=true"],
-        env=env, check=True,
-    )
-    print(f"h264: produced {frames_count} frames of 1280x720, a keyframe every 60, "
-          f"in {time.perf_counter() - began:.1f} s", flush=True)
-    port = free_port()
-    viewer = start_viewer(args.plugin_dir, args.bootstrap, topic,
-                          ["h264parse", "!", "openh264dec", "!", "videoconvert", "!", "jpegenc"], port)
+    viewer = None
     try:
+        subprocess.run(
+            ["gst-launch-1.0", "-q", "videotestsrc", f"num-buffers={frames_count}", "pattern=ball",
+             "!", "video/x-raw,width=1280,height=720,framerate=30/1", "!", "timeoverlay",
+             "!", "openh264enc", "gop-size=60", "!", "h264parse",
+             "!", "video/x-h264,stream-format=byte-stream,alignment=au",
+             "!", "kafkasink", f"topic={topic}", f"bootstrap-servers={args.bootstrap}", "create-topic=true"],
+            env=env, check=True,
+        )
+        print(f"h264: produced {frames_count} frames of 1280x720, a keyframe every 60, "
+              f"in {time.perf_counter() - began:.1f} s", flush=True)
+        port = free_port()
+        viewer = start_viewer(args.plugin_dir, args.bootstrap, topic,
+                              ["h264parse", "!", "openh264dec", "!", "videoconvert", "!", "jpegenc"], port)
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         connection.request("GET", "/timeline")
         stream = json.loads(connection.getresponse().read())["streams"][0]
@@ -206,8 +207,9 @@ def h264(args):
         seeks(port, stream["start"], stream["end"], args.h264_seeks,
               f"{args.h264_seconds} s of 30 fps 1280x720 H.264, 2 s GOP")
     finally:
-        viewer.terminate()
-        viewer.wait()
+        if viewer:
+            viewer.terminate()
+            viewer.wait()
         from confluent_kafka.admin import AdminClient
 
         admin = AdminClient({"bootstrap.servers": args.bootstrap})

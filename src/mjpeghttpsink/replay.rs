@@ -638,26 +638,42 @@ impl Source {
             .map(|(&(p, low, high), &at_offset)| (p, low, high, at_offset))
             .collect();
         let all = searching.clone();
+        let after_t: HashMap<i32, i64> = all.iter().map(|&(p, _, _, at)| (p, at)).collect();
         let mut before: HashMap<i32, (Mark, Bytes)> = HashMap::new();
         let mut searched_to_start = true;
+        // A record of any stream stamped T itself (the window always reads
+        // the records just before the first one after T).
+        let mut record_at_t = false;
         let mut window: i64 = 2;
         while !searching.is_empty() {
             let from = |low: i64, at_offset: i64| at_offset.saturating_sub(window).max(low);
+            // Past the first record after T only while a chunked frame of
+            // this stream is unfinished: its last chunks may follow records
+            // of other writers stamped later.
             let ranges: Vec<(i32, i64, i64)> = searching
                 .iter()
                 .map(|&(p, low, high, at_offset)| {
-                    (p, from(low, at_offset), at_offset.min(high - 1))
+                    let end = at_offset.saturating_add(LOOKBACK).min(high - 1);
+                    (p, from(low, at_offset), end)
                 })
                 .collect();
             let mut chunks = Chunks::new();
             self.read_ranges(&mut spare, &ranges, |message| {
+                let partition = message.partition();
+                let past_t = after_t
+                    .get(&partition)
+                    .is_none_or(|at_offset| message.offset() >= *at_offset);
+                if past_t && chunks.0.oldest_unfinished(partition).is_none() {
+                    return false;
+                }
+                record_at_t |= message.timestamp().to_millis() == Some(at_ms);
                 if let Some((info, data)) = self.frame(&mut chunks, message)
                     && info.timestamp_ms <= at_ms
+                    && before
+                        .get(&partition)
+                        .is_none_or(|(mark, _)| mark.timestamp_ms <= info.timestamp_ms)
                 {
-                    before.insert(
-                        message.partition(),
-                        (info.mark(message.partition()), into_bytes(data)),
-                    );
+                    before.insert(partition, (info.mark(partition), into_bytes(data)));
                 }
                 true
             })
@@ -669,7 +685,7 @@ impl Source {
                 searched_to_start &= searching.is_empty();
                 break;
             }
-            window = window.saturating_mul(8);
+            window = window.saturating_mul(8).min(LOOKBACK);
         }
         let unfound: Vec<(i32, i64, i64, i64)> = all
             .iter()
@@ -685,7 +701,8 @@ impl Source {
         let marks = |found: &HashMap<i32, (Mark, Bytes)>| {
             found.values().map(|(m, _)| *m).collect::<Vec<_>>()
         };
-        let newer_records = all.iter().any(|(_, _, high, at_offset)| at_offset < high);
+        let newer_records =
+            record_at_t || all.iter().any(|(_, _, high, at_offset)| at_offset < high);
         let (mark, clamp) = choose(
             at_ms,
             &marks(&before),
@@ -923,9 +940,9 @@ impl Source {
                     if let Some((info, data)) = self.frame(&mut chunks, &message) {
                         // Frames before the one asked are decoded, not
                         // shown (nor encoded).
-                        let shown = info.timestamp_ms >= mark.timestamp_ms;
+                        let visible = shown || info.timestamp_ms >= mark.timestamp_ms;
                         transcoder
-                            .push(&info, data.into_owned(), shown)
+                            .push(&info, data.into_owned(), visible)
                             .map_err(FindError::Decode)?;
                     }
                 }
@@ -1051,9 +1068,7 @@ impl Found {
 impl std::fmt::Display for FindError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            FindError::Empty => f.write_str(
-                "the topic holds no whole frame of this stream (replay reads whole records)",
-            ),
+            FindError::Empty => f.write_str("the topic holds no frame of this stream"),
             FindError::NoKeyframe { at_ms, searched } => write!(
                 f,
                 "no keyframe of this stream in the {searched} records up to its frame of {at_ms} ms \
@@ -1234,8 +1249,8 @@ fn read_replay(
     }
     // A consumer of its own, assigned once (see read_ranges), with no
     // request before its first fetch: the ListOffsets it used to send
-    // first took 700 ms in two of about sixty runs of the 4× pace test (a
-    // log of one: 702 ms), a stall right after the first frame. The first frame's partition reads on from
+    // first took 700 ms in two of about sixty runs of the 4× pace test
+    // (logged in one: 702 ms), a stall right after the first frame. The first frame's partition reads on from
     // the record after it, the others from the time asked.
     // Whichever of the two goes first, the consumer is destroyed once.
     let (consumer, _watch) = match source.watched_consumer() {
@@ -1513,6 +1528,15 @@ fn read_range_of(source: &Source) -> Result<Range, String> {
             let mut offsets = Vec::with_capacity(times.len());
             for time in &times {
                 if Instant::now() >= deadline {
+                    gst::debug!(
+                        super::CAT,
+                        obj = source.element,
+                        "timeline of {}: {} of {} probes within {:?}",
+                        source.topic,
+                        offsets.len(),
+                        times.len(),
+                        topic_wide.timeout()
+                    );
                     break;
                 }
                 offsets.push(topic_wide.offsets_at(&consumer, &partitions, *time)?);

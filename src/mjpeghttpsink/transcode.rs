@@ -7,7 +7,7 @@
 //! the sink> ! appsink`, so that it shows what live viewers see: the same
 //! decoder, the same JPEG settings.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,10 +17,10 @@ use gst::prelude::*;
 
 use super::replay::FrameInfo;
 
-/// Decoded pictures waiting in the appsink at most, and frames waiting in
-/// the appsrc before the replay's thread reads more: it reads records only
-/// as fast as it takes pictures out.
+/// Decoded pictures waiting in the appsink at most.
 const MAX_PICTURES: u32 = 2;
+/// Frames waiting in the appsrc at most before the replay's thread reads
+/// more records: it reads only as fast as the decoder takes them.
 pub const MAX_QUEUED: u64 = 2;
 
 /// Whether replay can copy `element` into its own pipeline: it re-encodes
@@ -93,7 +93,7 @@ pub struct Transcoder {
     /// frames before the one asked, which GStreamer 1.22's decoders give
     /// out whatever their buffer flags say. Encoding them took two thirds
     /// of a seek's decoding.
-    hidden: Arc<Mutex<HashSet<gst::ClockTime>>>,
+    hidden: Arc<Mutex<BTreeSet<gst::ClockTime>>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -120,7 +120,7 @@ impl Transcoder {
         for element in chain {
             elements.push(copy_element(element)?);
         }
-        let hidden: Arc<Mutex<HashSet<gst::ClockTime>>> = Arc::default();
+        let hidden: Arc<Mutex<BTreeSet<gst::ClockTime>>> = Arc::default();
         let decoded = elements
             .iter()
             .rev()
@@ -129,11 +129,14 @@ impl Transcoder {
         if let Some(pad) = decoded {
             let hidden = hidden.clone();
             pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-                let dropped = info
-                    .buffer()
-                    .and_then(|buffer| buffer.pts())
-                    .is_some_and(|pts| lock(&hidden).remove(&pts));
-                if dropped {
+                let Some(pts) = info.buffer().and_then(|buffer| buffer.pts()) else {
+                    return gst::PadProbeReturn::Ok;
+                };
+                // Pictures come in presentation order: hidden frames before
+                // this one that gave none are forgotten.
+                let mut hidden = lock(&hidden);
+                *hidden = hidden.split_off(&pts);
+                if hidden.remove(&pts) {
                     gst::PadProbeReturn::Drop
                 } else {
                     gst::PadProbeReturn::Ok
