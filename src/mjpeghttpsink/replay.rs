@@ -9,7 +9,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, UNIX_EPOCH};
@@ -583,13 +583,13 @@ impl Source {
                 let record = ChunkRecord {
                     partition: message.partition(),
                     offset: message.offset(),
-                    stream: stream_hash(stream_id),
+                    stream: chunks.keys.hash_one(stream_id),
                     stream_id,
                     seq,
                     chunk,
                     value: payload,
                 };
-                match chunks.0.add(record, 0, || info) {
+                match chunks.frames.add(record, 0, || info) {
                     Outcome::Complete { frame, first, .. } => (first, Cow::Owned(frame)),
                     _ => return None,
                 }
@@ -663,7 +663,7 @@ impl Source {
                 let past_t = after_t
                     .get(&partition)
                     .is_none_or(|at_offset| message.offset() >= *at_offset);
-                if past_t && chunks.0.oldest_unfinished(partition).is_none() {
+                if past_t && chunks.frames.oldest_unfinished(partition).is_none() {
                     return false;
                 }
                 record_at_t |= message.timestamp().to_millis() == Some(at_ms);
@@ -983,22 +983,24 @@ impl FrameInfo {
 }
 
 /// Puts chunked frames (wire format 2: frames over the record limit)
-/// together while one consumer of a replay reads, as kafkasrc does.
-struct Chunks(Reassembly<FrameInfo>);
+/// together while one consumer of a replay reads, as kafkasrc does (with
+/// its default bound on bytes held), streams told apart by a keyed hash of
+/// their id.
+struct Chunks {
+    frames: Reassembly<FrameInfo>,
+    keys: RandomState,
+}
 
 impl Chunks {
     fn new() -> Chunks {
-        Chunks(Reassembly::new(
-            reassembly::DEFAULT_MAX_PARTIAL_BYTES,
-            reassembly::DEFAULT_MAX_PARTIAL_AGE_MS,
-        ))
+        Chunks {
+            frames: Reassembly::new(
+                reassembly::DEFAULT_MAX_PARTIAL_BYTES,
+                reassembly::DEFAULT_MAX_PARTIAL_AGE_MS,
+            ),
+            keys: RandomState::new(),
+        }
     }
-}
-
-fn stream_hash(stream_id: &str) -> u64 {
-    let mut hasher = std::hash::DefaultHasher::new();
-    stream_id.hash(&mut hasher);
-    hasher.finish()
 }
 
 fn into_bytes(data: Cow<'_, [u8]>) -> Bytes {
