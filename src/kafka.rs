@@ -17,8 +17,10 @@ use gst::prelude::*;
 use rdkafka::client::Client;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 
 use crate::throttle::Throttle;
+use crate::wireformat::{self, RecordMeta};
 
 pub const DEFAULT_BOOTSTRAP_SERVERS: &str = "localhost:9092";
 pub const DEFAULT_STATISTICS_INTERVAL_MS: u32 = 0;
@@ -655,6 +657,19 @@ pub fn random_u64() -> u64 {
             .as_nanos(),
     );
     hasher.finish()
+}
+
+/// The headers of a record as kafkasink writes them (docs/wire-format.md),
+/// when they parse.
+pub fn record_meta<'a>(message: &'a BorrowedMessage) -> Option<RecordMeta<'a>> {
+    let headers = message.headers();
+    wireformat::decode(
+        headers
+            .iter()
+            .flat_map(|headers| headers.iter())
+            .map(|header| (header.key, header.value)),
+    )
+    .ok()
 }
 
 #[cfg(test)]

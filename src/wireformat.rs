@@ -63,6 +63,15 @@ pub struct RecordMeta<'a> {
     pub chunk: Option<Chunk>,
 }
 
+impl RecordMeta<'_> {
+    /// Whether a decoder can start at this record: no `delta-unit` flag,
+    /// and for a chunked frame its chunk 0, which carries the frame's flags.
+    pub fn starts_keyframe(&self) -> bool {
+        self.chunk.is_none_or(|chunk| chunk.index == 0)
+            && !self.flags.contains(gst::BufferFlags::DELTA_UNIT)
+    }
+}
+
 impl Default for RecordMeta<'_> {
     fn default() -> Self {
         RecordMeta {

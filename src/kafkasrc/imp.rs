@@ -112,7 +112,6 @@ use crate::runtime::{self, Cancelled, Canceller};
 use crate::throttle::Throttle;
 use crate::time::parse_time_ms;
 use crate::uri;
-use crate::wireformat;
 
 const DEFAULT_START_FROM: StartFrom = StartFrom::Latest;
 const DEFAULT_STOP_AT: StopAt = StopAt::Never;
@@ -452,19 +451,9 @@ impl KafkaSrc {
                     continue;
                 }
                 next = message.offset().saturating_add(1);
-                let headers = message.headers();
-                let decoded = wireformat::decode(
-                    headers
-                        .iter()
-                        .flat_map(|headers| headers.iter())
-                        .map(|header| (header.key, header.value)),
-                );
-                // A chunked frame starts at its chunk 0, which has its flags.
-                let starts_frame = |meta: &wireformat::RecordMeta| {
-                    meta.chunk.is_none_or(|chunk| chunk.index == 0)
-                        && !meta.flags.contains(gst::BufferFlags::DELTA_UNIT)
-                };
-                if next <= stop && decoded.is_ok_and(|meta| starts_frame(&meta)) {
+                if next <= stop
+                    && kafka::record_meta(&message).is_some_and(|meta| meta.starts_keyframe())
+                {
                     keyframe = Some(message.offset());
                 }
             }
@@ -1167,8 +1156,7 @@ impl Started {
 
 /// The stream id and sequence number of a pushed record, when it has both.
 fn pushed_stream<'a>(message: &'a BorrowedMessage) -> Option<(&'a str, u64)> {
-    let headers = message.headers()?;
-    let meta = wireformat::decode(headers.iter().map(|h| (h.key, h.value))).ok()?;
+    let meta = kafka::record_meta(message)?;
     Some((meta.stream_id?, meta.seq?))
 }
 

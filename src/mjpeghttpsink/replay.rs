@@ -18,7 +18,7 @@ use bytes::Bytes;
 use gst::prelude::*;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::types::RDKafka;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
@@ -33,7 +33,6 @@ use crate::kafka::{self, ClientSettings, KafkaContext};
 use crate::kafkasrc::reassembly::{self, ChunkRecord, Outcome, Reassembly};
 use crate::kafkasrc::{KafkaSrc, TopicSource};
 use crate::time::parse_time_ms;
-use crate::wireformat::{self, RecordMeta};
 
 pub const MIN_SPEED: f64 = 0.25;
 pub const MAX_SPEED: f64 = 8.0;
@@ -562,7 +561,7 @@ impl Source {
         if !self.of_stream(message) {
             return None;
         }
-        let meta = record_meta(message)?;
+        let meta = kafka::record_meta(message)?;
         if !self.decodes()
             && meta
                 .caps
@@ -814,12 +813,9 @@ impl Source {
                 &mut None,
                 &[(mark.partition, from, mark.offset)],
                 |message| {
-                    // A chunked frame starts at its chunk 0, which has
-                    // its flags.
-                    if let Some(meta) = record_meta(message)
+                    if let Some(meta) = kafka::record_meta(message)
                         && self.of_stream(message)
-                        && meta.chunk.is_none_or(|chunk| chunk.index == 0)
-                        && !meta.flags.contains(gst::BufferFlags::DELTA_UNIT)
+                        && meta.starts_keyframe()
                     {
                         let caps = meta.caps.and_then(|caps| caps.parse::<gst::Caps>().ok());
                         newest = Some((message.offset(), caps));
@@ -1008,18 +1004,6 @@ fn into_bytes(data: Cow<'_, [u8]>) -> Bytes {
         Cow::Borrowed(data) => Bytes::copy_from_slice(data),
         Cow::Owned(data) => Bytes::from(data),
     }
-}
-
-/// The headers of a record, when they are valid.
-fn record_meta<'a>(message: &'a BorrowedMessage) -> Option<RecordMeta<'a>> {
-    let headers = message.headers();
-    wireformat::decode(
-        headers
-            .iter()
-            .flat_map(|headers| headers.iter())
-            .map(|header| (header.key, header.value)),
-    )
-    .ok()
 }
 
 /// The frame a replay starts at.
@@ -1252,8 +1236,9 @@ fn read_replay(
     // A consumer of its own, assigned once (see read_ranges), with no
     // request before its first fetch: the ListOffsets it used to send
     // first took 700 ms in two of about sixty runs of the 4× pace test
-    // (logged in one: 702 ms), a stall right after the first frame. The first frame's partition reads on from
-    // the record after it, the others from the time asked.
+    // (logged in one: 702 ms), a stall right after the first frame. The
+    // first frame's partition reads on from the record after it, the
+    // others from the time asked.
     // Whichever of the two goes first, the consumer is destroyed once.
     let (consumer, _watch) = match source.watched_consumer() {
         Ok(watched) => watched,

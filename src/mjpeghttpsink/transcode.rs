@@ -96,12 +96,6 @@ pub struct Transcoder {
     hidden: Arc<Mutex<BTreeSet<gst::ClockTime>>>,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 impl Transcoder {
     /// `appsrc caps=<caps> ! <copies of chain> ! appsink`, playing.
     pub fn new(caps: &gst::Caps, chain: &[gst::Element]) -> Result<Transcoder, String> {
@@ -134,7 +128,7 @@ impl Transcoder {
                 };
                 // Pictures come in presentation order: hidden frames before
                 // this one that gave none are forgotten.
-                let mut hidden = lock(&hidden);
+                let mut hidden = hidden.lock().unwrap_or_else(|e| e.into_inner());
                 *hidden = hidden.split_off(&pts);
                 if hidden.remove(&pts) {
                     gst::PadProbeReturn::Drop
@@ -187,7 +181,10 @@ impl Transcoder {
         if let Some(pts) = pts {
             self.times.insert(pts, info.timestamp_ms);
             if !shown {
-                lock(&self.hidden).insert(pts);
+                self.hidden
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(pts);
             }
         }
         self.appsrc
