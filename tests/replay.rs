@@ -658,13 +658,10 @@ fn the_timeline_spans_the_records_and_shows_a_gap() {
 /// encoded as the viewer of `h264_replays` does, by a pipeline of the
 /// test's own.
 fn decoded_jpegs(frames: &[TopicFrame]) -> Vec<Vec<u8>> {
-    let pipeline = gst::parse::launch(
+    let pipeline = launch(
         "appsrc name=in format=time caps=video/x-h264,stream-format=byte-stream,alignment=au ! \
          h264parse ! openh264dec ! videoconvert ! jpegenc quality=40 ! appsink name=out sync=false",
-    )
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    );
     let input = pipeline
         .by_name("in")
         .unwrap()
@@ -829,33 +826,15 @@ fn chunked_frames_replay_whole() {
     create_topic(&topic, 1, &[("max.message.bytes", "100000")]);
     // Every other frame takes three chunks; each is told by its bytes.
     let frames: Vec<Vec<u8>> = (0..10)
-        .map(|i| {
-            let mut frame = big_jpeg(if i % 2 == 1 { 250_000 } else { 40_000 });
-            frame[2] = i as u8;
-            frame
-        })
+        .map(|i| marked_jpeg(if i % 2 == 1 { 250_000 } else { 40_000 }, i as u8))
         .collect();
-    let camera = launch(&format!(
-        "appsrc name=src format=time caps=image/jpeg ! \
-         kafkasink topic={topic} bootstrap-servers={} key=cam",
-        bootstrap()
-    ));
-    let src = camera
-        .by_name("src")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
-    camera.set_state(gst::State::Playing).unwrap();
-    for (i, frame) in frames.iter().enumerate() {
-        let mut buffer = gst::Buffer::from_slice(frame.clone());
-        buffer
-            .get_mut()
-            .unwrap()
-            .set_pts(gst::ClockTime::from_mseconds(i as u64 * 100));
-        src.push_buffer(buffer).unwrap();
-    }
-    src.end_of_stream().unwrap();
-    assert!(matches!(run(&camera, Duration::from_secs(30)), End::Eos));
+    let (camera, end) = push_buffers(
+        &gst::Caps::new_empty_simple("image/jpeg"),
+        &format!("topic={topic} key=cam"),
+        &frames,
+    );
+    camera.set_state(gst::State::Null).unwrap();
+    assert!(matches!(end, End::Eos), "{end:?}");
     let records = read_topic(&topic);
     assert_eq!(records.len(), 5 + 5 * 3, "five frames of three chunks");
     // Each frame's time: its first record's.
@@ -910,12 +889,11 @@ fn a_chunked_frame_finished_after_a_later_record_is_found() {
     let topic = unique_topic("replay-interleaved");
     create_topic(&topic, 1, &[]);
     let base = unix_now_ms() - 60_000;
-    let marked = |len: usize, mark: u8| {
-        let mut jpeg = big_jpeg(len);
-        jpeg[2] = mark;
-        jpeg
-    };
-    let (door0, door1, yard) = (marked(3000, 0), marked(6000, 1), marked(2000, 9));
+    let (door0, door1, yard) = (
+        marked_jpeg(3000, 0),
+        marked_jpeg(6000, 1),
+        marked_jpeg(2000, 9),
+    );
     let header = |headers: OwnedHeaders, key: &'static str, value: String| {
         headers.insert(Header {
             key,
@@ -980,6 +958,13 @@ fn a_chunked_frame_finished_after_a_later_record_is_found() {
         Some(timestamp_text(base + 100).as_str())
     );
     assert!(body_bytes(response) == door1);
+}
+
+/// A fake JPEG of `len` bytes told apart from others by `mark`.
+fn marked_jpeg(len: usize, mark: u8) -> Vec<u8> {
+    let mut jpeg = big_jpeg(len);
+    jpeg[2] = mark;
+    jpeg
 }
 
 /// A 160×90 JPEG of one colour (0xAARRGGBB).

@@ -100,6 +100,41 @@ pub fn launch(description: &str) -> gst::Pipeline {
         .unwrap()
 }
 
+/// Pushes these buffers (PTS 40 ms apart) through appsrc into a kafkasink
+/// (`sink_properties`), then EOS; gives the pipeline and how it ended.
+pub fn push_buffers(
+    caps: &gst::Caps,
+    sink_properties: &str,
+    buffers: &[Vec<u8>],
+) -> (gst::Pipeline, End) {
+    let pipeline = launch(&format!(
+        "appsrc name=src format=time ! kafkasink name=sink bootstrap-servers={} {sink_properties}",
+        bootstrap()
+    ));
+    let appsrc = pipeline
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    appsrc.set_caps(Some(caps));
+    let bus = pipeline.bus().unwrap();
+    // A failed start posts the error read below.
+    let _ = pipeline.set_state(gst::State::Playing);
+    for (i, data) in buffers.iter().enumerate() {
+        let mut buffer = gst::Buffer::from_mut_slice(data.clone());
+        buffer
+            .get_mut()
+            .unwrap()
+            .set_pts(gst::ClockTime::from_mseconds(i as u64 * 40));
+        if appsrc.push_buffer(buffer).is_err() {
+            break;
+        }
+    }
+    let _ = appsrc.end_of_stream();
+    let end = wait_end(&bus, Duration::from_secs(60));
+    (pipeline, end)
+}
+
 /// The `stats` property of the element called `name` in `pipeline`.
 pub fn stats(pipeline: &gst::Pipeline, name: &str) -> gst::Structure {
     pipeline.by_name(name).unwrap().property("stats")
