@@ -49,9 +49,12 @@
  * the nearest end with `X-Replay-Clamped: start|end`; a bad parameter is a
  * 400 naming it. Each replay response reads with a Kafka consumer of its
  * own, at most `max-replay-clients` at once per stream (503 beyond); live
- * clients are not affected. Only JPEG records replay. `replay=false` turns
- * it off; without a kafkasrc upstream, replay requests are answered 501
- * with the reason.
+ * clients are not affected. JPEG records replay as they are; a topic
+ * decoded before the sink (`kafkasrc ! h264parse ! openh264dec ! jpegenc
+ * ! mjpeghttpsink`) replays through copies of those elements, from the
+ * keyframe before the time asked; chunked frames replay whole.
+ * `replay=false` turns it off; without a kafkasrc upstream, replay
+ * requests are answered 501 with the reason.
  *
  * The server listens on 127.0.0.1 by default: set `address=0.0.0.0` to
  * expose the camera to the network, preferably with `auth`.
@@ -397,7 +400,7 @@ impl ObjectImpl for MjpegHttpSink {
                     .build(),
                 glib::ParamSpecBoolean::builder("replay")
                     .nick("Replay")
-                    .blurb("Answer ?at=<time> on the stream and /snapshot.jpg, and /timeline, from the topic of the upstream kafkasrc (JPEG records only)")
+                    .blurb("Answer ?at=<time> on the stream and /snapshot.jpg, and /timeline, from the topic of the upstream kafkasrc (JPEG records, or H.264 through copies of the decoder and encoder before the sink)")
                     .default_value(DEFAULT_REPLAY)
                     .mutable_ready()
                     .build(),
