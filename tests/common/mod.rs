@@ -586,6 +586,21 @@ pub fn run(pipeline: &gst::Pipeline, timeout: Duration) -> End {
     end
 }
 
+impl End {
+    /// The end `message` is, if it is EOS or an error.
+    fn of(message: &gst::Message) -> Option<End> {
+        match message.view() {
+            gst::MessageView::Eos(_) => Some(End::Eos),
+            gst::MessageView::Error(err) => {
+                Some(End::Error(err.error(), err.debug().map(|d| d.to_string())))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Waits for EOS or an error on `bus`, discarding every other message on
+/// the way (a filtered pop does): see until_end to keep them.
 pub fn wait_end(bus: &gst::Bus, timeout: Duration) -> End {
     let message = bus
         .timed_pop_filtered(
@@ -593,10 +608,26 @@ pub fn wait_end(bus: &gst::Bus, timeout: Duration) -> End {
             &[gst::MessageType::Eos, gst::MessageType::Error],
         )
         .unwrap_or_else(|| panic!("no EOS or error within {timeout:?}"));
-    match message.view() {
-        gst::MessageView::Eos(_) => End::Eos,
-        gst::MessageView::Error(err) => End::Error(err.error(), err.debug().map(|d| d.to_string())),
-        _ => unreachable!(),
+    End::of(&message).expect("popped EOS or an error")
+}
+
+/// Every message `bus` gets before EOS or an error, and that end, for at
+/// most `timeout`: the messages before the end are kept, for counting.
+pub fn until_end(bus: &gst::Bus, timeout: Duration) -> (Vec<gst::Message>, End) {
+    let deadline = Instant::now() + timeout;
+    let mut before = Vec::new();
+    loop {
+        let left = deadline
+            .checked_duration_since(Instant::now())
+            .unwrap_or_else(|| panic!("no EOS or error within {timeout:?}"));
+        let Some(message) = bus.timed_pop(gst::ClockTime::from_nseconds(left.as_nanos() as u64))
+        else {
+            continue;
+        };
+        match End::of(&message) {
+            Some(end) => return (before, end),
+            None => before.push(message),
+        }
     }
 }
 
