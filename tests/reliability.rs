@@ -9,7 +9,8 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::http::*;
@@ -586,6 +587,103 @@ fn queue_full_drop_drops_whole_chunked_frames_without_stalling() {
     assert!(
         !warnings.is_empty() && warnings.iter().all(|w| !w.contains("queue-full=block")),
         "{warnings:?}"
+    );
+}
+
+/// Memory that says when GStreamer lets it go.
+struct Tracked(Vec<u8>, Arc<AtomicBool>);
+
+impl AsRef<[u8]> for Tracked {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.1.store(true, Ordering::SeqCst);
+    }
+}
+
+/// kafkasink hands a frame to librdkafka without a copy, so it holds the
+/// frame's memory while the frozen broker leaves its record unacknowledged,
+/// and lets it go with the acknowledgement (librdkafka reads the frame in
+/// place: a frame let go at once crashed this test). A buffer of a pool is
+/// copied instead, and goes back to its pool at once.
+#[test]
+fn a_frame_is_held_until_acknowledged_and_a_pooled_one_is_copied() {
+    let _serial = serial();
+    let broker = own_broker();
+    let topic = unique_topic("in-place");
+    create_topic(&topic, 1, &[]);
+    // Without a last sample, nothing but the record holds a rendered buffer.
+    let pipeline = launch(&format!(
+        "appsrc name=src format=time caps=image/jpeg ! kafkasink name=sink topic={topic} \
+         bootstrap-servers={} message-timeout-ms=120000 enable-last-sample=false",
+        bootstrap()
+    ));
+    let _null = NullOnDrop(&pipeline);
+    let appsrc = pipeline
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    let bus = pipeline.bus().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+
+    let own = random_bytes(300_000, 1);
+    let pooled_bytes = random_bytes(200_000, 2);
+    let released = Arc::new(AtomicBool::new(false));
+    let pool = gst::BufferPool::new();
+    let mut config = pool.config();
+    config.set_params(None, pooled_bytes.len() as u32, 1, 1);
+    pool.set_config(config).unwrap();
+    pool.set_active(true).unwrap();
+    let mut pooled = pool.acquire_buffer(None).unwrap();
+    pooled
+        .get_mut()
+        .unwrap()
+        .copy_from_slice(0, &pooled_bytes)
+        .unwrap();
+
+    broker.node("pause-node");
+    appsrc
+        .push_buffer(gst::Buffer::from_slice(Tracked(
+            own.clone(),
+            released.clone(),
+        )))
+        .unwrap();
+    appsrc.push_buffer(pooled).unwrap();
+    // The pool's one buffer is back once the sink rendered it, and so
+    // rendered the first frame before it.
+    let dont_wait = gst::BufferPoolAcquireParams::with_flags(gst::BufferPoolAcquireFlags::DONTWAIT);
+    let mut back = None;
+    wait_until(TIMEOUT, || {
+        back = pool.acquire_buffer(Some(&dont_wait)).ok();
+        back.is_some()
+    });
+    let sink = stats(&pipeline, "sink");
+    let held_while_frozen = !released.load(Ordering::SeqCst);
+    broker.node("resume-node");
+    assert!(back.is_some(), "the pooled buffer never went back: {sink}");
+    assert_eq!(sink.get::<u64>("records-sent").unwrap(), 2, "{sink}");
+    assert_eq!(sink.get::<u64>("records-acked").unwrap(), 0, "{sink}");
+    assert!(
+        held_while_frozen,
+        "the frame was let go before its record was acknowledged: it was copied"
+    );
+    assert!(
+        wait_until(TIMEOUT, || released.load(Ordering::SeqCst)),
+        "the frame is still held after the broker came back: {}",
+        stats(&pipeline, "sink")
+    );
+    appsrc.end_of_stream().unwrap();
+    let end = wait_end(&bus, TIMEOUT);
+    assert!(matches!(end, End::Eos), "{end:?}");
+    let values: Vec<Vec<u8>> = read_topic(&topic).into_iter().map(|r| r.value).collect();
+    assert!(
+        values == [own, pooled_bytes],
+        "the records are not the frames"
     );
 }
 

@@ -2,8 +2,10 @@
 
 //! How `kafkasink` cuts a frame too large for one Kafka record into chunk
 //! records (docs/wire-format.md, *Chunks*): every chunk, with the key and
-//! its headers, within the record limit; the values slices of the frame's
-//! one mapped buffer, so that nothing is copied before librdkafka.
+//! its headers, within the record limit; the values ranges of the frame's
+//! one mapped buffer, which librdkafka reads in place.
+
+use std::ops::Range;
 
 use super::headers::{self, CHUNK_HEADERS_MAX_LEN};
 use crate::wireformat::Chunk;
@@ -53,21 +55,20 @@ impl Plan {
         self.count
     }
 
-    /// The chunks of `frame` (the frame this plan was made for), in order,
-    /// each with its headers' numbers.
-    pub fn chunks<'a>(&self, frame: &'a [u8]) -> impl Iterator<Item = (Chunk, &'a [u8])> + 'a {
+    /// The chunks of the frame, in order, each with its headers' numbers
+    /// and the bytes of the frame that are its value.
+    pub fn chunks(&self) -> impl Iterator<Item = (Chunk, Range<usize>)> + use<> {
         let (count, frame_size) = (self.count as u64, self.frame_len as u64);
-        frame
-            .chunks(self.chunk_len)
-            .enumerate()
-            .map(move |(index, value)| {
-                let chunk = Chunk {
-                    index: index as u64,
-                    count,
-                    frame_size,
-                };
-                (chunk, value)
-            })
+        let (frame_len, chunk_len) = (self.frame_len, self.chunk_len);
+        (0..self.count).map(move |index| {
+            let start = index * chunk_len;
+            let chunk = Chunk {
+                index: index as u64,
+                count,
+                frame_size,
+            };
+            (chunk, start..(start + chunk_len).min(frame_len))
+        })
     }
 }
 
@@ -81,7 +82,7 @@ mod tests {
         let frame: Vec<u8> = (0..3_000_000u32).map(|i| i as u8).collect();
         let plan = Plan::new(frame.len(), 26, 500, 1 << 20).unwrap();
         assert_eq!(plan.count(), 3);
-        let chunks: Vec<_> = plan.chunks(&frame).collect();
+        let chunks: Vec<_> = plan.values(&frame);
         assert_eq!(chunks.len(), 3);
         assert_eq!(chunks[0].1.len(), chunks[1].1.len());
         assert_eq!(chunks[2].0.index, 2);
@@ -97,6 +98,14 @@ mod tests {
         );
         assert_eq!(Plan::new(5000, 10, 400, 100), Err(NoRoom(0)));
         assert!(Plan::new(5000, 10, 400, overhead + MIN_CHUNK_LEN).is_ok());
+    }
+
+    impl Plan {
+        fn values<'a>(&self, frame: &'a [u8]) -> Vec<(Chunk, &'a [u8])> {
+            self.chunks()
+                .map(|(chunk, range)| (chunk, &frame[range]))
+                .collect()
+        }
     }
 
     trait ConcatValues {
@@ -123,7 +132,7 @@ mod tests {
             let Ok(plan) = Plan::new(frame_len, key_len, headers_len, limit) else {
                 return Ok(());
             };
-            let chunks: Vec<_> = plan.chunks(&frame).collect();
+            let chunks: Vec<_> = plan.values(&frame);
             prop_assert_eq!(chunks.len(), plan.count());
             for (i, (chunk, value)) in chunks.iter().enumerate() {
                 prop_assert_eq!(chunk.index, i as u64);

@@ -14,6 +14,7 @@ use rdkafka::producer::ProducerContext;
 use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
 
+use super::produce::InFlight;
 use crate::kafka::KafkaContext;
 use crate::wireformat;
 
@@ -230,12 +231,11 @@ impl Delivery {
 }
 
 impl ProducerContext for SinkContext {
-    /// Microseconds since the delivery epoch when the record was handed to
-    /// librdkafka.
-    type DeliveryOpaque = usize;
+    type DeliveryOpaque = Box<InFlight>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, sent_at_us: usize) {
-        self.extra.delivered(result, sent_at_us);
+    /// Dropping `in_flight` at the end releases the record's frame.
+    fn delivery(&self, result: &DeliveryResult<'_>, in_flight: Box<InFlight>) {
+        self.extra.delivered(result, in_flight.sent_at_us);
     }
 }
 

@@ -52,6 +52,7 @@
  * `kafka-statistics` (element message, when `statistics-interval-ms` > 0):
  * field `json` holds librdkafka's statistics document.
  */
+use std::ffi::CString;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
@@ -66,12 +67,13 @@ use rdkafka::admin::{
 };
 use rdkafka::config::ClientConfig;
 use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::producer::{Producer, ThreadedProducer};
 use rdkafka::types::RDKafka;
 
 use super::chunking::{self, Plan};
 use super::delivery::{self, Delivery, QueueBound, SinkContext};
 use super::headers::{self, CHUNK_HEADERS_MAX_LEN, CapsTooLong, HeaderWriter};
+use super::produce::{self, Frame};
 use super::{Acks, Chunking, Compression, QueueFull};
 use crate::brokerwatch::{self, BrokerWatch, LibrdkafkaClient};
 use crate::capturetime;
@@ -295,6 +297,8 @@ fn queue_bound(config: &ClientConfig) -> QueueBound {
 struct Target {
     producer: ThreadedProducer<SinkContext>,
     topic: String,
+    /// `topic`, as librdkafka takes it.
+    topic_name: CString,
     key: String,
     partition: Option<i32>,
     queue_full: QueueFull,
@@ -385,6 +389,14 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 });
 
 impl KafkaSink {
+    /// `buffer` mapped for librdkafka to read in place (produce::frame).
+    fn frame(&self, buffer: &gst::Buffer) -> Result<Frame, gst::FlowError> {
+        produce::frame(buffer).ok_or_else(|| {
+            gst::element_imp_error!(self, gst::ResourceError::Read, ("cannot map buffer"));
+            gst::FlowError::Error
+        })
+    }
+
     /// The wall-clock capture time of `buffer` in ms since the Unix epoch:
     /// from a reference timestamp meta (e.g. rtspsrc's RTCP sender reports)
     /// when there is one, otherwise its running time mapped to the real-time
@@ -800,32 +812,23 @@ impl KafkaSink {
             return Err(gst::FlowError::Error);
         }
 
-        let timestamp = self.capture_time_ms(buffer);
-        let map = buffer.map_readable().map_err(|_| {
-            gst::element_imp_error!(self, gst::ResourceError::Read, ("cannot map buffer"));
-            gst::FlowError::Error
-        })?;
-        let mut record = BaseRecord::with_opaque_to(topic, 0usize)
-            .payload(map.as_slice())
-            .key(target.key.as_bytes())
-            .timestamp(timestamp);
-        if let Some(partition) = target.partition {
-            record = record.partition(partition);
-        }
-        if let Some(headers) = headers {
-            record = record.headers(headers.headers);
-        }
+        let frame = self.frame(buffer)?;
+        let mut record = produce::Record {
+            topic: &target.topic_name,
+            partition: target.partition,
+            key: target.key.as_bytes(),
+            frame: &frame,
+            range: 0..size,
+            timestamp_ms: Some(self.capture_time_ms(buffer)),
+            headers: headers.map(|headers| headers.headers),
+        };
         let mut waited = false;
         loop {
-            record.delivery_opaque = delivery.sending(size);
-            let err = match target.producer.send(record) {
-                Ok(()) => return Ok(gst::FlowSuccess::Ok),
-                Err((err, returned)) => {
-                    delivery.not_sent(size);
-                    record = returned;
-                    err
-                }
+            let sent_at = delivery.sending(size);
+            let Err(err) = produce::send(&target.producer, &mut record, sent_at) else {
+                return Ok(gst::FlowSuccess::Ok);
             };
+            delivery.not_sent(size);
             if err.rdkafka_error_code() != Some(RDKafkaErrorCode::QueueFull) {
                 gst::element_imp_error!(
                     self,
@@ -917,15 +920,12 @@ impl KafkaSink {
             gst::FlowError::Error
         })?;
         let timestamp = self.capture_time_ms(buffer);
-        let map = buffer.map_readable().map_err(|_| {
-            gst::element_imp_error!(self, gst::ResourceError::Read, ("cannot map buffer"));
-            gst::FlowError::Error
-        })?;
+        let frame = self.frame(buffer)?;
+        let size = frame.len();
         gst::trace!(
             CAT,
             imp = self,
-            "frame {seq} of {} bytes as {} chunks",
-            map.len(),
+            "frame {seq} of {size} bytes as {} chunks",
             plan.count()
         );
         let delivery = target.delivery();
@@ -939,7 +939,7 @@ impl KafkaSink {
             let room = delivery.counters().room_for(
                 target.queue_bound,
                 plan.count() as u64,
-                map.len() as u64,
+                size as u64,
                 overhead as u64,
             );
             if !room {
@@ -948,26 +948,24 @@ impl KafkaSink {
             }
         }
         let mut waited = false;
-        for (chunk, value) in plan.chunks(map.as_slice()) {
-            let frame = (chunk.index == 0).then_some(buffer.as_ref());
-            let mut record = BaseRecord::with_opaque_to(topic, 0usize)
-                .payload(value)
-                .key(target.key.as_bytes())
-                .timestamp(timestamp)
-                .headers(writer.chunk_headers(seq, chunk, frame).headers);
-            if let Some(partition) = target.partition {
-                record = record.partition(partition);
-            }
+        for (chunk, range) in plan.chunks() {
+            let first = (chunk.index == 0).then_some(buffer.as_ref());
+            let len = range.len();
+            let mut record = produce::Record {
+                topic: &target.topic_name,
+                partition: target.partition,
+                key: target.key.as_bytes(),
+                frame: &frame,
+                range,
+                timestamp_ms: Some(timestamp),
+                headers: Some(writer.chunk_headers(seq, chunk, first).headers),
+            };
             loop {
-                record.delivery_opaque = delivery.sending(value.len());
-                let err = match target.producer.send(record) {
-                    Ok(()) => break,
-                    Err((err, returned)) => {
-                        delivery.not_sent(value.len());
-                        record = returned;
-                        err
-                    }
+                let sent_at = delivery.sending(len);
+                let Err(err) = produce::send(&target.producer, &mut record, sent_at) else {
+                    break;
                 };
+                delivery.not_sent(len);
                 if err.rdkafka_error_code() != Some(RDKafkaErrorCode::QueueFull) {
                     gst::element_imp_error!(
                         self,
@@ -977,8 +975,8 @@ impl KafkaSink {
                              {topic}: {}",
                             chunk.index,
                             chunk.count,
-                            map.len(),
-                            delivery::describe_delivery_error(&err, value.len())
+                            size,
+                            delivery::describe_delivery_error(&err, len)
                         )
                     );
                     return Err(gst::FlowError::Error);
@@ -1308,6 +1306,12 @@ impl BaseSinkImpl for KafkaSink {
                 ("the topic property is not set")
             ));
         };
+        let topic_name = CString::new(topic.as_str()).map_err(|_| {
+            gst::error_msg!(
+                gst::LibraryError::Settings,
+                ("the topic {topic:?} contains a NUL character")
+            )
+        })?;
         let config = settings.producer_config()?;
         let element = self.obj().upcast_ref::<gst::Element>().clone();
         let producer: ThreadedProducer<SinkContext> = config
@@ -1357,6 +1361,7 @@ impl BaseSinkImpl for KafkaSink {
         let target = Target {
             producer,
             topic,
+            topic_name,
             key,
             partition: (settings.partition >= 0).then_some(settings.partition),
             queue_full: settings.queue_full,

@@ -7,6 +7,7 @@ mod chunking;
 mod delivery;
 mod headers;
 mod imp;
+mod produce;
 
 glib::wrapper! {
     pub struct KafkaSink(ObjectSubclass<imp::KafkaSink>) @extends gst_base::BaseSink, gst::Element, gst::Object, @implements gst::URIHandler;
