@@ -78,6 +78,7 @@ make_frames 1080p-bars 300 1920 1080 smpte
 make_frames 1080p-noise 100 1920 1080 snow
 
 use_or_start_broker
+only_one_broker bench
 
 if [ "${BENCH_ONLY:-}" != replay ]; then
     # shellcheck disable=SC2086

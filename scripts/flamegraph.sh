@@ -27,6 +27,7 @@ scratch_dirs
 
 cargo build --release --lib --examples
 use_or_start_broker
+only_one_broker flamegraph
 
 topic=flamegraph-$$
 target/release/examples/kafka-topics --bootstrap-server "$KAFKA_BOOTSTRAP" create "$topic" \
