@@ -607,9 +607,10 @@ impl Drop for Tracked {
 
 /// kafkasink hands a frame to librdkafka without a copy, so it holds the
 /// frame's memory while the frozen broker leaves its record unacknowledged,
-/// and lets it go with the acknowledgement (librdkafka reads the frame in
-/// place: a frame let go at once crashed this test). A buffer of a pool is
-/// copied instead, and goes back to its pool at once.
+/// and lets it go with the acknowledgement (librdkafka reads a frame this
+/// large in place: with the frame let go at once, the test process
+/// crashed). A buffer of a pool is copied instead, and goes back to its
+/// pool at once.
 #[test]
 fn a_frame_is_held_until_acknowledged_and_a_pooled_one_is_copied() {
     let _serial = serial();

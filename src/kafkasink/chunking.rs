@@ -3,7 +3,7 @@
 //! How `kafkasink` cuts a frame too large for one Kafka record into chunk
 //! records (docs/wire-format.md, *Chunks*): every chunk, with the key and
 //! its headers, within the record limit; the values ranges of the frame's
-//! one mapped buffer, which librdkafka reads in place.
+//! one mapped buffer, handed to librdkafka without a copy (produce.rs).
 
 use std::ops::Range;
 

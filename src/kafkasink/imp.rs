@@ -391,8 +391,8 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 impl KafkaSink {
     /// `buffer` mapped for librdkafka to read in place (produce::frame).
     fn frame(&self, buffer: &gst::Buffer) -> Result<Frame, gst::FlowError> {
-        produce::frame(buffer).ok_or_else(|| {
-            gst::element_imp_error!(self, gst::ResourceError::Read, ("cannot map buffer"));
+        produce::frame(buffer).map_err(|reason| {
+            gst::element_imp_error!(self, gst::ResourceError::Read, ("{reason}"));
             gst::FlowError::Error
         })
     }
@@ -819,7 +819,7 @@ impl KafkaSink {
             key: target.key.as_bytes(),
             frame: &frame,
             range: 0..size,
-            timestamp_ms: Some(self.capture_time_ms(buffer)),
+            timestamp_ms: self.capture_time_ms(buffer),
             headers: headers.map(|headers| headers.headers),
         };
         let mut waited = false;
@@ -957,7 +957,7 @@ impl KafkaSink {
                 key: target.key.as_bytes(),
                 frame: &frame,
                 range,
-                timestamp_ms: Some(timestamp),
+                timestamp_ms: timestamp,
                 headers: Some(writer.chunk_headers(seq, chunk, first).headers),
             };
             loop {

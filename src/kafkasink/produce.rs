@@ -5,9 +5,14 @@
 //! rust-rdkafka's `send` copies every value into librdkafka
 //! (`RD_KAFKA_MSG_F_COPY`): an allocation and a copy of the whole frame on
 //! the streaming thread. Here the mapped frame travels with each of its
-//! records as the delivery opaque ([`InFlight`]), librdkafka reads the value
-//! where it is, and the frame is released once the last of its records'
-//! delivery reports has been handled.
+//! records as the delivery opaque ([`InFlight`]) and is released once the
+//! last of its records' delivery reports has been handled. librdkafka
+//! writes values over `message.copy.max.bytes` (64 KiB by default) to the
+//! socket from the frame itself, and copies smaller ones into the request.
+//!
+//! Records librdkafka still holds when its producer is destroyed (after
+//! rust-rdkafka's purge and 500 ms flush) get no delivery report: their
+//! frames are not released.
 
 use std::ffi::{CStr, c_int, c_void};
 use std::ops::Range;
@@ -41,17 +46,22 @@ pub struct InFlight {
 /// buffer itself, or a copy when it belongs to a buffer pool (a camera's
 /// capture buffers, a decoder's frames). Holding a pooled buffer for a
 /// whole delivery (minutes while the brokers are away) would starve the
-/// pool and stall the element that fills it. `None` if it cannot be mapped.
-pub fn frame(buffer: &gst::Buffer) -> Option<Frame> {
+/// pool and stall the element that fills it. The error says what failed.
+pub fn frame(buffer: &gst::Buffer) -> Result<Frame, &'static str> {
     // SAFETY: reads the `pool` field of a buffer a reference is held to;
     // GstBuffer sets it when the buffer is acquired from a pool.
     let pooled = unsafe { !(*buffer.as_ptr()).pool.is_null() };
     let owned = if pooled {
-        buffer.copy_deep().ok()?
+        buffer
+            .copy_deep()
+            .map_err(|_| "cannot copy a buffer of a buffer pool")?
     } else {
         buffer.clone()
     };
-    owned.into_mapped_buffer_readable().ok().map(Arc::new)
+    owned
+        .into_mapped_buffer_readable()
+        .map(Arc::new)
+        .map_err(|_| "cannot map buffer")
 }
 
 /// A record whose value is `frame[range]`.
@@ -62,7 +72,7 @@ pub struct Record<'a> {
     pub key: &'a [u8],
     pub frame: &'a Frame,
     pub range: Range<usize>,
-    pub timestamp_ms: Option<i64>,
+    pub timestamp_ms: i64,
     /// Taken by librdkafka once the record is accepted.
     pub headers: Option<OwnedHeaders>,
 }
@@ -81,7 +91,8 @@ pub fn send(
     })
     .into_ptr();
     // rust-rdkafka's BorrowedHeaders is librdkafka's header list itself,
-    // seen through a reference (it converts the pointer the same way).
+    // seen through a reference (it converts the pointer the same way; the
+    // exact rdkafka version in Cargo.toml keeps it so).
     let headers = record.headers.as_ref().map_or(std::ptr::null_mut(), |h| {
         h.as_borrowed() as *const BorrowedHeaders as *mut rdsys::rd_kafka_headers_t
     });
@@ -108,7 +119,7 @@ pub fn send(
             RD_KAFKA_VTYPE_OPAQUE,
             opaque,
             RD_KAFKA_VTYPE_TIMESTAMP,
-            record.timestamp_ms.unwrap_or(0),
+            record.timestamp_ms,
             RD_KAFKA_VTYPE_HEADERS,
             headers,
             RD_KAFKA_VTYPE_END,
