@@ -166,6 +166,30 @@ fn missing_topic_property_is_an_error() {
     assert!(message.contains("topic property is not set"), "{message}");
 }
 
+/// A topic created while the sink starts, as the broker's metadata may
+/// lag a creation that just returned, is found and published to.
+#[test]
+fn a_topic_created_while_the_sink_starts_is_found() {
+    let topic = unique_topic("sink-late");
+    let pipeline = launch(&format!(
+        "videotestsrc num-buffers=3 ! video/x-raw,width=64,height=48 ! jpegenc \
+         ! kafkasink name=sink topic={topic} bootstrap-servers={}",
+        bootstrap()
+    ));
+    let creator = {
+        let topic = topic.clone();
+        std::thread::spawn(move || {
+            // The scenario: the topic appears after the sink first looked.
+            std::thread::sleep(Duration::from_millis(300));
+            create_topic(&topic, 1, &[]);
+        })
+    };
+    let end = run(&pipeline, TIMEOUT);
+    creator.join().unwrap();
+    assert!(matches!(end, End::Eos), "{end:?}");
+    assert_eq!(read_topic(&topic).len(), 3);
+}
+
 #[test]
 fn missing_topic_without_create_topic_is_an_error() {
     let topic = unique_topic("sink-missing");

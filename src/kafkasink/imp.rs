@@ -92,6 +92,13 @@ const DEFAULT_LINGER_MS: u32 = 1;
 const DEFAULT_MESSAGE_TIMEOUT_MS: u32 = 300_000;
 const DEFAULT_QUEUE_FULL: QueueFull = QueueFull::Block;
 const DEFAULT_CREATE_TOPIC: bool = false;
+/// How long a topic the broker does not know is looked for again before the
+/// sink says it does not exist: a topic created just before the pipeline
+/// started can be missing from the broker's metadata for a moment (twice in
+/// a few hundred runs of the benchmark's create-then-publish). librdkafka
+/// waits up to `topic.metadata.propagation.max.ms` (30 s) for the same
+/// reason before it fails records.
+const TOPIC_PROPAGATION_GRACE: Duration = Duration::from_secs(1);
 const DEFAULT_PARTITIONS: i32 = 1;
 const DEFAULT_REPLICATION_FACTOR: i32 = -1;
 const DEFAULT_RETENTION_MS: i64 = -1;
@@ -289,6 +296,26 @@ fn queue_bound(config: &ClientConfig) -> QueueBound {
     QueueBound {
         bytes: setting("queue.buffering.max.kbytes", QUEUE_MAX_KBYTES).saturating_mul(1024),
         records: setting("queue.buffering.max.messages", QUEUE_MAX_MESSAGES),
+    }
+}
+
+/// Describes `topic` until the broker knows it, for at most `patience`, and
+/// returns its partition count: a topic created moments before reaches the
+/// broker's metadata a little later.
+fn describe_until_found(
+    producer: &ThreadedProducer<SinkContext>,
+    topic: &str,
+    timeout: Duration,
+    patience: Duration,
+) -> Result<usize, TopicError> {
+    let deadline = Instant::now() + patience;
+    loop {
+        match kafka::describe_topic(producer.client(), topic, timeout) {
+            Err(TopicError::Missing) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            described => return described.map(|info| info.partitions),
+        }
     }
 }
 
@@ -537,8 +564,13 @@ impl KafkaSink {
         let topic = settings.topic.as_deref().unwrap_or_default();
         let client = &settings.client;
         let timeout = client.connect_timeout();
-        let partitions = match kafka::describe_topic(producer.client(), topic, timeout) {
-            Ok(info) => info.partitions,
+        let patience = if settings.create_topic {
+            Duration::ZERO
+        } else {
+            TOPIC_PROPAGATION_GRACE
+        };
+        let partitions = match describe_until_found(producer, topic, timeout, patience) {
+            Ok(partitions) => partitions,
             Err(TopicError::Missing) if settings.create_topic => {
                 self.create_topic(settings, admin)?;
                 self.await_created_topic(producer, topic, timeout)?
@@ -625,21 +657,12 @@ impl KafkaSink {
         topic: &str,
         timeout: Duration,
     ) -> Result<usize, gst::ErrorMessage> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match kafka::describe_topic(producer.client(), topic, timeout) {
-                Ok(info) => return Ok(info.partitions),
-                Err(TopicError::Missing) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                Err(err) => {
-                    return Err(gst::error_msg!(
-                        gst::ResourceError::NotFound,
-                        ("topic {topic} was created but cannot be described: {err:?}")
-                    ));
-                }
-            }
-        }
+        describe_until_found(producer, topic, timeout, timeout).map_err(|err| {
+            gst::error_msg!(
+                gst::ResourceError::NotFound,
+                ("topic {topic} was created but cannot be described: {err:?}")
+            )
+        })
     }
 
     fn create_topic(
