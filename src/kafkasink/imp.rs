@@ -92,13 +92,6 @@ const DEFAULT_LINGER_MS: u32 = 1;
 const DEFAULT_MESSAGE_TIMEOUT_MS: u32 = 300_000;
 const DEFAULT_QUEUE_FULL: QueueFull = QueueFull::Block;
 const DEFAULT_CREATE_TOPIC: bool = false;
-/// How long a topic the broker does not know is looked for again before the
-/// sink says it does not exist: a topic created just before the pipeline
-/// started can be missing from the broker's metadata for a moment (twice in
-/// a few hundred runs of the benchmark's create-then-publish). librdkafka
-/// waits up to `topic.metadata.propagation.max.ms` (30 s) for the same
-/// reason before it fails records.
-const TOPIC_PROPAGATION_GRACE: Duration = Duration::from_secs(1);
 const DEFAULT_PARTITIONS: i32 = 1;
 const DEFAULT_REPLICATION_FACTOR: i32 = -1;
 const DEFAULT_RETENTION_MS: i64 = -1;
@@ -138,6 +131,13 @@ const DELIVERY_POLL: Duration = Duration::from_millis(100);
 /// How long `stop()` lets in-flight records finish before giving up on
 /// them (and reporting them), so that NULL stays prompt.
 const STOP_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a topic the broker does not know is looked for again before the
+/// sink says it does not exist: a topic created just before the pipeline
+/// started can be missing from the broker's metadata for a moment (twice in
+/// a few hundred runs of the benchmark's create-then-publish). librdkafka
+/// waits up to `topic.metadata.propagation.max.ms` (30 s) for the same
+/// reason before it fails records.
+const TOPIC_PROPAGATION_GRACE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -299,9 +299,10 @@ fn queue_bound(config: &ClientConfig) -> QueueBound {
     }
 }
 
-/// Describes `topic` until the broker knows it, for at most `patience`, and
-/// returns its partition count: a topic created moments before reaches the
-/// broker's metadata a little later.
+/// Describes `topic` until the broker knows it or `patience` has passed
+/// (each look waits up to `timeout`), and returns its partition count: a
+/// topic created moments before reaches the broker's metadata a little
+/// later.
 fn describe_until_found(
     producer: &ThreadedProducer<SinkContext>,
     topic: &str,

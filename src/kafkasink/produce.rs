@@ -7,7 +7,7 @@
 //! the streaming thread. Here the mapped frame travels with each of its
 //! records as the delivery opaque ([`InFlight`]) and is released once the
 //! last of its records' delivery reports has been handled. librdkafka
-//! writes values over `message.copy.max.bytes` (64 KiB by default) to the
+//! writes values over `message.copy.max.bytes` (65,535 bytes by default) to the
 //! socket from the frame itself, and copies smaller ones into the request.
 //!
 //! Records librdkafka still holds when its producer is destroyed (after
