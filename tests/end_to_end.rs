@@ -245,10 +245,8 @@ fn kcat_sees_one_record_per_frame_with_the_documented_headers() {
     // Stop producing, so that the topic holds a known number of frames.
     demo.producer.send_event(gst::event::Eos::new());
     let bus = demo.producer.bus().unwrap();
-    assert!(
-        bus.timed_pop_filtered(gst::ClockTime::from_seconds(30), &[gst::MessageType::Eos])
-            .is_some()
-    );
+    let end = wait_end(&bus, Duration::from_secs(30));
+    assert!(matches!(end, End::Eos), "{end:?}");
     let acked = demo
         .producer
         .iterate_sinks()

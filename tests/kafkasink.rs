@@ -644,10 +644,13 @@ fn librdkafka_statistics_are_posted_as_element_messages() {
     let message = bus
         .timed_pop_filtered(
             gst::ClockTime::from_seconds(30),
-            &[gst::MessageType::Element],
+            &[gst::MessageType::Element, gst::MessageType::Error],
         )
         .expect("a kafka-statistics message");
     pipeline.set_state(gst::State::Null).unwrap();
+    if let gst::MessageView::Error(err) = message.view() {
+        panic!("error before any statistics: {}", err.error());
+    }
     let structure = message.structure().unwrap();
     assert_eq!(structure.name(), "kafka-statistics");
     let json = structure.get::<String>("json").unwrap();
