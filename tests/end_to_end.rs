@@ -105,11 +105,7 @@ fn decode_png(path: &Path) -> Image {
         "filesrc location={} ! pngdec ! videoconvert ! video/x-raw,format=RGB ! appsink name=out",
         path.display()
     ));
-    let appsink = pipeline
-        .by_name("out")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    let appsink = element::<gst_app::AppSink>(&pipeline, "out");
     pipeline.set_state(gst::State::Playing).unwrap();
     let sample = appsink
         .try_pull_sample(gst::ClockTime::from_seconds(10))

@@ -18,11 +18,7 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 /// The buffers and caps an appsink named `reference` saw.
 fn collect(pipeline: &gst::Pipeline) -> Arc<Mutex<Vec<(gst::Buffer, gst::Caps)>>> {
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let appsink = pipeline
-        .by_name("reference")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    let appsink = element::<gst_app::AppSink>(pipeline, "reference");
     let sink_seen = seen.clone();
     appsink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
@@ -598,11 +594,7 @@ fn null_returns_promptly_while_blocked_on_a_full_queue() {
          bootstrap-servers={} config=\"config,queue.buffering.max.messages=1\"",
         bootstrap()
     ));
-    let appsrc = pipeline
-        .by_name("src")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
+    let appsrc = element::<gst_app::AppSrc>(&pipeline, "src");
     pipeline.set_state(gst::State::Playing).unwrap();
     let pusher = std::thread::spawn(move || {
         for _ in 0..100_000 {

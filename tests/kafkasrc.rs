@@ -32,11 +32,7 @@ fn source_into(properties: &str, between: &str) -> (gst::Pipeline, gst_app::AppS
 
 /// The appsink called `out` of `pipeline`.
 fn appsink_of(pipeline: &gst::Pipeline) -> gst_app::AppSink {
-    pipeline
-        .by_name("out")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap()
+    element::<gst_app::AppSink>(pipeline, "out")
 }
 
 fn pull(appsink: &gst_app::AppSink) -> gst::Sample {
@@ -1100,11 +1096,7 @@ fn frames_over_a_1_mb_topic_limit_come_out_byte_identical() {
          ! kafkasink topic={topic} bootstrap-servers={}",
         bootstrap()
     ));
-    let appsrc = writer
-        .by_name("src")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
+    let appsrc = element::<gst_app::AppSrc>(&writer, "src");
     writer.set_state(gst::State::Playing).unwrap();
     for (i, frame) in frames.iter().enumerate() {
         let mut buffer = gst::Buffer::from_mut_slice(frame.clone());

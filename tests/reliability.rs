@@ -551,11 +551,7 @@ fn queue_full_drop_drops_whole_chunked_frames_without_stalling() {
          config=\"config,queue.buffering.max.messages=5\"",
         bootstrap()
     ));
-    let appsrc = pipeline
-        .by_name("src")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
+    let appsrc = element::<gst_app::AppSrc>(&pipeline, "src");
     appsrc.set_property("max-bytes", 0u64);
     let bus = pipeline.bus().unwrap();
     // The sink starts (reads the topic's limits) within this call.
@@ -624,11 +620,7 @@ fn a_frame_is_held_until_acknowledged_and_a_pooled_one_is_copied() {
         bootstrap()
     ));
     let _null = NullOnDrop(&pipeline);
-    let appsrc = pipeline
-        .by_name("src")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
+    let appsrc = element::<gst_app::AppSrc>(&pipeline, "src");
     let bus = pipeline.bus().unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
 
@@ -698,11 +690,7 @@ fn source_resumes_by_itself_after_a_broker_restart() {
         "kafkasrc name=src topic={topic} bootstrap-servers={} ! appsink name=out sync=false",
         bootstrap()
     ));
-    let appsink = viewer
-        .by_name("out")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    let appsink = element::<gst_app::AppSink>(&viewer, "out");
     viewer.set_state(gst::State::Playing).unwrap();
     produce_plain(&topic, &[b"before".to_vec()]);
     let first = appsink
@@ -952,11 +940,7 @@ fn group_member_killed_and_replaced_repeats_and_skips_nothing() {
         "kafkasrc name=src topic={topic} bootstrap-servers={} group-id={group} {fast} ! appsink name=out sync=false",
         bootstrap()
     ));
-    let appsink = successor
-        .by_name("out")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    let appsink = element::<gst_app::AppSink>(&successor, "out");
     successor.set_state(gst::State::Playing).unwrap();
     let mut after = Vec::new();
     while after.last() != Some(&frame(149)) {
@@ -1065,11 +1049,7 @@ fn a_broker_with_kafkas_stock_1_mb_limit_gets_chunks_even_if_the_topic_allows_mo
          ! kafkasink topic={topic} bootstrap-servers={}",
         bootstrap()
     ));
-    let appsrc = writer
-        .by_name("src")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
+    let appsrc = element::<gst_app::AppSrc>(&writer, "src");
     writer.set_state(gst::State::Playing).unwrap();
     for frame in &frames {
         appsrc
@@ -1089,11 +1069,7 @@ fn a_broker_with_kafkas_stock_1_mb_limit_gets_chunks_even_if_the_topic_allows_mo
         "kafkasrc topic={topic} bootstrap-servers={} start-from=earliest stop-at=end ! appsink name=out sync=false",
         bootstrap()
     ));
-    let appsink = reader
-        .by_name("out")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    let appsink = element::<gst_app::AppSink>(&reader, "out");
     reader.set_state(gst::State::Playing).unwrap();
     let mut read = Vec::new();
     while let Some(sample) = appsink.try_pull_sample(gst::ClockTime::from_seconds(30)) {
@@ -1219,11 +1195,7 @@ fn killed_mid_frame_resumes_on_the_frame_boundary(second_stream: &str) {
         "kafkasrc name=src topic={topic} bootstrap-servers={} group-id={group} {fast} ! appsink name=out sync=false",
         bootstrap()
     ));
-    let appsink = successor
-        .by_name("out")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    let appsink = element::<gst_app::AppSink>(&successor, "out");
     successor.set_state(gst::State::Playing).unwrap();
     let last = frame('A', CYCLES - 1, 3 * 4096);
     let mut after = Vec::new();
@@ -1271,11 +1243,7 @@ fn group_survivor_takes_over_the_partitions_of_a_killed_member() {
          ! appsink name=out sync=false",
         bootstrap()
     ));
-    let appsink = survivor
-        .by_name("out")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    let appsink = element::<gst_app::AppSink>(&survivor, "out");
     survivor.set_state(gst::State::Playing).unwrap();
     let mut victim = Launched::spawn(&format!(
         "kafkasrc topic={topic} bootstrap-servers={} group-id={group} start-from=earliest {fast} ! fakesink",
@@ -1546,11 +1514,7 @@ fn secured_round_trip(address: &str, settings: &str) -> (Vec<Vec<u8>>, Vec<Vec<u
          start-from=earliest stop-at=end ! appsink name=out sync=false",
         file.display()
     ));
-    let appsink = reader
-        .by_name("out")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    let appsink = element::<gst_app::AppSink>(&reader, "out");
     let _ = reader.set_state(gst::State::Playing);
     let mut received = Vec::new();
     while let Some(sample) = appsink.try_pull_sample(gst::ClockTime::from_seconds(30)) {

@@ -662,16 +662,8 @@ fn decoded_jpegs(frames: &[TopicFrame]) -> Vec<Vec<u8>> {
         "appsrc name=in format=time caps=video/x-h264,stream-format=byte-stream,alignment=au ! \
          h264parse ! openh264dec ! videoconvert ! jpegenc quality=40 ! appsink name=out sync=false",
     );
-    let input = pipeline
-        .by_name("in")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
-    let out = pipeline
-        .by_name("out")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    let input = element::<gst_app::AppSrc>(&pipeline, "in");
+    let out = element::<gst_app::AppSink>(&pipeline, "out");
     let _stop = Stopped(pipeline.clone());
     pipeline.set_state(gst::State::Playing).unwrap();
     for (i, frame) in frames.iter().enumerate() {
@@ -977,11 +969,7 @@ fn solid_jpeg(argb: u32) -> Vec<u8> {
     .unwrap()
     .downcast::<gst::Pipeline>()
     .unwrap();
-    let out = pipeline
-        .by_name("out")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    let out = element::<gst_app::AppSink>(&pipeline, "out");
     pipeline.set_state(gst::State::Playing).unwrap();
     let sample = out.pull_sample().unwrap();
     let jpeg = sample.buffer().unwrap().map_readable().unwrap().to_vec();

@@ -188,11 +188,7 @@ fn buffers_carry_the_record_they_were_made_of() {
          appsink name=sink sync=false",
         bootstrap()
     ));
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    let sink = element::<gst_app::AppSink>(&pipeline, "sink");
     pipeline.set_state(gst::State::Playing).unwrap();
     for record in &records {
         let sample = sink

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use gst::prelude::*;
 
-use super::init;
+use super::{element, init};
 
 pub const BOUNDARY: &str = "gstkafkaframe";
 
@@ -30,11 +30,7 @@ impl Server {
         .unwrap()
         .downcast::<gst::Pipeline>()
         .unwrap();
-        let appsrc = pipeline
-            .by_name("src")
-            .unwrap()
-            .downcast::<gst_app::AppSrc>()
-            .unwrap();
+        let appsrc = element::<gst_app::AppSrc>(&pipeline, "src");
         let sink = pipeline.by_name("sink").unwrap();
         pipeline.set_state(gst::State::Playing).unwrap();
         let port = sink.property::<u32>("bound-port") as u16;

@@ -100,6 +100,12 @@ pub fn launch(description: &str) -> gst::Pipeline {
         .unwrap()
 }
 
+/// The element called `name` in `pipeline`, as the type it is (an appsrc,
+/// an appsink…).
+pub fn element<T: IsA<gst::Element>>(pipeline: &gst::Pipeline, name: &str) -> T {
+    pipeline.by_name(name).unwrap().downcast::<T>().unwrap()
+}
+
 /// Pushes these buffers (PTS 40 ms apart) through appsrc into a kafkasink
 /// (`sink_properties`), then EOS; gives the pipeline and how it ended.
 pub fn push_buffers(
@@ -111,11 +117,7 @@ pub fn push_buffers(
         "appsrc name=src format=time ! kafkasink name=sink bootstrap-servers={} {sink_properties}",
         bootstrap()
     ));
-    let appsrc = pipeline
-        .by_name("src")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
+    let appsrc = element::<gst_app::AppSrc>(&pipeline, "src");
     appsrc.set_caps(Some(caps));
     let bus = pipeline.bus().unwrap();
     // A failed start posts the error read below.
