@@ -67,6 +67,7 @@ use rdkafka::admin::{
 };
 use rdkafka::config::ClientConfig;
 use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{Producer, ThreadedProducer};
 use rdkafka::types::RDKafka;
 
@@ -342,6 +343,25 @@ struct Target {
 impl Target {
     fn delivery(&self) -> &Delivery {
         &self.producer.context().extra
+    }
+
+    /// A record of this target whose value is `frame[range]`.
+    fn record<'a>(
+        &'a self,
+        frame: &'a Frame,
+        range: std::ops::Range<usize>,
+        timestamp_ms: i64,
+        headers: Option<OwnedHeaders>,
+    ) -> produce::Record<'a> {
+        produce::Record {
+            topic: &self.topic_name,
+            partition: self.partition,
+            key: self.key.as_bytes(),
+            frame,
+            range,
+            timestamp_ms,
+            headers,
+        }
     }
 }
 
@@ -837,15 +857,12 @@ impl KafkaSink {
         }
 
         let frame = self.frame(buffer)?;
-        let mut record = produce::Record {
-            topic: &target.topic_name,
-            partition: target.partition,
-            key: target.key.as_bytes(),
-            frame: &frame,
-            range: 0..size,
-            timestamp_ms: self.capture_time_ms(buffer),
-            headers: headers.map(|headers| headers.headers),
-        };
+        let mut record = target.record(
+            &frame,
+            0..size,
+            self.capture_time_ms(buffer),
+            headers.map(|headers| headers.headers),
+        );
         let mut waited = false;
         loop {
             let sent_at = delivery.sending(size);
@@ -975,15 +992,8 @@ impl KafkaSink {
         for (chunk, range) in plan.chunks() {
             let first = (chunk.index == 0).then_some(buffer.as_ref());
             let len = range.len();
-            let mut record = produce::Record {
-                topic: &target.topic_name,
-                partition: target.partition,
-                key: target.key.as_bytes(),
-                frame: &frame,
-                range,
-                timestamp_ms: timestamp,
-                headers: Some(writer.chunk_headers(seq, chunk, first).headers),
-            };
+            let headers = writer.chunk_headers(seq, chunk, first).headers;
+            let mut record = target.record(&frame, range, timestamp, Some(headers));
             loop {
                 let sent_at = delivery.sending(len);
                 let Err(err) = produce::send(&target.producer, &mut record, sent_at) else {
