@@ -1150,7 +1150,7 @@ impl ObjectImpl for KafkaSink {
                     .build(),
                 glib::ParamSpecBoolean::builder("create-topic")
                     .nick("Create topic")
-                    .blurb("Create the topic at start if it does not exist")
+                    .blurb("Create the topic at start if it does not exist (otherwise a topic still unknown to the broker after 1 s is an error)")
                     .default_value(DEFAULT_CREATE_TOPIC)
                     .mutable_ready()
                     .build(),
