@@ -680,6 +680,92 @@ fn a_frame_is_held_until_acknowledged_and_a_pooled_one_is_copied() {
     );
 }
 
+/// A stream that is not live (appsrc's default) runs ahead of the
+/// acknowledgements by five records of 600 kB here, so the sixth waits in
+/// the sink while the broker is frozen; a live one queues everything in
+/// librdkafka meanwhile. Both are whole, in order, once the broker is back.
+#[test]
+fn a_stream_that_is_not_live_waits_for_acknowledgements_and_a_live_one_queues() {
+    const FRAMES: u64 = 12;
+    let _serial = serial();
+    let broker = own_broker();
+    let run = |live: bool| {
+        let topic = unique_topic(if live { "ahead-live" } else { "ahead-not-live" });
+        create_topic(&topic, 1, &[]);
+        let pipeline = launch(&format!(
+            "appsrc name=src is-live={live} format=time caps=image/jpeg ! kafkasink name=sink \
+             topic={topic} bootstrap-servers={} message-timeout-ms=120000",
+            bootstrap()
+        ));
+        let appsrc = element::<gst_app::AppSrc>(&pipeline, "src");
+        appsrc.set_property("max-bytes", 0u64);
+        // The sink starts (asks upstream whether it is live) within this call.
+        pipeline.set_state(gst::State::Playing).unwrap();
+        (topic, pipeline, appsrc)
+    };
+    let (slow_topic, not_live, slow_src) = run(false);
+    let _null_slow = NullOnDrop(&not_live);
+    let (live_topic, live, live_src) = run(true);
+    let _null_live = NullOnDrop(&live);
+    let frames: Vec<Vec<u8>> = (0..FRAMES).map(|i| random_bytes(600_000, i)).collect();
+    let sent =
+        |pipeline: &gst::Pipeline| stats(pipeline, "sink").get::<u64>("records-sent").unwrap();
+
+    broker.node("pause-node");
+    for src in [&slow_src, &live_src] {
+        for frame in &frames {
+            src.push_buffer(gst::Buffer::from_slice(frame.clone()))
+                .unwrap();
+        }
+        src.end_of_stream().unwrap();
+    }
+    let live_queued = wait_until(TIMEOUT, || sent(&live) == FRAMES);
+    let slow_held = wait_until(TIMEOUT, || sent(&not_live) == 5);
+    // The live sink took all twelve meanwhile: the other had as long.
+    let (slow_stats, live_stats) = (stats(&not_live, "sink"), stats(&live, "sink"));
+    // Held back for 10 s without an acknowledgement, the sink says why.
+    let bus = not_live.bus().unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    let mut told = None;
+    while told.is_none() && Instant::now() < deadline {
+        let Some(message) = bus.timed_pop(gst::ClockTime::from_seconds(1)) else {
+            continue;
+        };
+        match message.view() {
+            gst::MessageView::Warning(warning) => told = Some(warning.error().to_string()),
+            gst::MessageView::Error(error) => panic!("{}", error.error()),
+            _ => {}
+        }
+    }
+    broker.node("resume-node");
+    let told = told.expect("no warning while held back");
+    assert!(
+        told.contains("no record acknowledged by Kafka for")
+            && told.contains("holding the stream back until the brokers acknowledge records again"),
+        "{told}"
+    );
+    assert!(live_queued, "the live sink held records back: {live_stats}");
+    assert!(slow_held, "{slow_stats}");
+    assert_eq!(
+        slow_stats.get::<u64>("records-sent").unwrap(),
+        5,
+        "{slow_stats}"
+    );
+    assert_eq!(slow_stats.get::<u64>("run-ahead-bytes").unwrap(), 2_000_000);
+    assert_eq!(live_stats.get::<u64>("run-ahead-bytes").unwrap(), 0);
+    assert_eq!(slow_stats.get::<u32>("linger-ms").unwrap(), 5);
+    assert_eq!(live_stats.get::<u32>("linger-ms").unwrap(), 1);
+    for (pipeline, topic) in [(&not_live, &slow_topic), (&live, &live_topic)] {
+        let end = wait_end(&pipeline.bus().unwrap(), TIMEOUT);
+        assert!(matches!(end, End::Eos), "{topic}: {end:?}");
+        let values: Vec<Vec<u8>> = read_topic(topic).into_iter().map(|r| r.value).collect();
+        assert!(
+            values == frames,
+            "{topic}: the records are not the frames in order"
+        );
+    }
+}
+
 #[test]
 fn source_resumes_by_itself_after_a_broker_restart() {
     let _serial = serial();

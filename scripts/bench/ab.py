@@ -7,16 +7,19 @@ change to kafkasink's per-buffer path helps, where a whole scripts/bench.sh
 run is too coarse.
 
     scripts/bench/ab.py --bootstrap HOST:PORT --frames DIR --records N \\
-        [--rounds 15] [--max-message-bytes B] before=DIR after=DIR
+        [--rounds 15] [--max-message-bytes B] before=DIR 'after=DIR [PROPERTY=VALUE …]'
 
 Each NAME=DIR is a directory holding a libgstkafka.so (e.g. a copy of
-target/release/libgstkafka.so built at another commit). Uses
+target/release/libgstkafka.so built at another commit), optionally followed
+by kafkasink properties for that entry, as gst-launch-1.0 takes them (e.g.
+`'linger5=target/release linger-ms=5'`). Uses
 target/release/examples/kafka-topics; run beside no other Kafka broker
 (scripts/lib.sh, only_one_broker).
 """
 
 import argparse
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -44,11 +47,15 @@ def main():
     frames = sorted(Path(args.frames).glob("f-*.jpg"))
     if not frames:
         sys.exit(f"ab: no f-*.jpg in {args.frames}")
-    builds = dict(build.split("=", 1) for build in args.builds)
+    builds = {}
+    for build in args.builds:
+        name, spec = build.split("=", 1)
+        path, *properties = shlex.split(spec)
+        builds[name] = (path, properties)
     registries = tempfile.TemporaryDirectory()
     # A registry per build: one shared by all would be rebuilt at every run.
     envs = {name: dict(os.environ, GST_PLUGIN_PATH=path, GST_REGISTRY=f"{registries.name}/{index}.bin")
-            for index, (name, path) in enumerate(builds.items())}
+            for index, (name, (path, _)) in enumerate(builds.items())}
     files = [str(frames[i % len(frames)]) for i in range(args.records)]
     for env in envs.values():
         # Fills the build's registry before anything is timed.
@@ -60,10 +67,18 @@ def main():
                     "-X", "enable.idempotence=true", "-X", "acks=all"] + files
         return ["gst-launch-1.0", "-q", "multifilesrc", f"location={args.frames}/f-%05d.jpg",
                 f"stop-index={len(frames) - 1}", "loop=true", f"num-buffers={args.records}", "caps=image/jpeg",
-                "!", "kafkasink", f"topic={topic}", f"bootstrap-servers={args.bootstrap}"]
+                "!", "kafkasink", f"topic={topic}", f"bootstrap-servers={args.bootstrap}", *builds[name][1]]
 
     names = list(builds) + ["kcat -P"]
     runs = {name: [] for name in names}
+    # One unmeasured run of each first: the first runs against a fresh
+    # broker are slower (connections, the broker's JIT, the page cache).
+    for name in names:
+        topic = f"ab-{os.getpid()}-warm-up-{names.index(name)}"
+        topics(args.bootstrap, "create", topic, "--partitions", "1", "--replication-factor", "1",
+               "--max-message-bytes", args.max_message_bytes)
+        timed(command(name, topic), envs.get(name))
+        topics(args.bootstrap, "delete", topic)
     for round_ in range(args.rounds):
         for name in names if round_ % 2 == 0 else reversed(names):
             topic = f"ab-{os.getpid()}-{round_}-{names.index(name)}"

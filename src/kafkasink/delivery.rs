@@ -70,7 +70,25 @@ pub struct QueueBound {
     pub records: u64,
 }
 
+/// How far a stream that is not live may run ahead of the brokers'
+/// acknowledgements (docs/design.md, "Running ahead"): records beyond it wait
+/// in the sink, upstream, instead of in librdkafka's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunAhead {
+    /// Value bytes in flight a new frame may join.
+    pub bytes: u64,
+    /// Records in flight below which any frame may join, however large.
+    pub records: u64,
+}
+
 impl Counters {
+    /// Whether a frame of `bytes` value bytes may be handed over now
+    /// without running further ahead than `ahead`.
+    pub fn may_run_ahead(&self, ahead: RunAhead, bytes: u64) -> bool {
+        self.in_flight() < ahead.records
+            || self.in_flight_bytes().saturating_add(bytes) <= ahead.bytes
+    }
+
     /// Value bytes of the records in flight.
     pub fn in_flight_bytes(&self) -> u64 {
         self.bytes_sent
@@ -329,6 +347,32 @@ mod tests {
             (1, 1_000)
         );
         assert!(counters.room_for(bound, 9, 8_000, 100));
+    }
+
+    #[test]
+    fn a_frame_runs_ahead_while_few_records_or_few_bytes_are_in_flight() {
+        let ahead = RunAhead {
+            bytes: 2_000,
+            records: 3,
+        };
+        let delivery = Delivery::default();
+        // Below the record count, even a frame over the byte bound joins.
+        assert!(delivery.counters().may_run_ahead(ahead, 5_000));
+        delivery.sending(1_500);
+        delivery.sending(1_500);
+        assert!(delivery.counters().may_run_ahead(ahead, 5_000));
+        delivery.sending(100);
+        // Three records and 3,100 bytes in flight: neither bound has room.
+        assert!(!delivery.counters().may_run_ahead(ahead, 1));
+        // Two acknowledged: 100 bytes in flight, and 1,900 more fit.
+        delivery.counters_mut().records_acked = 2;
+        delivery.counters_mut().bytes_acked = 3_000;
+        delivery.sending(10);
+        delivery.sending(10);
+        let counters = delivery.counters();
+        assert_eq!((counters.in_flight(), counters.in_flight_bytes()), (3, 120));
+        assert!(counters.may_run_ahead(ahead, 1_880));
+        assert!(!counters.may_run_ahead(ahead, 1_881));
     }
 
     #[test]

@@ -72,7 +72,7 @@ use rdkafka::producer::{Producer, ThreadedProducer};
 use rdkafka::types::RDKafka;
 
 use super::chunking::{self, Plan};
-use super::delivery::{self, Delivery, QueueBound, SinkContext};
+use super::delivery::{self, Delivery, QueueBound, RunAhead, SinkContext};
 use super::headers::{self, CHUNK_HEADERS_MAX_LEN, CapsTooLong, HeaderWriter};
 use super::produce::{self, Frame};
 use super::{Acks, Chunking, Compression, QueueFull};
@@ -87,7 +87,16 @@ use crate::wireformat;
 const DEFAULT_ACKS: Acks = Acks::All;
 const DEFAULT_ENABLE_IDEMPOTENCE: bool = true;
 const DEFAULT_COMPRESSION: Compression = Compression::None;
-const DEFAULT_LINGER_MS: u32 = 1;
+/// -1: chosen at start, by whether upstream is live (`LIVE_LINGER_MS` or
+/// `NOT_LIVE_LINGER_MS`).
+const DEFAULT_LINGER_MS: i32 = -1;
+/// A live frame waits at most this long for others to batch with.
+const LIVE_LINGER_MS: u32 = 1;
+/// librdkafka's and Kafka's own default. A stream that is not live runs ahead
+/// of the brokers, and a record queued behind a full idempotence window for
+/// longer than the linger sets librdkafka's broker thread busy-polling until
+/// an answer comes (docs/design.md, "Running ahead").
+const NOT_LIVE_LINGER_MS: u32 = 5;
 /// librdkafka's own default: a broker restart, a leader election or a
 /// network cut of a few minutes costs no record (docs/design.md).
 const DEFAULT_MESSAGE_TIMEOUT_MS: u32 = 300_000;
@@ -118,6 +127,12 @@ const LIBRDKAFKA_BATCH_SIZE: usize = 1_000_000;
 /// `poll` calls for 300 chunked 4K frames); with four, the fifth request waits
 /// built and the thread sleeps (docs/design.md, "Requests in flight").
 const IDEMPOTENT_MAX_IN_FLIGHT: u32 = 4;
+/// A stream that is not live runs ahead of the acknowledgements by two
+/// batches of value bytes (one in flight, one ready behind it) ...
+const RUN_AHEAD_BATCHES: u64 = 2;
+/// ... or by fewer records than librdkafka's idempotence window of five,
+/// however large they are: frames of a batch each still fill the window.
+const RUN_AHEAD_RECORDS: u64 = 5;
 /// How often a sink blocked on a full queue says so, with how long the
 /// brokers have acknowledged nothing.
 const QUEUE_FULL_WARNING_INTERVAL: Duration = Duration::from_secs(10);
@@ -149,7 +164,7 @@ struct Settings {
     acks: Acks,
     enable_idempotence: bool,
     compression: Compression,
-    linger_ms: u32,
+    linger_ms: i32,
     message_timeout_ms: u32,
     max_message_bytes: u32,
     queue_full: QueueFull,
@@ -188,7 +203,16 @@ impl Default for Settings {
 }
 
 impl Settings {
-    fn librdkafka_defaults(&self) -> Vec<(&'static str, String)> {
+    /// `linger-ms`, or when it is -1 the linger for a live upstream or not.
+    fn linger_ms(&self, upstream_live: bool) -> u32 {
+        match u32::try_from(self.linger_ms) {
+            Ok(linger_ms) => linger_ms,
+            Err(_) if upstream_live => LIVE_LINGER_MS,
+            Err(_) => NOT_LIVE_LINGER_MS,
+        }
+    }
+
+    fn librdkafka_defaults(&self, upstream_live: bool) -> Vec<(&'static str, String)> {
         let compression = match self.compression {
             Compression::None => "none",
             Compression::Gzip => "gzip",
@@ -201,7 +225,7 @@ impl Settings {
             ("acks", (self.acks as i32).to_string()),
             ("enable.idempotence", self.enable_idempotence.to_string()),
             ("compression.codec", compression.into()),
-            ("linger.ms", self.linger_ms.to_string()),
+            ("linger.ms", self.linger_ms(upstream_live).to_string()),
             ("message.timeout.ms", self.message_timeout_ms.to_string()),
             ("queue.buffering.max.kbytes", QUEUE_MAX_KBYTES.to_string()),
             (
@@ -224,14 +248,13 @@ impl Settings {
     }
 
     /// The producer's librdkafka configuration: the defaults above under
-    /// the user's settings, and, when idempotence is on in the end (the
-    /// property, `config`, or a `transactional.id`, which implies it), four
+    /// the user's settings, and, when idempotence is on in the end, four
     /// requests in flight unless the user chose.
-    fn producer_config(&self) -> Result<ClientConfig, gst::ErrorMessage> {
-        let mut config = self.client.client_config(&self.librdkafka_defaults())?;
-        let idempotent = kafka::bool_setting(&config, "enable.idempotence") == Some(true)
-            || kafka::setting(&config, "transactional.id").is_some();
-        if idempotent && kafka::setting(&config, "max.in.flight").is_none() {
+    fn producer_config(&self, upstream_live: bool) -> Result<ClientConfig, gst::ErrorMessage> {
+        let mut config = self
+            .client
+            .client_config(&self.librdkafka_defaults(upstream_live))?;
+        if idempotent(&config) && kafka::setting(&config, "max.in.flight").is_none() {
             config.set(
                 "max.in.flight.requests.per.connection",
                 IDEMPOTENT_MAX_IN_FLIGHT.to_string(),
@@ -285,6 +308,26 @@ impl RecordLimit {
     }
 }
 
+/// Whether `config` makes an idempotent producer: the property, `config`,
+/// or a `transactional.id`, which implies it.
+fn idempotent(config: &ClientConfig) -> bool {
+    kafka::bool_setting(config, "enable.idempotence") == Some(true)
+        || kafka::setting(config, "transactional.id").is_some()
+}
+
+/// How far an idempotent producer of a stream that is not live runs ahead:
+/// two of its batches (`batch.size`, or the record limit when that is below
+/// it, as `bounded_batches` sets) or five records.
+fn run_ahead(config: &ClientConfig, record_limit: RecordLimit) -> RunAhead {
+    let batch = kafka::setting(config, "batch.size")
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| LIBRDKAFKA_BATCH_SIZE.min(record_limit.bytes) as u64);
+    RunAhead {
+        bytes: batch.saturating_mul(RUN_AHEAD_BATCHES),
+        records: RUN_AHEAD_RECORDS,
+    }
+}
+
 /// The producer queue's bound in `config`: what the sink sets, or what
 /// `config` or `config-file` set instead.
 fn queue_bound(config: &ClientConfig) -> QueueBound {
@@ -333,6 +376,12 @@ struct Target {
     queue_full: QueueFull,
     /// What librdkafka's queue holds at most, as configured.
     queue_bound: QueueBound,
+    /// How far the stream may run ahead of acknowledgements: `None` for a
+    /// live upstream, without idempotence (no window to fill), or with
+    /// queue-full=drop (which asks for drops, not waits).
+    run_ahead: Option<RunAhead>,
+    /// The linger the producer was made with, for `stats`.
+    linger_ms: u32,
     record_limit: RecordLimit,
     chunking: Chunking,
     flush_timeout: Duration,
@@ -549,10 +598,24 @@ impl KafkaSink {
         Ok(())
     }
 
+    /// Whether upstream says it is live, asked at start. An upstream that
+    /// cannot tell yet (not linked, or behind pads that come later, as
+    /// rtspsrc's) counts as live: low latency is the safe guess.
+    fn upstream_live(&self) -> bool {
+        let mut query = gst::query::Latency::new();
+        let live = !self.obj().sink_pad().peer_query(&mut query) || query.result().0;
+        gst::debug!(CAT, imp = self, "upstream live: {live}");
+        live
+    }
+
     fn stats(&self) -> gst::Structure {
-        let counters = match &*self.state.lock().unwrap() {
-            State::Started(started) => started.target.delivery().counters(),
-            State::Stopped => delivery::Counters::default(),
+        let (counters, linger_ms, run_ahead) = match &*self.state.lock().unwrap() {
+            State::Started(started) => (
+                started.target.delivery().counters(),
+                started.target.linger_ms,
+                started.target.run_ahead,
+            ),
+            State::Stopped => (delivery::Counters::default(), 0, None),
         };
         gst::Structure::builder("kafkasink-stats")
             .field("records-sent", counters.records_sent)
@@ -570,6 +633,8 @@ impl KafkaSink {
             .field("delivery-latency-last-us", counters.latency_last_us)
             .field("delivery-latency-avg-us", counters.latency_avg_us())
             .field("delivery-latency-max-us", counters.latency_max_us)
+            .field("linger-ms", linger_ms)
+            .field("run-ahead-bytes", run_ahead.map_or(0, |ahead| ahead.bytes))
             .build()
     }
 
@@ -826,6 +891,7 @@ impl KafkaSink {
         let delivery = target.delivery();
         let topic = target.topic.as_str();
         self.check_delivery(delivery, topic)?;
+        self.hold_back(&target, buffer.size())?;
 
         let size = buffer.size();
         let headers_len = headers.as_ref().map_or(0, |h| h.len);
@@ -889,6 +955,37 @@ impl KafkaSink {
                 QueueFull::Block => self.wait_for_room(&target, &mut waited, BLOCKING)?,
             }
         }
+    }
+
+    /// Waits while a stream that is not live is as far ahead of the
+    /// acknowledgements as `run_ahead` lets it, saying so every
+    /// QUEUE_FULL_WARNING_INTERVAL while the brokers acknowledge nothing.
+    fn hold_back(&self, target: &Target, size: usize) -> Result<(), gst::FlowError> {
+        let Some(ahead) = target.run_ahead else {
+            return Ok(());
+        };
+        let delivery = target.delivery();
+        while !delivery.counters().may_run_ahead(ahead, size as u64) {
+            if delivery.unacknowledged_for(Instant::now()) >= QUEUE_FULL_WARNING_INTERVAL
+                && target.block_warnings.allow().is_some()
+            {
+                gst::element_imp_warning!(
+                    self,
+                    gst::ResourceError::Write,
+                    (
+                        "{}; holding the stream back until the brokers acknowledge records \
+                         again (upstream is not live)",
+                        self.outage(target)
+                    )
+                );
+            }
+            runtime::wait(&self.canceller, async {
+                let _ = tokio::time::timeout(DELIVERY_POLL, delivery.progress()).await;
+            })
+            .map_err(|_| gst::FlowError::Flushing)?;
+            self.check_delivery(delivery, &target.topic)?;
+        }
+        Ok(())
     }
 
     /// librdkafka's queue is full (queue-full=block, or the rest of a frame
@@ -1121,9 +1218,11 @@ impl ObjectImpl for KafkaSink {
                     .blurb("Compression of record batches")
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecUInt::builder("linger-ms")
+                glib::ParamSpecInt::builder("linger-ms")
                     .nick("Linger")
-                    .blurb("Milliseconds to wait for more records to batch (latency vs throughput)")
+                    .blurb("Milliseconds to wait for more records to batch (latency vs throughput); \
+                            -1: 1 if upstream is live (or cannot tell at start), else 5")
+                    .minimum(-1)
                     .maximum(900_000)
                     .default_value(DEFAULT_LINGER_MS)
                     .mutable_ready()
@@ -1346,7 +1445,8 @@ impl BaseSinkImpl for KafkaSink {
                 ("the topic {topic:?} contains a NUL character")
             )
         })?;
-        let config = settings.producer_config()?;
+        let upstream_live = self.upstream_live();
+        let config = settings.producer_config(upstream_live)?;
         let element = self.obj().upcast_ref::<gst::Element>().clone();
         let producer: ThreadedProducer<SinkContext> = config
             .create_with_context(KafkaContext::with(&element, Delivery::default()))
@@ -1384,10 +1484,17 @@ impl BaseSinkImpl for KafkaSink {
             .key
             .clone()
             .unwrap_or_else(|| stream_id.to_string());
+        let run_ahead =
+            (!upstream_live && idempotent(&config) && settings.queue_full == QueueFull::Block)
+                .then(|| run_ahead(&config, record_limit));
+        let linger_ms = kafka::setting(&config, "linger.ms")
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(settings.linger_ms(upstream_live));
         gst::info!(
             CAT,
             imp = self,
-            "publishing to {topic} ({partitions} partition(s)) at {}, stream id {stream_id}, record limit {} bytes ({})",
+            "publishing to {topic} ({partitions} partition(s)) at {}, stream id {stream_id}, record limit {} bytes ({}), \
+             upstream live: {upstream_live}, linger {linger_ms} ms, running ahead by {run_ahead:?}",
             settings.client.bootstrap_servers,
             record_limit.bytes,
             record_limit.setting
@@ -1400,6 +1507,8 @@ impl BaseSinkImpl for KafkaSink {
             partition: (settings.partition >= 0).then_some(settings.partition),
             queue_full: settings.queue_full,
             queue_bound: queue_bound(&config),
+            run_ahead,
+            linger_ms,
             record_limit,
             chunking: settings.chunking,
             flush_timeout: Duration::from_millis(settings.flush_timeout_ms.into()),
@@ -1502,7 +1611,7 @@ mod tests {
     use super::*;
 
     fn requests_in_flight(settings: &Settings) -> Option<String> {
-        let config = settings.producer_config().unwrap();
+        let config = settings.producer_config(true).unwrap();
         kafka::setting(&config, "max.in.flight").map(str::to_owned)
     }
 
@@ -1558,6 +1667,50 @@ mod tests {
                 "{key}"
             );
         }
+    }
+
+    #[test]
+    fn linger_follows_upstream_unless_set() {
+        gst::init().unwrap();
+        let linger = |settings: &Settings, live| {
+            let config = settings.producer_config(live).unwrap();
+            kafka::setting(&config, "linger.ms").map(str::to_owned)
+        };
+        let auto = Settings::default();
+        assert_eq!(linger(&auto, true).as_deref(), Some("1"));
+        assert_eq!(linger(&auto, false).as_deref(), Some("5"));
+        let set = Settings {
+            linger_ms: 0,
+            ..Settings::default()
+        };
+        assert_eq!(linger(&set, false).as_deref(), Some("0"));
+        // config wins over the property, under either name.
+        let configured = with_config(true, &[("queue.buffering.max.ms", "20")]);
+        assert_eq!(linger(&configured, true).as_deref(), Some("20"));
+    }
+
+    #[test]
+    fn a_stream_runs_ahead_by_two_batches_or_five_records() {
+        gst::init().unwrap();
+        let limit = |bytes| RecordLimit {
+            bytes,
+            setting: "the topic's max.message.bytes",
+        };
+        let config = Settings::default().producer_config(false).unwrap();
+        assert_eq!(
+            run_ahead(&config, limit(KAFKA_DEFAULT_RECORD_LIMIT)),
+            RunAhead {
+                bytes: 2_000_000,
+                records: 5
+            }
+        );
+        // Batches bounded by a small record limit (bounded_batches).
+        assert_eq!(run_ahead(&config, limit(100_000)).bytes, 200_000);
+        // The user's batch.size.
+        let config = with_config(true, &[("batch.size", "300000")])
+            .producer_config(false)
+            .unwrap();
+        assert_eq!(run_ahead(&config, limit(100_000)).bytes, 600_000);
     }
 
     #[test]
