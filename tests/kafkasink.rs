@@ -115,6 +115,22 @@ fn jpeg_like(data: &[u8]) -> bool {
     data.starts_with(&[0xff, 0xd8]) && data.ends_with(&[0xff, 0xd9])
 }
 
+/// EOS sends the last batch at once instead of after its linger, here 200 s
+/// (below `message-timeout-ms`, as librdkafka requires): the records are
+/// acknowledged and EOS comes within the test's 60 s.
+#[test]
+fn eos_does_not_wait_out_the_linger() {
+    let topic = unique_topic("sink-eos-linger");
+    let pipeline = launch(&format!(
+        "videotestsrc num-buffers=3 ! jpegenc ! kafkasink name=sink topic={topic} \
+         bootstrap-servers={} create-topic=true linger-ms=200000",
+        bootstrap()
+    ));
+    let end = run(&pipeline, TIMEOUT);
+    assert!(matches!(end, End::Eos), "{end:?}");
+    assert_eq!(record_count(&topic), 3);
+}
+
 #[test]
 fn write_headers_off_gives_bare_values() {
     let topic = unique_topic("sink-bare");

@@ -144,6 +144,10 @@ const BLOCKING: &str =
 /// How often a thread waiting for deliveries re-checks, in case a wake-up
 /// was missed.
 const DELIVERY_POLL: Duration = Duration::from_millis(100);
+/// How long EOS holds librdkafka's flush (its linger counted as over) before
+/// waiting for the rest of the deliveries as usual: long enough for the
+/// broker thread to wake and send, short as the flush cannot be cancelled.
+const EOS_HURRY: Duration = Duration::from_millis(10);
 /// How long `stop()` lets in-flight records finish before giving up on
 /// them (and reporting them), so that NULL stays prompt.
 const STOP_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -568,6 +572,9 @@ impl KafkaSink {
             imp = self,
             "EOS: waiting for every record to be acknowledged"
         );
+        // No record will join the last batch: send it now rather than after
+        // the linger (5 ms for a stream that is not live).
+        produce::hurry(&target.producer, EOS_HURRY);
         let in_flight = self.wait_delivered(delivery, timeout).map_err(|_| {
             gst::error_msg!(
                 gst::ResourceError::Write,

@@ -134,6 +134,19 @@ pub fn send(
     Ok(())
 }
 
+/// Sends whatever records `producer` holds without waiting out their
+/// linger, and waits up to `timeout` for their acknowledgements: librdkafka
+/// treats the linger as over while a flush lasts. For EOS, where no record
+/// will join the last batch.
+pub fn hurry(producer: &ThreadedProducer<SinkContext>, timeout: std::time::Duration) {
+    let timeout_ms = c_int::try_from(timeout.as_millis()).unwrap_or(c_int::MAX);
+    // SAFETY: the handle is valid while `producer` lives. rust-rdkafka takes
+    // delivery reports as events, so rd_kafka_flush only waits for the
+    // count of records held to reach zero and runs no callback here. Its
+    // result (records still held) is the caller's to wait for.
+    unsafe { rdsys::rd_kafka_flush(producer.client().native_ptr(), timeout_ms) };
+}
+
 #[cfg(test)]
 mod tests {
     use gst::prelude::*;
