@@ -213,7 +213,8 @@ class Bench:
     def ingest_commands(self, topic, frame_set, n, extra=True):
         """Every producer publishing n records of frame_set to topic, all
         with acks=all and idempotence on (kafka-python has no idempotence);
-        linger is each client's default (kafkasink 1 ms, librdkafka 5 ms)
+        linger is each client's default (kafkasink's automatic one is 5 ms
+        for multifilesrc, which is not live; librdkafka 5 ms)
         except confluent-kafka's 5 ms, set as before. With extra, also the
         slow and header-less variants."""
         fs = frame_set
@@ -686,7 +687,9 @@ def report(bench, commit, command, elapsed):
         lines += ["## 1. Ingest by frame size (and 5. cost of our headers)", "",
                   "Pre-made JPEG files published as fast as possible to a topic created beforehand (one partition), "
                   "acks=all and idempotence on for every client (kafka-python: acks=all, no idempotence). "
-                  "Linger is each client's default: kafkasink 1 ms, kcat (librdkafka) 5 ms; confluent-kafka 5 ms. "
+                  "Linger is each client's default: 5 ms for kcat (librdkafka) and confluent-kafka, and for "
+                  "kafkasink, whose automatic linger is 5 ms when upstream is not live, as multifilesrc is; "
+                  "kafkasink then also keeps at most two batches unacknowledged (docs/design.md, \"Running ahead\"). "
                   "Debian's kcat links librdkafka 2.0.2, kafkasink bundles 2.12.1: \"kcat -P, librdkafka 2.16\" is "
                   "the same kcat run against confluent-kafka's newer librdkafka, which tells the tool's cost from "
                   "its librdkafka's. "
@@ -696,7 +699,7 @@ def report(bench, commit, command, elapsed):
                   "poll(2) calls per frame: one more run of each, untimed, under `perf stat -e "
                   "syscalls:sys_enter_poll,syscalls:sys_enter_ppoll` (every thread of the process): librdkafka's "
                   "broker thread waits in poll, and one that wakes without being allowed to send makes millions "
-                  "(docs/design.md, \"Requests in flight\"); kafka-python waits in epoll, which is not counted.", "",
+                  "(docs/design.md, \"Requests in flight\" and \"Running ahead\"); kafka-python waits in epoll, which is not counted.", "",
                   "| frames | producer | records per run | records/s | MB/s | CPU s per 1000 frames | poll(2) calls per frame |",
                   "| --- | --- | --- | --- | --- | --- | --- |"]
         notes = []
