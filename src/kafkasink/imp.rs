@@ -17,6 +17,15 @@
  * librdkafka's reason and how many records were lost; EOS is let through
  * only once every record is acknowledged (within `flush-timeout-ms`).
  *
+ * A live stream is published as it comes (a 1 ms linger), its records
+ * queued in librdkafka while the brokers are away. A stream that is not
+ * live (files, `appsrc` without `is-live`) is held back instead: the sink
+ * keeps at most two batches, or five records, unacknowledged and lingers
+ * 5 ms, which spares librdkafka's broker thread a busy loop
+ * (docs/design.md, "Running ahead"). Live means any source upstream may be
+ * live; a chain not linked yet at start (`rtspsrc`, a demuxer) counts as
+ * live.
+ *
  * A frame larger than the Kafka record limit (the smallest of
  * `max-message-bytes`, the topic's `max.message.bytes` and the brokers'
  * `message.max.bytes`, read at start) is cut into chunk records on the
@@ -74,6 +83,7 @@ use rdkafka::types::RDKafka;
 use super::chunking::{self, Plan};
 use super::delivery::{self, Delivery, QueueBound, RunAhead, SinkContext};
 use super::headers::{self, CHUNK_HEADERS_MAX_LEN, CapsTooLong, HeaderWriter};
+use super::liveness;
 use super::produce::{self, Frame};
 use super::{Acks, Chunking, Compression, QueueFull};
 use crate::brokerwatch::{self, BrokerWatch, LibrdkafkaClient};
@@ -87,16 +97,16 @@ use crate::wireformat;
 const DEFAULT_ACKS: Acks = Acks::All;
 const DEFAULT_ENABLE_IDEMPOTENCE: bool = true;
 const DEFAULT_COMPRESSION: Compression = Compression::None;
-/// -1: chosen at start, by whether upstream is live (`LIVE_LINGER_MS` or
-/// `NOT_LIVE_LINGER_MS`).
+/// -1: chosen at start, `RUNNING_AHEAD_LINGER_MS` when the stream runs
+/// ahead of the acknowledgements, `LINGER_MS` otherwise.
 const DEFAULT_LINGER_MS: i32 = -1;
 /// A live frame waits at most this long for others to batch with.
-const LIVE_LINGER_MS: u32 = 1;
-/// librdkafka's and Kafka's own default. A stream that is not live runs ahead
-/// of the brokers, and a record queued behind a full idempotence window for
-/// longer than the linger sets librdkafka's broker thread busy-polling until
-/// an answer comes (docs/design.md, "Running ahead").
-const NOT_LIVE_LINGER_MS: u32 = 5;
+const LINGER_MS: u32 = 1;
+/// librdkafka's default (and the Java producer's since Kafka 4.0). The
+/// batch waiting behind the one in flight must not outlive its linger, or
+/// librdkafka's broker thread busy-polls until the answer comes
+/// (docs/design.md, "Running ahead").
+const RUNNING_AHEAD_LINGER_MS: u32 = 5;
 /// librdkafka's own default: a broker restart, a leader election or a
 /// network cut of a few minutes costs no record (docs/design.md).
 const DEFAULT_MESSAGE_TIMEOUT_MS: u32 = 300_000;
@@ -127,11 +137,11 @@ const LIBRDKAFKA_BATCH_SIZE: usize = 1_000_000;
 /// `poll` calls for 300 chunked 4K frames); with four, the fifth request waits
 /// built and the thread sleeps (docs/design.md, "Requests in flight").
 const IDEMPOTENT_MAX_IN_FLIGHT: u32 = 4;
-/// A stream that is not live runs ahead of the acknowledgements by two
-/// batches of value bytes (one in flight, one ready behind it) ...
+/// A stream that is not live is handed over while at most two batches of
+/// value bytes are unacknowledged (one in flight, one ready behind it) ...
 const RUN_AHEAD_BATCHES: u64 = 2;
-/// ... or by fewer records than librdkafka's idempotence window of five,
-/// however large they are: frames of a batch each still fill the window.
+/// ... or while fewer records than librdkafka's idempotence window of five
+/// are, however large: frames of a batch each still fill the window.
 const RUN_AHEAD_RECORDS: u64 = 5;
 /// How often a sink blocked on a full queue says so, with how long the
 /// brokers have acknowledged nothing.
@@ -144,9 +154,8 @@ const BLOCKING: &str =
 /// How often a thread waiting for deliveries re-checks, in case a wake-up
 /// was missed.
 const DELIVERY_POLL: Duration = Duration::from_millis(100);
-/// How long EOS holds librdkafka's flush (its linger counted as over) before
-/// waiting for the rest of the deliveries as usual: long enough for the
-/// broker thread to wake and send, short as the flush cannot be cancelled.
+/// How long EOS holds librdkafka's flush (its linger counted as over) in
+/// each of its waits for deliveries: the flush cannot be cancelled.
 const EOS_HURRY: Duration = Duration::from_millis(10);
 /// How long `stop()` lets in-flight records finish before giving up on
 /// them (and reporting them), so that NULL stays prompt.
@@ -207,16 +216,25 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// `linger-ms`, or when it is -1 the linger for a live upstream or not.
-    fn linger_ms(&self, upstream_live: bool) -> u32 {
+    /// `linger-ms`, or when it is -1 the linger for a stream that runs ahead
+    /// of the acknowledgements or not.
+    fn linger_ms(&self, runs_ahead: bool) -> u32 {
         match u32::try_from(self.linger_ms) {
             Ok(linger_ms) => linger_ms,
-            Err(_) if upstream_live => LIVE_LINGER_MS,
-            Err(_) => NOT_LIVE_LINGER_MS,
+            Err(_) if runs_ahead => RUNNING_AHEAD_LINGER_MS,
+            Err(_) => LINGER_MS,
         }
     }
 
-    fn librdkafka_defaults(&self, upstream_live: bool) -> Vec<(&'static str, String)> {
+    /// Whether the stream runs ahead of the acknowledgements
+    /// (docs/design.md, "Running ahead"): when upstream is not live,
+    /// idempotence is on in `config` (with its window to fill) and
+    /// queue-full is block (drop asks for drops, not waits).
+    fn runs_ahead(&self, upstream_live: bool, config: &ClientConfig) -> bool {
+        !upstream_live && idempotent(config) && self.queue_full == QueueFull::Block
+    }
+
+    fn librdkafka_defaults(&self, runs_ahead: bool) -> Vec<(&'static str, String)> {
         let compression = match self.compression {
             Compression::None => "none",
             Compression::Gzip => "gzip",
@@ -229,7 +247,7 @@ impl Settings {
             ("acks", (self.acks as i32).to_string()),
             ("enable.idempotence", self.enable_idempotence.to_string()),
             ("compression.codec", compression.into()),
-            ("linger.ms", self.linger_ms(upstream_live).to_string()),
+            ("linger.ms", self.linger_ms(runs_ahead).to_string()),
             ("message.timeout.ms", self.message_timeout_ms.to_string()),
             ("queue.buffering.max.kbytes", QUEUE_MAX_KBYTES.to_string()),
             (
@@ -251,20 +269,30 @@ impl Settings {
         ]
     }
 
-    /// The producer's librdkafka configuration: the defaults above under
-    /// the user's settings, and, when idempotence is on in the end, four
-    /// requests in flight unless the user chose.
-    fn producer_config(&self, upstream_live: bool) -> Result<ClientConfig, gst::ErrorMessage> {
+    /// The producer's librdkafka configuration, and whether the stream runs
+    /// ahead: the defaults above under the user's settings, and, when
+    /// idempotence is on in the end, four requests in flight unless the user
+    /// chose.
+    fn producer_config(
+        &self,
+        upstream_live: bool,
+    ) -> Result<(ClientConfig, bool), gst::ErrorMessage> {
+        // Whether it runs ahead depends on the user's settings, and the
+        // linger among the defaults on that.
         let mut config = self
             .client
-            .client_config(&self.librdkafka_defaults(upstream_live))?;
+            .client_config(&self.librdkafka_defaults(false))?;
+        let runs_ahead = self.runs_ahead(upstream_live, &config);
+        if runs_ahead {
+            config = self.client.client_config(&self.librdkafka_defaults(true))?;
+        }
         if idempotent(&config) && kafka::setting(&config, "max.in.flight").is_none() {
             config.set(
                 "max.in.flight.requests.per.connection",
                 IDEMPOTENT_MAX_IN_FLIGHT.to_string(),
             );
         }
-        Ok(config)
+        Ok((config, runs_ahead))
     }
 }
 
@@ -385,7 +413,7 @@ struct Target {
     /// queue-full=drop (which asks for drops, not waits).
     run_ahead: Option<RunAhead>,
     /// The linger the producer was made with, for `stats`.
-    linger_ms: u32,
+    linger_ms: f64,
     record_limit: RecordLimit,
     chunking: Chunking,
     flush_timeout: Duration,
@@ -540,12 +568,15 @@ impl KafkaSink {
     }
 
     /// Waits until every record handed to librdkafka is acknowledged or has
-    /// failed, for at most `timeout`. Returns how many are still in flight.
+    /// failed, for at most `timeout`, without waiting out the linger: no
+    /// record will join the last batch. Returns how many are still in
+    /// flight.
     fn wait_delivered(
         &self,
-        delivery: &Delivery,
+        target: &Target,
         timeout: Duration,
     ) -> Result<u64, runtime::Cancelled> {
+        let delivery = target.delivery();
         let deadline = Instant::now() + timeout;
         loop {
             let in_flight = delivery.counters().in_flight();
@@ -553,6 +584,8 @@ impl KafkaSink {
             if in_flight == 0 || now >= deadline {
                 return Ok(in_flight);
             }
+            // Again each time: librdkafka wakes only brokers that are up.
+            produce::hurry(&target.producer, EOS_HURRY);
             let slice = (deadline - now).min(DELIVERY_POLL);
             runtime::wait(&self.canceller, async {
                 let _ = tokio::time::timeout(slice, delivery.progress()).await;
@@ -562,9 +595,8 @@ impl KafkaSink {
 
     /// Handles EOS: every record acknowledged before EOS goes downstream.
     fn flush_for_eos(&self) -> Result<(), gst::ErrorMessage> {
-        let target = match &*self.state.lock().unwrap() {
-            State::Started(started) => started.target.clone(),
-            State::Stopped => return Ok(()),
+        let Some(target) = self.target() else {
+            return Ok(());
         };
         let (delivery, topic, timeout) = (target.delivery(), &target.topic, target.flush_timeout);
         gst::debug!(
@@ -572,10 +604,7 @@ impl KafkaSink {
             imp = self,
             "EOS: waiting for every record to be acknowledged"
         );
-        // No record will join the last batch: send it now rather than after
-        // the linger (5 ms for a stream that is not live).
-        produce::hurry(&target.producer, EOS_HURRY);
-        let in_flight = self.wait_delivered(delivery, timeout).map_err(|_| {
+        let in_flight = self.wait_delivered(&target, timeout).map_err(|_| {
             gst::error_msg!(
                 gst::ResourceError::Write,
                 ("flushing while waiting for deliveries")
@@ -605,24 +634,28 @@ impl KafkaSink {
         Ok(())
     }
 
-    /// Whether upstream says it is live, asked at start. An upstream that
-    /// cannot tell yet (not linked, or behind pads that come later, as
-    /// rtspsrc's) counts as live: low latency is the safe guess.
+    fn target(&self) -> Option<Arc<Target>> {
+        match &*self.state.lock().unwrap() {
+            State::Started(started) => Some(started.target.clone()),
+            State::Stopped => None,
+        }
+    }
+
+    /// Whether upstream may be live, asked at start (liveness::fed_live):
+    /// what cannot be told yet counts as live.
     fn upstream_live(&self) -> bool {
-        let mut query = gst::query::Latency::new();
-        let live = !self.obj().sink_pad().peer_query(&mut query) || query.result().0;
+        let live = liveness::fed_live(self.obj().sink_pad());
         gst::debug!(CAT, imp = self, "upstream live: {live}");
         live
     }
 
     fn stats(&self) -> gst::Structure {
-        let (counters, linger_ms, run_ahead) = match &*self.state.lock().unwrap() {
+        let (counters, producer) = match &*self.state.lock().unwrap() {
             State::Started(started) => (
                 started.target.delivery().counters(),
-                started.target.linger_ms,
-                started.target.run_ahead,
+                Some((started.target.linger_ms, started.target.run_ahead)),
             ),
-            State::Stopped => (delivery::Counters::default(), 0, None),
+            State::Stopped => (delivery::Counters::default(), None),
         };
         gst::Structure::builder("kafkasink-stats")
             .field("records-sent", counters.records_sent)
@@ -640,8 +673,11 @@ impl KafkaSink {
             .field("delivery-latency-last-us", counters.latency_last_us)
             .field("delivery-latency-avg-us", counters.latency_avg_us())
             .field("delivery-latency-max-us", counters.latency_max_us)
-            .field("linger-ms", linger_ms)
-            .field("run-ahead-bytes", run_ahead.map_or(0, |ahead| ahead.bytes))
+            .field_if_some("linger-ms", producer.map(|(linger_ms, _)| linger_ms))
+            .field_if_some(
+                "run-ahead-bytes",
+                producer.map(|(_, ahead)| ahead.map_or(0, |ahead| ahead.bytes)),
+            )
             .build()
     }
 
@@ -884,7 +920,17 @@ impl KafkaSink {
     }
 
     fn send(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let (target, writer, seq) = {
+        let Some(target) = self.target() else {
+            gst::element_imp_error!(self, gst::CoreError::Failed, ("not started"));
+            return Err(gst::FlowError::Error);
+        };
+        let delivery = target.delivery();
+        let topic = target.topic.as_str();
+        self.check_delivery(delivery, topic)?;
+        // Before the frame takes a sequence number: a flush while held back
+        // must not leave a gap, which readers count as lost records.
+        self.hold_back(&target, buffer.size())?;
+        let (writer, seq) = {
             let mut state = self.state.lock().unwrap();
             let State::Started(started) = &mut *state else {
                 gst::element_imp_error!(self, gst::CoreError::Failed, ("not started"));
@@ -892,13 +938,9 @@ impl KafkaSink {
             };
             let seq = started.seq;
             started.seq += 1;
-            (started.target.clone(), started.headers.clone(), seq)
+            (started.headers.clone(), seq)
         };
         let headers = writer.as_ref().map(|writer| writer.headers(seq, buffer));
-        let delivery = target.delivery();
-        let topic = target.topic.as_str();
-        self.check_delivery(delivery, topic)?;
-        self.hold_back(&target, buffer.size())?;
 
         let size = buffer.size();
         let headers_len = headers.as_ref().map_or(0, |h| h.len);
@@ -986,13 +1028,20 @@ impl KafkaSink {
                     )
                 );
             }
-            runtime::wait(&self.canceller, async {
-                let _ = tokio::time::timeout(DELIVERY_POLL, delivery.progress()).await;
-            })
-            .map_err(|_| gst::FlowError::Flushing)?;
-            self.check_delivery(delivery, &target.topic)?;
+            self.await_delivery(target)?;
         }
         Ok(())
+    }
+
+    /// Waits for the next finished delivery (or DELIVERY_POLL), then raises
+    /// any failure: `Flushing` when the wait is cancelled.
+    fn await_delivery(&self, target: &Target) -> Result<(), gst::FlowError> {
+        let delivery = target.delivery();
+        runtime::wait(&self.canceller, async {
+            let _ = tokio::time::timeout(DELIVERY_POLL, delivery.progress()).await;
+        })
+        .map_err(|_| gst::FlowError::Flushing)?;
+        self.check_delivery(delivery, &target.topic)
     }
 
     /// librdkafka's queue is full (queue-full=block, or the rest of a frame
@@ -1021,11 +1070,7 @@ impl KafkaSink {
             );
         }
         gst::trace!(CAT, imp = self, "queue full, waiting for deliveries");
-        runtime::wait(&self.canceller, async {
-            let _ = tokio::time::timeout(DELIVERY_POLL, delivery.progress()).await;
-        })
-        .map_err(|_| gst::FlowError::Flushing)?;
-        self.check_delivery(delivery, &target.topic)
+        self.await_delivery(target)
     }
 
     /// Sends frame `seq`, too large for one record, as chunk records
@@ -1305,7 +1350,7 @@ impl ObjectImpl for KafkaSink {
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("Records and bytes sent and acknowledged, in flight, delivery errors, dropped, records that waited on a full queue, frames sent as chunks and their chunks (counted as records too), last offset, delivery latency")
+                    .blurb("Records and bytes sent and acknowledged, in flight, delivery errors, dropped, records that waited on a full queue, frames sent as chunks and their chunks (counted as records too), last offset, delivery latency; once started, the linger in ms and how many value bytes may be unacknowledged (0: no bound, the stream is live)")
                     .read_only()
                     .build(),
             ]);
@@ -1452,8 +1497,7 @@ impl BaseSinkImpl for KafkaSink {
                 ("the topic {topic:?} contains a NUL character")
             )
         })?;
-        let upstream_live = self.upstream_live();
-        let config = settings.producer_config(upstream_live)?;
+        let (config, runs_ahead) = settings.producer_config(self.upstream_live())?;
         let element = self.obj().upcast_ref::<gst::Element>().clone();
         let producer: ThreadedProducer<SinkContext> = config
             .create_with_context(KafkaContext::with(&element, Delivery::default()))
@@ -1491,17 +1535,16 @@ impl BaseSinkImpl for KafkaSink {
             .key
             .clone()
             .unwrap_or_else(|| stream_id.to_string());
-        let run_ahead =
-            (!upstream_live && idempotent(&config) && settings.queue_full == QueueFull::Block)
-                .then(|| run_ahead(&config, record_limit));
+        let run_ahead = runs_ahead.then(|| run_ahead(&config, record_limit));
+        // librdkafka takes fractions of a millisecond.
         let linger_ms = kafka::setting(&config, "linger.ms")
             .and_then(|value| value.trim().parse().ok())
-            .unwrap_or(settings.linger_ms(upstream_live));
+            .unwrap_or(f64::from(settings.linger_ms(runs_ahead)));
         gst::info!(
             CAT,
             imp = self,
             "publishing to {topic} ({partitions} partition(s)) at {}, stream id {stream_id}, record limit {} bytes ({}), \
-             upstream live: {upstream_live}, linger {linger_ms} ms, running ahead by {run_ahead:?}",
+             linger {linger_ms} ms, running ahead by {run_ahead:?}",
             settings.client.bootstrap_servers,
             record_limit.bytes,
             record_limit.setting
@@ -1618,7 +1661,7 @@ mod tests {
     use super::*;
 
     fn requests_in_flight(settings: &Settings) -> Option<String> {
-        let config = settings.producer_config(true).unwrap();
+        let (config, _) = settings.producer_config(true).unwrap();
         kafka::setting(&config, "max.in.flight").map(str::to_owned)
     }
 
@@ -1677,23 +1720,42 @@ mod tests {
     }
 
     #[test]
-    fn linger_follows_upstream_unless_set() {
+    fn only_an_idempotent_blocking_stream_that_is_not_live_runs_ahead_and_lingers_5_ms() {
         gst::init().unwrap();
-        let linger = |settings: &Settings, live| {
-            let config = settings.producer_config(live).unwrap();
-            kafka::setting(&config, "linger.ms").map(str::to_owned)
+        let run = |settings: &Settings, live| {
+            let (config, runs_ahead) = settings.producer_config(live).unwrap();
+            (
+                runs_ahead,
+                kafka::setting(&config, "linger.ms").map(str::to_owned),
+            )
         };
-        let auto = Settings::default();
-        assert_eq!(linger(&auto, true).as_deref(), Some("1"));
-        assert_eq!(linger(&auto, false).as_deref(), Some("5"));
+        let five = Some("5".to_owned());
+        let one = Some("1".to_owned());
+        assert_eq!(run(&Settings::default(), false), (true, five));
+        assert_eq!(run(&Settings::default(), true), (false, one.clone()));
+        assert_eq!(run(&with_config(false, &[]), false), (false, one.clone()));
+        let off_by_config = with_config(true, &[("enable.idempotence", "false")]);
+        assert_eq!(run(&off_by_config, false), (false, one.clone()));
+        let dropping = Settings {
+            queue_full: QueueFull::Drop,
+            ..Settings::default()
+        };
+        assert_eq!(run(&dropping, false), (false, one));
+        // A linger set stays, whether by the property or, under either
+        // name, by config.
         let set = Settings {
             linger_ms: 0,
             ..Settings::default()
         };
-        assert_eq!(linger(&set, false).as_deref(), Some("0"));
-        // config wins over the property, under either name.
-        let configured = with_config(true, &[("queue.buffering.max.ms", "20")]);
-        assert_eq!(linger(&configured, true).as_deref(), Some("20"));
+        assert_eq!(run(&set, false), (true, Some("0".to_owned())));
+        for key in ["linger.ms", "queue.buffering.max.ms"] {
+            let configured = with_config(true, &[(key, "20")]);
+            assert_eq!(
+                run(&configured, false),
+                (true, Some("20".to_owned())),
+                "{key}"
+            );
+        }
     }
 
     #[test]
@@ -1703,7 +1765,7 @@ mod tests {
             bytes,
             setting: "the topic's max.message.bytes",
         };
-        let config = Settings::default().producer_config(false).unwrap();
+        let (config, _) = Settings::default().producer_config(false).unwrap();
         assert_eq!(
             run_ahead(&config, limit(KAFKA_DEFAULT_RECORD_LIMIT)),
             RunAhead {
@@ -1714,7 +1776,7 @@ mod tests {
         // Batches bounded by a small record limit (bounded_batches).
         assert_eq!(run_ahead(&config, limit(100_000)).bytes, 200_000);
         // The user's batch.size.
-        let config = with_config(true, &[("batch.size", "300000")])
+        let (config, _) = with_config(true, &[("batch.size", "300000")])
             .producer_config(false)
             .unwrap();
         assert_eq!(run_ahead(&config, limit(100_000)).bytes, 600_000);

@@ -7,6 +7,7 @@ mod chunking;
 mod delivery;
 mod headers;
 mod imp;
+mod liveness;
 mod produce;
 
 glib::wrapper! {

@@ -17,6 +17,7 @@
 use std::ffi::{CStr, c_int, c_void};
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rdkafka::IntoOpaque;
 use rdkafka::bindings as rdsys;
@@ -138,7 +139,7 @@ pub fn send(
 /// linger, and waits up to `timeout` for their acknowledgements: librdkafka
 /// treats the linger as over while a flush lasts. For EOS, where no record
 /// will join the last batch.
-pub fn hurry(producer: &ThreadedProducer<SinkContext>, timeout: std::time::Duration) {
+pub fn hurry(producer: &ThreadedProducer<SinkContext>, timeout: Duration) {
     let timeout_ms = c_int::try_from(timeout.as_millis()).unwrap_or(c_int::MAX);
     // SAFETY: the handle is valid while `producer` lives. rust-rdkafka takes
     // delivery reports as events, so rd_kafka_flush only waits for the
