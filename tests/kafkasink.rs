@@ -131,6 +131,38 @@ fn eos_does_not_wait_out_the_linger() {
     assert_eq!(record_count(&topic), 3);
 }
 
+/// `upstream` says what the sources cannot: a live source said to be not
+/// live is held back with a 5 ms linger, a source that is not live said to
+/// be live is queued with 1 ms; `auto` asks the sources (videotestsrc
+/// behind jpegenc here).
+#[test]
+fn upstream_says_whether_the_stream_is_held_back() {
+    for (source, upstream, linger_ms, run_ahead_bytes) in [
+        ("videotestsrc is-live=true", "not-live", 5.0, 2_000_000),
+        ("videotestsrc", "live", 1.0, 0),
+        ("videotestsrc", "auto", 5.0, 2_000_000),
+        ("videotestsrc is-live=true", "auto", 1.0, 0u64),
+    ] {
+        let topic = unique_topic("sink-upstream");
+        let pipeline = launch(&format!(
+            "{source} ! jpegenc ! kafkasink name=sink topic={topic} bootstrap-servers={} \
+             create-topic=true upstream={upstream}",
+            bootstrap()
+        ));
+        // The sink starts (and decides) on its way to READY.
+        pipeline.set_state(gst::State::Ready).unwrap();
+        let stats = stats(&pipeline, "sink");
+        pipeline.set_state(gst::State::Null).unwrap();
+        let case = format!("{source}, upstream={upstream}: {stats}");
+        assert_eq!(stats.get::<f64>("linger-ms").unwrap(), linger_ms, "{case}");
+        assert_eq!(
+            stats.get::<u64>("run-ahead-bytes").unwrap(),
+            run_ahead_bytes,
+            "{case}"
+        );
+    }
+}
+
 #[test]
 fn write_headers_off_gives_bare_values() {
     let topic = unique_topic("sink-bare");

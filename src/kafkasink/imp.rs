@@ -19,12 +19,14 @@
  *
  * A live stream is published as it comes (a 1 ms linger), its records
  * queued in librdkafka while the brokers are away. A stream that is not
- * live (files, `appsrc` without `is-live`) is held back instead: the sink
- * keeps at most two batches, or five records, unacknowledged and lingers
- * 5 ms, which spares librdkafka's broker thread a busy loop
- * (docs/design.md, "Running ahead"). Live means any source upstream may be
- * live; a chain not linked yet at start (`rtspsrc`, a demuxer) counts as
- * live.
+ * live (files, `appsrc` without `is-live`) is held back instead, with
+ * idempotence on and `queue-full=block`: the sink keeps at most five
+ * records or two batches unacknowledged, whichever is more, and lingers
+ * 5 ms (with `linger-ms=-1`), which spares librdkafka's broker thread a
+ * busy loop (docs/design.md, "Running ahead"). `upstream=auto` asks every
+ * source upstream at start; a chain not linked yet (`rtspsrc`, a demuxer)
+ * counts as live. `upstream=live` or `not-live` says it instead, e.g. for
+ * a camera read through `fdsrc` or `tcpclientsrc`, which are not live.
  *
  * A frame larger than the Kafka record limit (the smallest of
  * `max-message-bytes`, the topic's `max.message.bytes` and the brokers'
@@ -85,7 +87,7 @@ use super::delivery::{self, Delivery, QueueBound, RunAhead, SinkContext};
 use super::headers::{self, CHUNK_HEADERS_MAX_LEN, CapsTooLong, HeaderWriter};
 use super::liveness;
 use super::produce::{self, Frame};
-use super::{Acks, Chunking, Compression, QueueFull};
+use super::{Acks, Chunking, Compression, QueueFull, Upstream};
 use crate::brokerwatch::{self, BrokerWatch, LibrdkafkaClient};
 use crate::capturetime;
 use crate::kafka::{self, ClientSettings, KafkaContext, TopicError};
@@ -98,10 +100,12 @@ const DEFAULT_ACKS: Acks = Acks::All;
 const DEFAULT_ENABLE_IDEMPOTENCE: bool = true;
 const DEFAULT_COMPRESSION: Compression = Compression::None;
 /// -1: chosen at start, `RUNNING_AHEAD_LINGER_MS` when the stream runs
-/// ahead of the acknowledgements, `LINGER_MS` otherwise.
+/// ahead of the acknowledgements, `QUEUEING_LINGER_MS` otherwise.
 const DEFAULT_LINGER_MS: i32 = -1;
-/// A live frame waits at most this long for others to batch with.
-const LINGER_MS: u32 = 1;
+/// The linger of a stream queued in librdkafka (a live one, or without
+/// idempotence, or with queue-full=drop): a live frame waits at most this
+/// long for others to batch with.
+const QUEUEING_LINGER_MS: u32 = 1;
 /// librdkafka's default (and the Java producer's since Kafka 4.0). The
 /// batch waiting behind the one in flight must not outlive its linger, or
 /// librdkafka's broker thread busy-polls until the answer comes
@@ -111,6 +115,7 @@ const RUNNING_AHEAD_LINGER_MS: u32 = 5;
 /// network cut of a few minutes costs no record (docs/design.md).
 const DEFAULT_MESSAGE_TIMEOUT_MS: u32 = 300_000;
 const DEFAULT_QUEUE_FULL: QueueFull = QueueFull::Block;
+const DEFAULT_UPSTREAM: Upstream = Upstream::Auto;
 const DEFAULT_CREATE_TOPIC: bool = false;
 const DEFAULT_PARTITIONS: i32 = 1;
 const DEFAULT_REPLICATION_FACTOR: i32 = -1;
@@ -181,6 +186,7 @@ struct Settings {
     message_timeout_ms: u32,
     max_message_bytes: u32,
     queue_full: QueueFull,
+    upstream: Upstream,
     create_topic: bool,
     partitions: i32,
     replication_factor: i32,
@@ -204,6 +210,7 @@ impl Default for Settings {
             message_timeout_ms: DEFAULT_MESSAGE_TIMEOUT_MS,
             max_message_bytes: kafka::DEFAULT_MAX_MESSAGE_BYTES,
             queue_full: DEFAULT_QUEUE_FULL,
+            upstream: DEFAULT_UPSTREAM,
             create_topic: DEFAULT_CREATE_TOPIC,
             partitions: DEFAULT_PARTITIONS,
             replication_factor: DEFAULT_REPLICATION_FACTOR,
@@ -218,11 +225,11 @@ impl Default for Settings {
 impl Settings {
     /// `linger-ms`, or when it is -1 the linger for a stream that runs ahead
     /// of the acknowledgements or not.
-    fn linger_ms(&self, runs_ahead: bool) -> u32 {
+    fn effective_linger_ms(&self, runs_ahead: bool) -> u32 {
         match u32::try_from(self.linger_ms) {
             Ok(linger_ms) => linger_ms,
             Err(_) if runs_ahead => RUNNING_AHEAD_LINGER_MS,
-            Err(_) => LINGER_MS,
+            Err(_) => QUEUEING_LINGER_MS,
         }
     }
 
@@ -247,7 +254,10 @@ impl Settings {
             ("acks", (self.acks as i32).to_string()),
             ("enable.idempotence", self.enable_idempotence.to_string()),
             ("compression.codec", compression.into()),
-            ("linger.ms", self.linger_ms(runs_ahead).to_string()),
+            (
+                "linger.ms",
+                self.effective_linger_ms(runs_ahead).to_string(),
+            ),
             ("message.timeout.ms", self.message_timeout_ms.to_string()),
             ("queue.buffering.max.kbytes", QUEUE_MAX_KBYTES.to_string()),
             (
@@ -350,7 +360,7 @@ fn idempotent(config: &ClientConfig) -> bool {
 /// How far an idempotent producer of a stream that is not live runs ahead:
 /// two of its batches (`batch.size`, or the record limit when that is below
 /// it, as `bounded_batches` sets) or five records.
-fn run_ahead(config: &ClientConfig, record_limit: RecordLimit) -> RunAhead {
+fn run_ahead_bound(config: &ClientConfig, record_limit: RecordLimit) -> RunAhead {
     let batch = kafka::setting(config, "batch.size")
         .and_then(|value| value.trim().parse::<u64>().ok())
         .unwrap_or_else(|| LIBRDKAFKA_BATCH_SIZE.min(record_limit.bytes) as u64);
@@ -587,9 +597,12 @@ impl KafkaSink {
             // Again each time: librdkafka wakes only brokers that are up.
             produce::hurry(&target.producer, EOS_HURRY);
             let slice = (deadline - now).min(DELIVERY_POLL);
-            runtime::wait(&self.canceller, async {
+            let waited = runtime::wait(&self.canceller, async {
                 let _ = tokio::time::timeout(slice, delivery.progress()).await;
-            })?;
+            });
+            if let Err(cancelled) = waited {
+                self.obj().wait_preroll().map_err(|_| cancelled)?;
+            }
         }
     }
 
@@ -641,22 +654,27 @@ impl KafkaSink {
         }
     }
 
-    /// Whether upstream may be live, asked at start (liveness::fed_live):
-    /// what cannot be told yet counts as live.
-    fn upstream_live(&self) -> bool {
-        let live = liveness::fed_live(self.obj().sink_pad());
-        gst::debug!(CAT, imp = self, "upstream live: {live}");
+    /// Whether upstream is live: as `upstream` says, or with `auto` as the
+    /// sources upstream say at start (liveness::fed_live), what cannot be
+    /// told yet counting as live.
+    fn upstream_live(&self, upstream: Upstream) -> bool {
+        let live = match upstream {
+            Upstream::Auto => liveness::fed_live(self.obj().sink_pad()),
+            Upstream::Live => true,
+            Upstream::NotLive => false,
+        };
+        gst::debug!(CAT, imp = self, "upstream live: {live} ({upstream:?})");
         live
     }
 
     fn stats(&self) -> gst::Structure {
-        let (counters, producer) = match &*self.state.lock().unwrap() {
-            State::Started(started) => (
-                started.target.delivery().counters(),
-                Some((started.target.linger_ms, started.target.run_ahead)),
-            ),
-            State::Stopped => (delivery::Counters::default(), None),
-        };
+        let target = self.target();
+        let counters = target
+            .as_ref()
+            .map_or_else(delivery::Counters::default, |target| {
+                target.delivery().counters()
+            });
+        let producer = target.map(|target| (target.linger_ms, target.run_ahead));
         gst::Structure::builder("kafkasink-stats")
             .field("records-sent", counters.records_sent)
             .field("bytes-sent", counters.bytes_sent)
@@ -1001,7 +1019,9 @@ impl KafkaSink {
                     self.drop_record(&target);
                     return Ok(gst::FlowSuccess::Ok);
                 }
-                QueueFull::Block => self.wait_for_room(&target, &mut waited, BLOCKING)?,
+                QueueFull::Block => self
+                    .wait_for_room(&target, &mut waited, BLOCKING)
+                    .inspect_err(|_| self.give_back(seq))?,
             }
         }
     }
@@ -1034,13 +1054,18 @@ impl KafkaSink {
     }
 
     /// Waits for the next finished delivery (or DELIVERY_POLL), then raises
-    /// any failure: `Flushing` when the wait is cancelled.
+    /// any failure. GstBaseSink cancels the wait on a pause as well as on a
+    /// flush or a stop: the frame then waits for PLAYING again, as
+    /// GstBaseSink asks of a render that was unlocked, and only a flush or a
+    /// stop gives `Flushing`.
     fn await_delivery(&self, target: &Target) -> Result<(), gst::FlowError> {
         let delivery = target.delivery();
-        runtime::wait(&self.canceller, async {
+        let waited = runtime::wait(&self.canceller, async {
             let _ = tokio::time::timeout(DELIVERY_POLL, delivery.progress()).await;
-        })
-        .map_err(|_| gst::FlowError::Flushing)?;
+        });
+        if waited.is_err() {
+            self.obj().wait_preroll()?;
+        }
         self.check_delivery(delivery, &target.topic)
     }
 
@@ -1175,11 +1200,28 @@ impl KafkaSink {
                          records again (queue-full=drop drops a frame only before its first chunk)"
                     }
                 };
-                self.wait_for_room(target, &mut waited, holding)?;
+                self.wait_for_room(target, &mut waited, holding)
+                    .inspect_err(|_| {
+                        if chunk.index == 0 {
+                            self.give_back(seq);
+                        }
+                    })?;
             }
         }
         delivery.chunked(plan.count());
         Ok(gst::FlowSuccess::Ok)
+    }
+
+    /// Takes back sequence number `seq` from a frame that gave up before
+    /// any of its records was accepted (a flush while it waited for room):
+    /// a gap would count as lost records. Only the streaming thread takes
+    /// numbers.
+    fn give_back(&self, seq: u64) {
+        if let State::Started(started) = &mut *self.state.lock().unwrap()
+            && started.seq == seq + 1
+        {
+            started.seq = seq;
+        }
     }
 
     fn drop_record(&self, target: &Target) {
@@ -1273,7 +1315,8 @@ impl ObjectImpl for KafkaSink {
                 glib::ParamSpecInt::builder("linger-ms")
                     .nick("Linger")
                     .blurb("Milliseconds to wait for more records to batch (latency vs throughput); \
-                            -1: 1 if upstream is live (or cannot tell at start), else 5")
+                            -1: 5 when the stream is held back (upstream not live, idempotence on, \
+                            queue-full=block), else 1")
                     .minimum(-1)
                     .maximum(900_000)
                     .default_value(DEFAULT_LINGER_MS)
@@ -1297,6 +1340,14 @@ impl ObjectImpl for KafkaSink {
                 glib::ParamSpecEnum::builder_with_default("queue-full", DEFAULT_QUEUE_FULL)
                     .nick("Queue full")
                     .blurb("What to do when librdkafka's local queue is full")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("upstream", DEFAULT_UPSTREAM)
+                    .nick("Upstream")
+                    .blurb("Whether upstream is live, which decides the automatic linger and whether a \
+                            stream that is not live is held back at most two batches ahead of the \
+                            acknowledgements (idempotence on, queue-full=block); auto asks every \
+                            source upstream at start")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecBoolean::builder("create-topic")
@@ -1350,7 +1401,7 @@ impl ObjectImpl for KafkaSink {
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("Records and bytes sent and acknowledged, in flight, delivery errors, dropped, records that waited on a full queue, frames sent as chunks and their chunks (counted as records too), last offset, delivery latency; once started, the linger in ms and how many value bytes may be unacknowledged (0: no bound, the stream is live)")
+                    .blurb("Records and bytes sent and acknowledged, in flight, delivery errors, dropped, records that waited on a full queue, frames sent as chunks and their chunks (counted as records too), last offset, delivery latency; once started, the linger in ms (a double) and how many value bytes may be unacknowledged (0: no bound, the stream is not held back)")
                     .read_only()
                     .build(),
             ]);
@@ -1386,6 +1437,7 @@ impl ObjectImpl for KafkaSink {
                 settings.max_message_bytes = value.get().expect("type checked upstream")
             }
             "queue-full" => settings.queue_full = value.get().expect("type checked upstream"),
+            "upstream" => settings.upstream = value.get().expect("type checked upstream"),
             "create-topic" => settings.create_topic = value.get().expect("type checked upstream"),
             "partitions" => settings.partitions = value.get().expect("type checked upstream"),
             "replication-factor" => {
@@ -1423,6 +1475,7 @@ impl ObjectImpl for KafkaSink {
             "message-timeout-ms" => settings.message_timeout_ms.to_value(),
             "max-message-bytes" => settings.max_message_bytes.to_value(),
             "queue-full" => settings.queue_full.to_value(),
+            "upstream" => settings.upstream.to_value(),
             "create-topic" => settings.create_topic.to_value(),
             "partitions" => settings.partitions.to_value(),
             "replication-factor" => settings.replication_factor.to_value(),
@@ -1497,7 +1550,8 @@ impl BaseSinkImpl for KafkaSink {
                 ("the topic {topic:?} contains a NUL character")
             )
         })?;
-        let (config, runs_ahead) = settings.producer_config(self.upstream_live())?;
+        let (config, runs_ahead) =
+            settings.producer_config(self.upstream_live(settings.upstream))?;
         let element = self.obj().upcast_ref::<gst::Element>().clone();
         let producer: ThreadedProducer<SinkContext> = config
             .create_with_context(KafkaContext::with(&element, Delivery::default()))
@@ -1535,19 +1589,23 @@ impl BaseSinkImpl for KafkaSink {
             .key
             .clone()
             .unwrap_or_else(|| stream_id.to_string());
-        let run_ahead = runs_ahead.then(|| run_ahead(&config, record_limit));
+        let run_ahead = runs_ahead.then(|| run_ahead_bound(&config, record_limit));
         // librdkafka takes fractions of a millisecond.
         let linger_ms = kafka::setting(&config, "linger.ms")
             .and_then(|value| value.trim().parse().ok())
-            .unwrap_or(f64::from(settings.linger_ms(runs_ahead)));
+            .unwrap_or(f64::from(settings.effective_linger_ms(runs_ahead)));
         gst::info!(
             CAT,
             imp = self,
             "publishing to {topic} ({partitions} partition(s)) at {}, stream id {stream_id}, record limit {} bytes ({}), \
-             linger {linger_ms} ms, running ahead by {run_ahead:?}",
+             linger {linger_ms} ms, {}",
             settings.client.bootstrap_servers,
             record_limit.bytes,
-            record_limit.setting
+            record_limit.setting,
+            run_ahead.map_or("queued in librdkafka".to_string(), |ahead| format!(
+                "held back beyond {} records or {} bytes unacknowledged",
+                ahead.records, ahead.bytes
+            ))
         );
         let target = Target {
             producer,
@@ -1767,19 +1825,19 @@ mod tests {
         };
         let (config, _) = Settings::default().producer_config(false).unwrap();
         assert_eq!(
-            run_ahead(&config, limit(KAFKA_DEFAULT_RECORD_LIMIT)),
+            run_ahead_bound(&config, limit(KAFKA_DEFAULT_RECORD_LIMIT)),
             RunAhead {
                 bytes: 2_000_000,
                 records: 5
             }
         );
         // Batches bounded by a small record limit (bounded_batches).
-        assert_eq!(run_ahead(&config, limit(100_000)).bytes, 200_000);
+        assert_eq!(run_ahead_bound(&config, limit(100_000)).bytes, 200_000);
         // The user's batch.size.
         let (config, _) = with_config(true, &[("batch.size", "300000")])
             .producer_config(false)
             .unwrap();
-        assert_eq!(run_ahead(&config, limit(100_000)).bytes, 600_000);
+        assert_eq!(run_ahead_bound(&config, limit(100_000)).bytes, 600_000);
     }
 
     #[test]

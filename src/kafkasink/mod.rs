@@ -61,6 +61,30 @@ pub enum QueueFull {
     Drop,
 }
 
+/// Whether upstream is live, which decides the automatic linger and whether
+/// the stream runs ahead of the acknowledgements (docs/design.md, "Running
+/// ahead").
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstKafkaSinkUpstream")]
+pub enum Upstream {
+    #[enum_value(
+        name = "Auto: ask every source upstream at start (a chain not linked yet counts as live)",
+        nick = "auto"
+    )]
+    Auto,
+    #[enum_value(
+        name = "Live: queue frames in librdkafka while the brokers are away, 1 ms linger",
+        nick = "live"
+    )]
+    Live,
+    #[enum_value(
+        name = "Not live: hold the stream back, at most two batches ahead, 5 ms linger",
+        nick = "not-live"
+    )]
+    NotLive,
+}
+
 /// What to do with a frame larger than the Kafka record limit.
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
 #[repr(u32)]
