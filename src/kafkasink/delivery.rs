@@ -151,6 +151,12 @@ impl Delivery {
         self.counters_mut().clone()
     }
 
+    /// [`Counters::may_run_ahead`], without a snapshot: asked before every
+    /// frame of a stream that runs ahead.
+    pub fn may_run_ahead(&self, ahead: RunAhead, bytes: u64) -> bool {
+        self.counters_mut().may_run_ahead(ahead, bytes)
+    }
+
     /// Resolves on the next finished delivery.
     pub fn progress(&self) -> Notified<'_> {
         self.progress.notified()

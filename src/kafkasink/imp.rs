@@ -241,7 +241,9 @@ impl Settings {
         !upstream_live && idempotent(config) && self.queue_full == QueueFull::Block
     }
 
-    fn librdkafka_defaults(&self, runs_ahead: bool) -> Vec<(&'static str, String)> {
+    /// The element's librdkafka settings under the user's, all but the
+    /// linger, which depends on them (`producer_config`).
+    fn librdkafka_defaults(&self) -> Vec<(&'static str, String)> {
         let compression = match self.compression {
             Compression::None => "none",
             Compression::Gzip => "gzip",
@@ -254,10 +256,6 @@ impl Settings {
             ("acks", (self.acks as i32).to_string()),
             ("enable.idempotence", self.enable_idempotence.to_string()),
             ("compression.codec", compression.into()),
-            (
-                "linger.ms",
-                self.effective_linger_ms(runs_ahead).to_string(),
-            ),
             ("message.timeout.ms", self.message_timeout_ms.to_string()),
             ("queue.buffering.max.kbytes", QUEUE_MAX_KBYTES.to_string()),
             (
@@ -280,21 +278,21 @@ impl Settings {
     }
 
     /// The producer's librdkafka configuration, and whether the stream runs
-    /// ahead: the defaults above under the user's settings, and, when
-    /// idempotence is on in the end, four requests in flight unless the user
-    /// chose.
+    /// ahead: the defaults above under the user's settings; the linger
+    /// unless the user set one, chosen by whether the stream runs ahead
+    /// (which the user's settings decide); and, when idempotence is on in
+    /// the end, four requests in flight unless the user chose.
     fn producer_config(
         &self,
         upstream_live: bool,
     ) -> Result<(ClientConfig, bool), gst::ErrorMessage> {
-        // Whether it runs ahead depends on the user's settings, and the
-        // linger among the defaults on that.
-        let mut config = self
-            .client
-            .client_config(&self.librdkafka_defaults(false))?;
+        let mut config = self.client.client_config(&self.librdkafka_defaults())?;
         let runs_ahead = self.runs_ahead(upstream_live, &config);
-        if runs_ahead {
-            config = self.client.client_config(&self.librdkafka_defaults(true))?;
+        if kafka::setting(&config, "linger.ms").is_none() {
+            config.set(
+                "linger.ms",
+                self.effective_linger_ms(runs_ahead).to_string(),
+            );
         }
         if idempotent(&config) && kafka::setting(&config, "max.in.flight").is_none() {
             config.set(
@@ -596,14 +594,28 @@ impl KafkaSink {
             }
             // Again each time: librdkafka wakes only brokers that are up.
             produce::hurry(&target.producer, EOS_HURRY);
-            let slice = (deadline - now).min(DELIVERY_POLL);
-            let waited = runtime::wait(&self.canceller, async {
-                let _ = tokio::time::timeout(slice, delivery.progress()).await;
-            });
-            if let Err(cancelled) = waited {
-                self.obj().wait_preroll().map_err(|_| cancelled)?;
-            }
+            self.wait_for_progress(delivery, (deadline - now).min(DELIVERY_POLL))
+                .map_err(|_| runtime::Cancelled)?;
         }
+    }
+
+    /// Waits for the next finished delivery, for at most `slice`.
+    /// GstBaseSink cancels the wait on a pause as well as on a flush or a
+    /// stop: after a pause it waits for PLAYING again, as GstBaseSink asks of
+    /// an unlocked render or event, and only a flush or a stop gives
+    /// `Flushing`.
+    fn wait_for_progress(
+        &self,
+        delivery: &Delivery,
+        slice: Duration,
+    ) -> Result<(), gst::FlowError> {
+        let waited = runtime::wait(&self.canceller, async {
+            let _ = tokio::time::timeout(slice, delivery.progress()).await;
+        });
+        if waited.is_err() {
+            self.obj().wait_preroll()?;
+        }
+        Ok(())
     }
 
     /// Handles EOS: every record acknowledged before EOS goes downstream.
@@ -938,17 +950,7 @@ impl KafkaSink {
     }
 
     fn send(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let Some(target) = self.target() else {
-            gst::element_imp_error!(self, gst::CoreError::Failed, ("not started"));
-            return Err(gst::FlowError::Error);
-        };
-        let delivery = target.delivery();
-        let topic = target.topic.as_str();
-        self.check_delivery(delivery, topic)?;
-        // Before the frame takes a sequence number: a flush while held back
-        // must not leave a gap, which readers count as lost records.
-        self.hold_back(&target, buffer.size())?;
-        let (writer, seq) = {
+        let (target, writer, seq) = {
             let mut state = self.state.lock().unwrap();
             let State::Started(started) = &mut *state else {
                 gst::element_imp_error!(self, gst::CoreError::Failed, ("not started"));
@@ -956,8 +958,13 @@ impl KafkaSink {
             };
             let seq = started.seq;
             started.seq += 1;
-            (started.headers.clone(), seq)
+            (started.target.clone(), started.headers.clone(), seq)
         };
+        let delivery = target.delivery();
+        let topic = target.topic.as_str();
+        self.check_delivery(delivery, topic)?;
+        self.hold_back(&target, buffer.size())
+            .inspect_err(|_| self.give_back(seq))?;
         let headers = writer.as_ref().map(|writer| writer.headers(seq, buffer));
 
         let size = buffer.size();
@@ -1034,7 +1041,7 @@ impl KafkaSink {
             return Ok(());
         };
         let delivery = target.delivery();
-        while !delivery.counters().may_run_ahead(ahead, size as u64) {
+        while !delivery.may_run_ahead(ahead, size as u64) {
             if delivery.unacknowledged_for(Instant::now()) >= QUEUE_FULL_WARNING_INTERVAL
                 && target.block_warnings.allow().is_some()
             {
@@ -1054,18 +1061,10 @@ impl KafkaSink {
     }
 
     /// Waits for the next finished delivery (or DELIVERY_POLL), then raises
-    /// any failure. GstBaseSink cancels the wait on a pause as well as on a
-    /// flush or a stop: the frame then waits for PLAYING again, as
-    /// GstBaseSink asks of a render that was unlocked, and only a flush or a
-    /// stop gives `Flushing`.
+    /// any failure.
     fn await_delivery(&self, target: &Target) -> Result<(), gst::FlowError> {
         let delivery = target.delivery();
-        let waited = runtime::wait(&self.canceller, async {
-            let _ = tokio::time::timeout(DELIVERY_POLL, delivery.progress()).await;
-        });
-        if waited.is_err() {
-            self.obj().wait_preroll()?;
-        }
+        self.wait_for_progress(delivery, DELIVERY_POLL)?;
         self.check_delivery(delivery, &target.topic)
     }
 
@@ -1213,9 +1212,9 @@ impl KafkaSink {
     }
 
     /// Takes back sequence number `seq` from a frame that gave up before
-    /// any of its records was accepted (a flush while it waited for room):
-    /// a gap would count as lost records. Only the streaming thread takes
-    /// numbers.
+    /// any of its records was accepted (a flush while it was held back or
+    /// waited for room): a gap would count as lost records. Only the
+    /// streaming thread takes numbers.
     fn give_back(&self, seq: u64) {
         if let State::Started(started) = &mut *self.state.lock().unwrap()
             && started.seq == seq + 1
