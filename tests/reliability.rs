@@ -690,15 +690,8 @@ fn a_stream_that_is_not_live_waits_for_acknowledgements_and_a_live_one_queues() 
     let _serial = serial();
     let broker = own_broker();
     let run = |live: bool| {
-        let topic = unique_topic(if live { "ahead-live" } else { "ahead-not-live" });
-        create_topic(&topic, 1, &[]);
-        let pipeline = launch(&format!(
-            "appsrc name=src is-live={live} format=time caps=image/jpeg ! kafkasink name=sink \
-             topic={topic} bootstrap-servers={} message-timeout-ms=120000",
-            bootstrap()
-        ));
-        let appsrc = element::<gst_app::AppSrc>(&pipeline, "src");
-        appsrc.set_property("max-bytes", 0u64);
+        let name = if live { "ahead-live" } else { "ahead-not-live" };
+        let (topic, pipeline, appsrc) = appsrc_into_kafkasink(name, &format!("is-live={live}"), "");
         // The sink starts (asks upstream whether it is live) within this call.
         pipeline.set_state(gst::State::Playing).unwrap();
         (topic, pipeline, appsrc)
@@ -770,6 +763,26 @@ fn a_stream_that_is_not_live_waits_for_acknowledgements_and_a_live_one_queues() 
     }
 }
 
+/// A new topic and, not started yet, an unbounded `appsrc` (with
+/// `src_properties`) of JPEG frames into a `kafkasink` (with
+/// `sink_properties`) publishing to it, whose records wait up to 120 s.
+fn appsrc_into_kafkasink(
+    name: &str,
+    src_properties: &str,
+    sink_properties: &str,
+) -> (String, gst::Pipeline, gst_app::AppSrc) {
+    let topic = unique_topic(name);
+    create_topic(&topic, 1, &[]);
+    let pipeline = launch(&format!(
+        "appsrc name=src {src_properties} format=time caps=image/jpeg ! kafkasink name=sink \
+         topic={topic} bootstrap-servers={} message-timeout-ms=120000 {sink_properties}",
+        bootstrap()
+    ));
+    let appsrc = element::<gst_app::AppSrc>(&pipeline, "src");
+    appsrc.set_property("max-bytes", 0u64);
+    (topic, pipeline, appsrc)
+}
+
 /// A non-live appsrc into kafkasink with `extra` properties, with the broker
 /// frozen: its six 600 kB frames have reached the sink, which sent five and
 /// holds the sixth back. Returns the topic, the pipeline and the appsrc.
@@ -778,15 +791,7 @@ fn held_back_sixth_frame(
     name: &str,
     extra: &str,
 ) -> (String, gst::Pipeline, gst_app::AppSrc) {
-    let topic = unique_topic(name);
-    create_topic(&topic, 1, &[]);
-    let pipeline = launch(&format!(
-        "appsrc name=src format=time caps=image/jpeg ! kafkasink name=sink topic={topic} \
-         bootstrap-servers={} message-timeout-ms=120000 {extra}",
-        bootstrap()
-    ));
-    let appsrc = element::<gst_app::AppSrc>(&pipeline, "src");
-    appsrc.set_property("max-bytes", 0u64);
+    let (topic, pipeline, appsrc) = appsrc_into_kafkasink(name, "", extra);
     let arrived = Arc::new(AtomicUsize::new(0));
     let counter = arrived.clone();
     element::<gst::Element>(&pipeline, "sink")

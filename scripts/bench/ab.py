@@ -70,22 +70,24 @@ def main():
                 "!", "kafkasink", f"topic={topic}", f"bootstrap-servers={args.bootstrap}", *builds[name][1]]
 
     names = list(builds) + ["kcat -P"]
+
+    def run(name, label):
+        """One timed run of `name` into a topic of its own: wall and CPU s."""
+        topic = f"ab-{os.getpid()}-{label}-{names.index(name)}"
+        topics(args.bootstrap, "create", topic, "--partitions", "1", "--replication-factor", "1",
+               "--max-message-bytes", args.max_message_bytes)
+        timing = timed(command(name, topic), envs.get(name))
+        topics(args.bootstrap, "delete", topic)
+        return timing
+
     runs = {name: [] for name in names}
     # One unmeasured run of each first: the first runs against a fresh
     # broker are slower (connections, the broker's JIT, the page cache).
     for name in names:
-        topic = f"ab-{os.getpid()}-warm-up-{names.index(name)}"
-        topics(args.bootstrap, "create", topic, "--partitions", "1", "--replication-factor", "1",
-               "--max-message-bytes", args.max_message_bytes)
-        timed(command(name, topic), envs.get(name))
-        topics(args.bootstrap, "delete", topic)
+        run(name, "warm-up")
     for round_ in range(args.rounds):
         for name in names if round_ % 2 == 0 else reversed(names):
-            topic = f"ab-{os.getpid()}-{round_}-{names.index(name)}"
-            topics(args.bootstrap, "create", topic, "--partitions", "1", "--replication-factor", "1",
-                   "--max-message-bytes", args.max_message_bytes)
-            wall, cpu = timed(command(name, topic), envs.get(name))
-            topics(args.bootstrap, "delete", topic)
+            wall, cpu = run(name, round_)
             runs[name].append((args.records / wall, cpu / args.records * 1000))
             print(f"{name}: {args.records / wall:.1f} records/s, {cpu / args.records * 1000:.3f} CPU s/1000",
                   file=sys.stderr)
