@@ -32,6 +32,8 @@
 #   KAFKA_START_TIMEOUT    seconds to wait for readiness (default 90)
 #   KAFKA_AUTO_CREATE_TOPICS  true (default, as stock Kafka: producing to or
 #                          subscribing to a missing topic creates it) or false
+#   KAFKA_EXTRA_PROPERTIES server.properties lines added to every node's, one per
+#                          line (the benchmark's storage settings)
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -209,6 +211,7 @@ group.initial.rebalance.delay.ms=0
 message.max.bytes=$MAX_MESSAGE_BYTES
 replica.fetch.max.bytes=$MAX_MESSAGE_BYTES
 auto.create.topics.enable=$KAFKA_AUTO_CREATE_TOPICS
+${KAFKA_EXTRA_PROPERTIES:-}
 PROPS
     cat >"$dir/log4j2.properties" <<'LOG'
 status = warn

@@ -469,9 +469,14 @@ pub fn read_topic_at(bootstrap: &str, topic: &str) -> Vec<Record> {
     let mut list = TopicPartitionList::new();
     let mut remaining = 0;
     for partition in 0..partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, partition, Duration::from_secs(10))
-            .unwrap();
+        // A broker its controller fenced (frozen past its session timeout)
+        // names no leader for a moment after it is back: "Unknown partition".
+        let mut watermarks = Err(rdkafka::error::KafkaError::Canceled);
+        wait_until(Duration::from_secs(30), || {
+            watermarks = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10));
+            watermarks.is_ok()
+        });
+        let (low, high) = watermarks.unwrap();
         remaining += high - low;
         list.add_partition_offset(topic, partition, Offset::Beginning)
             .unwrap();
