@@ -274,11 +274,6 @@ impl Settings {
                 "reconnect.backoff.ms",
                 kafka::RECONNECT_BACKOFF_MS.to_string(),
             ),
-            // librdkafka drops the bootstrap connection once it has learned
-            // the brokers, and with sparse connections holds the next one
-            // back at least 11 ms: about 11 of a one-record run's 31 ms
-            // (docs/design.md). The price is a connection to every broker.
-            ("enable.sparse.connections", "false".into()),
         ]
     }
 
@@ -1779,20 +1774,6 @@ mod tests {
                 "{key}"
             );
         }
-    }
-
-    #[test]
-    fn the_producer_connects_to_every_broker_unless_told_otherwise() {
-        gst::init().unwrap();
-        let sparse = |settings: &Settings| {
-            let (config, _) = settings.producer_config(false).unwrap();
-            kafka::setting(&config, "enable.sparse.connections").map(str::to_owned)
-        };
-        assert_eq!(sparse(&Settings::default()).as_deref(), Some("false"));
-        assert_eq!(
-            sparse(&with_config(true, &[("enable.sparse.connections", "true")])).as_deref(),
-            Some("true")
-        );
     }
 
     #[test]
