@@ -15,6 +15,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -454,34 +455,44 @@ pub fn read_topic(topic: &str) -> Vec<Record> {
     read_topic_at(bootstrap(), topic)
 }
 
-/// Every record of `topic` at the brokers `bootstrap`, as `read_topic`.
-pub fn read_topic_at(bootstrap: &str, topic: &str) -> Vec<Record> {
+/// A consumer of `topic` at `bootstrap` assigned to every partition from
+/// the beginning, and the number of records the partitions hold.
+fn assigned_reader(bootstrap: &str, topic: &str) -> KafkaResult<(BaseConsumer, i64)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "gst-kafka-tests-reader")
         .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
     let partitions = metadata.topics()[0].partitions().len() as i32;
-    let mut list = TopicPartitionList::new();
-    let mut remaining = 0;
-    for partition in 0..partitions {
-        // A broker its controller fenced (frozen past its session timeout)
-        // names no leader for a moment after it is back: "Unknown partition".
-        let mut watermarks = Err(rdkafka::error::KafkaError::Canceled);
-        wait_until(Duration::from_secs(30), || {
-            watermarks = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10));
-            watermarks.is_ok()
-        });
-        let (low, high) = watermarks.unwrap();
-        remaining += high - low;
-        list.add_partition_offset(topic, partition, Offset::Beginning)
-            .unwrap();
+    if partitions == 0 {
+        return Err(KafkaError::MetadataFetch(
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+        ));
     }
-    consumer.assign(&list).unwrap();
+    let mut list = TopicPartitionList::new();
+    let mut records = 0;
+    for partition in 0..partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
+        records += high - low;
+        list.add_partition_offset(topic, partition, Offset::Beginning)?;
+    }
+    consumer.assign(&list)?;
+    Ok((consumer, records))
+}
+
+/// Every record of `topic` at the brokers `bootstrap`, as `read_topic`.
+pub fn read_topic_at(bootstrap: &str, topic: &str) -> Vec<Record> {
+    // A broker its controller fenced (frozen past its session timeout)
+    // names no leader for a moment after it is back, and a client that
+    // asked then keeps that answer: "Unknown partition". A new one asks
+    // again.
+    let mut reader = Err(KafkaError::Canceled);
+    wait_until(Duration::from_secs(30), || {
+        reader = assigned_reader(bootstrap, topic);
+        reader.is_ok()
+    });
+    let (consumer, mut remaining) = reader.unwrap();
     let mut records = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while remaining > 0 {
