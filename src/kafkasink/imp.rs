@@ -21,9 +21,10 @@
  * queued in librdkafka while the brokers are away. A stream that is not
  * live (files, `appsrc` without `is-live`) is held back instead, with
  * idempotence on and `queue-full=block`: the sink keeps at most five
- * records or two batches unacknowledged, whichever is more, and lingers
- * 5 ms (with `linger-ms=-1`), which spares librdkafka's broker thread a
- * busy loop (docs/design.md, "Running ahead"). `upstream=auto` asks every
+ * records or four batches of 500 kB unacknowledged, whichever is more,
+ * and lingers 5 ms (with `linger-ms=-1`), which spares librdkafka's broker
+ * thread a busy loop and keeps two requests in flight
+ * (docs/design.md, "Running ahead"). `upstream=auto` asks every
  * source upstream at start; a chain not linked yet (`rtspsrc`, a demuxer)
  * counts as live. `upstream=live` or `not-live` says it instead, e.g. for
  * a camera read through `fdsrc` or `tcpclientsrc`, which are not live.
@@ -135,6 +136,12 @@ const QUEUE_MAX_MESSAGES: u32 = 100_000;
 /// librdkafka's default `batch.size`: a record limit below it bounds the
 /// batches too.
 const LIBRDKAFKA_BATCH_SIZE: usize = 1_000_000;
+/// The batches of a stream that runs ahead. librdkafka sends no new request
+/// while five records are in flight (its idempotence window, counted in
+/// records), so batches of six 160 KB frames went one request at a time;
+/// at half a megabyte, three of them leave room for a second request
+/// behind the first (docs/design.md, "Running ahead").
+const RUNNING_AHEAD_BATCH_SIZE: usize = 500_000;
 /// Requests in flight per connection with idempotence on: one fewer than
 /// librdkafka's idempotence window of five. With five on the wire librdkafka
 /// builds no sixth request yet still wakes its broker thread at once for the
@@ -142,9 +149,10 @@ const LIBRDKAFKA_BATCH_SIZE: usize = 1_000_000;
 /// `poll` calls for 300 chunked 4K frames); with four, the fifth request waits
 /// built and the thread sleeps (docs/design.md, "Requests in flight").
 const IDEMPOTENT_MAX_IN_FLIGHT: u32 = 4;
-/// A stream that is not live is handed over while at most two batches of
-/// value bytes are unacknowledged (one in flight, one ready behind it) ...
-const RUN_AHEAD_BATCHES: u64 = 2;
+/// A stream that is not live is handed over while at most four batches of
+/// value bytes are unacknowledged (2 MB of the batches above: requests in
+/// flight and those ready behind them) ...
+const RUN_AHEAD_BATCHES: u64 = 4;
 /// ... or while fewer records than librdkafka's idempotence window of five
 /// are, however large: frames of a batch each still fill the window.
 const RUN_AHEAD_RECORDS: u64 = 5;
@@ -277,15 +285,12 @@ impl Settings {
         ]
     }
 
-    /// The producer's librdkafka configuration, and whether the stream runs
-    /// ahead: the defaults above under the user's settings; the linger
-    /// unless the user set one, chosen by whether the stream runs ahead
-    /// (which the user's settings decide); and, when idempotence is on in
-    /// the end, four requests in flight unless the user chose.
-    fn producer_config(
-        &self,
-        upstream_live: bool,
-    ) -> Result<(ClientConfig, bool), gst::ErrorMessage> {
+    /// The producer's librdkafka configuration: the defaults above under the
+    /// user's settings; unless the user set them, the linger and the batch
+    /// size, chosen by whether the stream runs ahead (which the user's
+    /// settings decide); and, when idempotence is on in the end, four
+    /// requests in flight unless the user chose.
+    fn producer_config(&self, upstream_live: bool) -> Result<ProducerConfig, gst::ErrorMessage> {
         let mut config = self.client.client_config(&self.librdkafka_defaults())?;
         let runs_ahead = self.runs_ahead(upstream_live, &config);
         if kafka::setting(&config, "linger.ms").is_none() {
@@ -294,13 +299,47 @@ impl Settings {
                 self.effective_linger_ms(runs_ahead).to_string(),
             );
         }
+        let batch_size = match kafka::setting(&config, "batch.size") {
+            Some(_) => None,
+            None if runs_ahead => {
+                config.set("batch.size", RUNNING_AHEAD_BATCH_SIZE.to_string());
+                Some(RUNNING_AHEAD_BATCH_SIZE)
+            }
+            None => Some(LIBRDKAFKA_BATCH_SIZE),
+        };
         if idempotent(&config) && kafka::setting(&config, "max.in.flight").is_none() {
             config.set(
                 "max.in.flight.requests.per.connection",
                 IDEMPOTENT_MAX_IN_FLIGHT.to_string(),
             );
         }
-        Ok((config, runs_ahead))
+        Ok(ProducerConfig {
+            config,
+            runs_ahead,
+            batch_size,
+        })
+    }
+}
+
+/// The producer's librdkafka configuration, and what the sink chose in it.
+struct ProducerConfig {
+    config: ClientConfig,
+    /// Whether the stream runs ahead of the acknowledgements.
+    runs_ahead: bool,
+    /// The batch size the sink chose, `None` when the user set `batch.size`.
+    batch_size: Option<usize>,
+}
+
+impl ProducerConfig {
+    /// The bytes of a batch: the user's `batch.size`, or the sink's bounded
+    /// by the record limit (`bounded_batches`).
+    fn batch_bytes(&self, record_limit: RecordLimit) -> u64 {
+        match self.batch_size {
+            Some(chosen) => chosen.min(record_limit.bytes) as u64,
+            None => kafka::setting(&self.config, "batch.size")
+                .and_then(|value| value.trim().parse::<u64>().ok())
+                .unwrap_or(LIBRDKAFKA_BATCH_SIZE as u64),
+        }
     }
 }
 
@@ -356,14 +395,12 @@ fn idempotent(config: &ClientConfig) -> bool {
 }
 
 /// How far an idempotent producer of a stream that is not live runs ahead:
-/// two of its batches (`batch.size`, or the record limit when that is below
-/// it, as `bounded_batches` sets) or five records.
-fn run_ahead_bound(config: &ClientConfig, record_limit: RecordLimit) -> RunAhead {
-    let batch = kafka::setting(config, "batch.size")
-        .and_then(|value| value.trim().parse::<u64>().ok())
-        .unwrap_or_else(|| LIBRDKAFKA_BATCH_SIZE.min(record_limit.bytes) as u64);
+/// four of its batches (`ProducerConfig::batch_bytes`) or five records.
+fn run_ahead_bound(config: &ProducerConfig, record_limit: RecordLimit) -> RunAhead {
     RunAhead {
-        bytes: batch.saturating_mul(RUN_AHEAD_BATCHES),
+        bytes: config
+            .batch_bytes(record_limit)
+            .saturating_mul(RUN_AHEAD_BATCHES),
         records: RUN_AHEAD_RECORDS,
     }
 }
@@ -774,20 +811,20 @@ impl KafkaSink {
         Ok((partitions, limits))
     }
 
-    /// `producer`, or when the record limit is below librdkafka's batch size
-    /// (and `config` does not set one), a producer whose batches stay within
-    /// the limit: librdkafka puts records of a partition together up to
-    /// `batch.size`, and a broker refuses a batch over the topic's limit
+    /// `producer`, or when the record limit is below the batch size the sink
+    /// chose (the user did not set one), a producer whose batches stay
+    /// within the limit: librdkafka puts records of a partition together up
+    /// to `batch.size`, and a broker refuses a batch over the topic's limit
     /// however small its records (two chunks of a 100 kB limit, say).
     fn bounded_batches(
         &self,
         producer: ThreadedProducer<SinkContext>,
-        config: &ClientConfig,
+        config: &ProducerConfig,
         element: &gst::Element,
         (topic, timeout): (&str, Duration),
         limit: RecordLimit,
     ) -> Result<ThreadedProducer<SinkContext>, gst::ErrorMessage> {
-        if limit.bytes >= LIBRDKAFKA_BATCH_SIZE || config.get("batch.size").is_some() {
+        if config.batch_size.is_none_or(|chosen| limit.bytes >= chosen) {
             return Ok(producer);
         }
         gst::debug!(
@@ -796,7 +833,7 @@ impl KafkaSink {
             "record limit {} bytes: batches bounded to it",
             limit.bytes
         );
-        let mut bounded = config.clone();
+        let mut bounded = config.config.clone();
         bounded.set("batch.size", limit.bytes.to_string());
         let replacement: ThreadedProducer<SinkContext> = bounded
             .create_with_context(KafkaContext::with(element, Delivery::default()))
@@ -1344,9 +1381,9 @@ impl ObjectImpl for KafkaSink {
                 glib::ParamSpecEnum::builder_with_default("upstream", DEFAULT_UPSTREAM)
                     .nick("Upstream")
                     .blurb("Whether upstream is live, which decides the automatic linger and whether a \
-                            stream that is not live is held back at most two batches ahead of the \
-                            acknowledgements (idempotence on, queue-full=block); auto asks every \
-                            source upstream at start")
+                            stream that is not live is held back at most four batches of 500 kB ahead \
+                            of the acknowledgements (idempotence on, queue-full=block); auto asks \
+                            every source upstream at start")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecBoolean::builder("create-topic")
@@ -1549,8 +1586,9 @@ impl BaseSinkImpl for KafkaSink {
                 ("the topic {topic:?} contains a NUL character")
             )
         })?;
-        let (config, runs_ahead) =
-            settings.producer_config(self.upstream_live(settings.upstream))?;
+        let producer_config = settings.producer_config(self.upstream_live(settings.upstream))?;
+        let config = &producer_config.config;
+        let runs_ahead = producer_config.runs_ahead;
         let element = self.obj().upcast_ref::<gst::Element>().clone();
         let producer: ThreadedProducer<SinkContext> = config
             .create_with_context(KafkaContext::with(&element, Delivery::default()))
@@ -1578,7 +1616,7 @@ impl BaseSinkImpl for KafkaSink {
         }
         let producer = self.bounded_batches(
             producer,
-            &config,
+            &producer_config,
             &element,
             (&topic, settings.client.connect_timeout()),
             record_limit,
@@ -1588,9 +1626,9 @@ impl BaseSinkImpl for KafkaSink {
             .key
             .clone()
             .unwrap_or_else(|| stream_id.to_string());
-        let run_ahead = runs_ahead.then(|| run_ahead_bound(&config, record_limit));
+        let run_ahead = runs_ahead.then(|| run_ahead_bound(&producer_config, record_limit));
         // librdkafka takes fractions of a millisecond.
-        let linger_ms = kafka::setting(&config, "linger.ms")
+        let linger_ms = kafka::setting(config, "linger.ms")
             .and_then(|value| value.trim().parse().ok())
             .unwrap_or(f64::from(settings.effective_linger_ms(runs_ahead)));
         gst::info!(
@@ -1613,7 +1651,7 @@ impl BaseSinkImpl for KafkaSink {
             key,
             partition: (settings.partition >= 0).then_some(settings.partition),
             queue_full: settings.queue_full,
-            queue_bound: queue_bound(&config),
+            queue_bound: queue_bound(config),
             run_ahead,
             linger_ms,
             record_limit,
@@ -1718,7 +1756,7 @@ mod tests {
     use super::*;
 
     fn requests_in_flight(settings: &Settings) -> Option<String> {
-        let (config, _) = settings.producer_config(true).unwrap();
+        let config = settings.producer_config(true).unwrap().config;
         kafka::setting(&config, "max.in.flight").map(str::to_owned)
     }
 
@@ -1780,10 +1818,10 @@ mod tests {
     fn only_an_idempotent_blocking_stream_that_is_not_live_runs_ahead_and_lingers_5_ms() {
         gst::init().unwrap();
         let run = |settings: &Settings, live| {
-            let (config, runs_ahead) = settings.producer_config(live).unwrap();
+            let config = settings.producer_config(live).unwrap();
             (
-                runs_ahead,
-                kafka::setting(&config, "linger.ms").map(str::to_owned),
+                config.runs_ahead,
+                kafka::setting(&config.config, "linger.ms").map(str::to_owned),
             )
         };
         let five = Some("5".to_owned());
@@ -1816,13 +1854,39 @@ mod tests {
     }
 
     #[test]
-    fn a_stream_runs_ahead_by_two_batches_or_five_records() {
+    fn a_stream_that_runs_ahead_is_sent_in_half_megabyte_batches_unless_the_user_chose() {
+        gst::init().unwrap();
+        let batches = |settings: &Settings, live| {
+            let config = settings.producer_config(live).unwrap();
+            (
+                config.batch_size,
+                kafka::setting(&config.config, "batch.size").map(str::to_owned),
+            )
+        };
+        assert_eq!(
+            batches(&Settings::default(), false),
+            (Some(500_000), Some("500000".to_owned()))
+        );
+        // Queued in librdkafka: its own default.
+        assert_eq!(batches(&Settings::default(), true), (Some(1_000_000), None));
+        let chosen = with_config(true, &[("batch.size", "300000")]);
+        for live in [false, true] {
+            assert_eq!(
+                batches(&chosen, live),
+                (None, Some("300000".to_owned())),
+                "live {live}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_stream_runs_ahead_by_four_batches_or_five_records() {
         gst::init().unwrap();
         let limit = |bytes| RecordLimit {
             bytes,
             setting: "the topic's max.message.bytes",
         };
-        let (config, _) = Settings::default().producer_config(false).unwrap();
+        let config = Settings::default().producer_config(false).unwrap();
         assert_eq!(
             run_ahead_bound(&config, limit(KAFKA_DEFAULT_RECORD_LIMIT)),
             RunAhead {
@@ -1831,12 +1895,12 @@ mod tests {
             }
         );
         // Batches bounded by a small record limit (bounded_batches).
-        assert_eq!(run_ahead_bound(&config, limit(100_000)).bytes, 200_000);
-        // The user's batch.size.
-        let (config, _) = with_config(true, &[("batch.size", "300000")])
+        assert_eq!(run_ahead_bound(&config, limit(100_000)).bytes, 400_000);
+        // The user's batch.size, which the sink leaves as it is.
+        let config = with_config(true, &[("batch.size", "300000")])
             .producer_config(false)
             .unwrap();
-        assert_eq!(run_ahead_bound(&config, limit(100_000)).bytes, 600_000);
+        assert_eq!(run_ahead_bound(&config, limit(100_000)).bytes, 1_200_000);
     }
 
     #[test]
