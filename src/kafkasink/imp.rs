@@ -1661,7 +1661,7 @@ impl BaseSinkImpl for KafkaSink {
             block_warnings: Throttle::new(QUEUE_FULL_WARNING_INTERVAL),
         };
         let target = Arc::new(target);
-        let broker_watch = brokerwatch::watch(&element, &target, &config);
+        let broker_watch = brokerwatch::watch(&element, &target, config);
         *self.state.lock().unwrap() = State::Started(Box::new(Started {
             target,
             _broker_watch: broker_watch,
