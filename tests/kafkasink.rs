@@ -132,15 +132,15 @@ fn eos_does_not_wait_out_the_linger() {
 }
 
 /// `upstream` says what the sources cannot: a live source said to be not
-/// live is held back with a 5 ms linger, a source that is not live said to
+/// live is held back with a 20 ms linger, a source that is not live said to
 /// be live is queued with 1 ms; `auto` asks the sources (videotestsrc
 /// behind jpegenc here).
 #[test]
 fn upstream_says_whether_the_stream_is_held_back() {
     for (source, upstream, linger_ms, run_ahead_bytes) in [
-        ("videotestsrc is-live=true", "not-live", 5.0, 2_000_000),
+        ("videotestsrc is-live=true", "not-live", 20.0, 2_000_000),
         ("videotestsrc", "live", 1.0, 0),
-        ("videotestsrc", "auto", 5.0, 2_000_000),
+        ("videotestsrc", "auto", 20.0, 2_000_000),
         ("videotestsrc is-live=true", "auto", 1.0, 0u64),
     ] {
         let topic = unique_topic("sink-upstream");
@@ -704,7 +704,7 @@ fn librdkafka_statistics_are_posted_as_element_messages() {
 #[test]
 fn chunks_of_a_limit_below_librdkafkas_batch_size_are_not_batched_over_it() {
     init();
-    // librdkafka batches up to 1,000,000 bytes by default: ten chunks of a
+    // A stream that runs ahead is batched up to 500 kB: five chunks of a
     // 100 kB limit would go as one batch the broker refuses.
     let topic = unique_topic("sink-small-limit");
     create_topic(&topic, 1, &[("max.message.bytes", "100000")]);
@@ -720,4 +720,24 @@ fn chunks_of_a_limit_below_librdkafkas_batch_size_are_not_batched_over_it() {
     assert_eq!(records.len(), 5 * 7);
     let rebuilt: Vec<u8> = records.iter().flat_map(|r| r.value.clone()).collect();
     assert!(rebuilt == frames.concat());
+}
+
+#[test]
+fn a_live_stream_is_not_batched_over_a_limit_between_half_and_one_megabyte() {
+    init();
+    // A live stream is queued in librdkafka, which batches up to 1,000,000
+    // bytes: three frames of 300 kB, held together by the linger, would go
+    // as one batch of 900 kB, over the topic's 700 kB.
+    let topic = unique_topic("sink-live-limit");
+    create_topic(&topic, 1, &[("max.message.bytes", "700000")]);
+    let frames: Vec<Vec<u8>> = (0..6).map(|i| random_bytes(300_000, 40 + i)).collect();
+    let (pipeline, end) = push_buffers(
+        &gst::Caps::new_empty_simple("image/jpeg"),
+        &format!("topic={topic} upstream=live linger-ms=200"),
+        &frames,
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(matches!(end, End::Eos), "{end:?}");
+    let values: Vec<Vec<u8>> = read_topic(&topic).into_iter().map(|r| r.value).collect();
+    assert!(values == frames, "the records are not the frames in order");
 }

@@ -22,8 +22,9 @@
  * live (files, `appsrc` without `is-live`) is held back instead, with
  * idempotence on and `queue-full=block`: the sink keeps at most five
  * records or four batches of 500 kB unacknowledged, whichever is more,
- * and lingers 5 ms (with `linger-ms=-1`), which spares librdkafka's broker
- * thread a busy loop and keeps two requests in flight
+ * and lingers 20 ms (with `linger-ms=-1`), which spares librdkafka's broker
+ * thread a busy loop; a batch of fewer than five records leaves room in
+ * librdkafka's idempotence window for another request behind it
  * (docs/design.md, "Running ahead"). `upstream=auto` asks every
  * source upstream at start; a chain not linked yet (`rtspsrc`, a demuxer)
  * counts as live. `upstream=live` or `not-live` says it instead, e.g. for
@@ -107,11 +108,12 @@ const DEFAULT_LINGER_MS: i32 = -1;
 /// idempotence, or with queue-full=drop): a live frame waits at most this
 /// long for others to batch with.
 const QUEUEING_LINGER_MS: u32 = 1;
-/// librdkafka's default (and the Java producer's since Kafka 4.0). The
-/// batch waiting behind the one in flight must not outlive its linger, or
-/// librdkafka's broker thread busy-polls until the answer comes
-/// (docs/design.md, "Running ahead").
-const RUNNING_AHEAD_LINGER_MS: u32 = 5;
+/// The batches waiting behind those in flight, up to three requests' time
+/// with 25 KB frames, must not outlive their linger, or librdkafka's broker
+/// thread busy-polls until an answer comes; at 5 ms (librdkafka's default)
+/// they did in some runs (docs/design.md, "Running ahead"). Batches fill
+/// before it when a stream runs ahead, and EOS does not wait it out.
+const RUNNING_AHEAD_LINGER_MS: u32 = 20;
 /// librdkafka's own default: a broker restart, a leader election or a
 /// network cut of a few minutes costs no record (docs/design.md).
 const DEFAULT_MESSAGE_TIMEOUT_MS: u32 = 300_000;
@@ -138,8 +140,8 @@ const QUEUE_MAX_MESSAGES: u32 = 100_000;
 const LIBRDKAFKA_BATCH_SIZE: usize = 1_000_000;
 /// The batches of a stream that runs ahead. librdkafka sends no new request
 /// while five records are in flight (its idempotence window, counted in
-/// records), so batches of six 160 KB frames went one request at a time;
-/// at half a megabyte, three of them leave room for a second request
+/// records), so 1 MB batches of six 157 KB frames went one request at a
+/// time; three of them in half a megabyte leave room for a second request
 /// behind the first (docs/design.md, "Running ahead").
 const RUNNING_AHEAD_BATCH_SIZE: usize = 500_000;
 /// Requests in flight per connection with idempotence on: one fewer than
@@ -331,12 +333,22 @@ struct ProducerConfig {
 }
 
 impl ProducerConfig {
+    /// The `batch.size` the producer must be made again with: the record
+    /// limit, when it is below the batch size the sink chose.
+    fn bounded_batch_size(&self, record_limit: RecordLimit) -> Option<usize> {
+        self.batch_size
+            .filter(|&chosen| record_limit.bytes < chosen)
+            .map(|_| record_limit.bytes)
+    }
+
     /// The bytes of a batch: the user's `batch.size`, or the sink's bounded
-    /// by the record limit (`bounded_batches`).
+    /// by the record limit.
     fn batch_bytes(&self, record_limit: RecordLimit) -> u64 {
-        match self.batch_size {
-            Some(chosen) => chosen.min(record_limit.bytes) as u64,
-            None => kafka::setting(&self.config, "batch.size")
+        match (self.bounded_batch_size(record_limit), self.batch_size) {
+            (Some(bounded), _) => bounded as u64,
+            (None, Some(chosen)) => chosen as u64,
+            // A value librdkafka does not parse fails the producer anyway.
+            (None, None) => kafka::setting(&self.config, "batch.size")
                 .and_then(|value| value.trim().parse::<u64>().ok())
                 .unwrap_or(LIBRDKAFKA_BATCH_SIZE as u64),
         }
@@ -824,9 +836,9 @@ impl KafkaSink {
         (topic, timeout): (&str, Duration),
         limit: RecordLimit,
     ) -> Result<ThreadedProducer<SinkContext>, gst::ErrorMessage> {
-        if config.batch_size.is_none_or(|chosen| limit.bytes >= chosen) {
+        let Some(batch_size) = config.bounded_batch_size(limit) else {
             return Ok(producer);
-        }
+        };
         gst::debug!(
             CAT,
             imp = self,
@@ -834,7 +846,7 @@ impl KafkaSink {
             limit.bytes
         );
         let mut bounded = config.config.clone();
-        bounded.set("batch.size", limit.bytes.to_string());
+        bounded.set("batch.size", batch_size.to_string());
         let replacement: ThreadedProducer<SinkContext> = bounded
             .create_with_context(KafkaContext::with(element, Delivery::default()))
             .map_err(kafka::config_error)?;
@@ -1351,7 +1363,7 @@ impl ObjectImpl for KafkaSink {
                 glib::ParamSpecInt::builder("linger-ms")
                     .nick("Linger")
                     .blurb("Milliseconds to wait for more records to batch (latency vs throughput); \
-                            -1: 5 when the stream is held back (upstream not live, idempotence on, \
+                            -1: 20 when the stream is held back (upstream not live, idempotence on, \
                             queue-full=block), else 1")
                     .minimum(-1)
                     .maximum(900_000)
@@ -1381,9 +1393,10 @@ impl ObjectImpl for KafkaSink {
                 glib::ParamSpecEnum::builder_with_default("upstream", DEFAULT_UPSTREAM)
                     .nick("Upstream")
                     .blurb("Whether upstream is live, which decides the automatic linger and whether a \
-                            stream that is not live is held back at most four batches of 500 kB ahead \
-                            of the acknowledgements (idempotence on, queue-full=block); auto asks \
-                            every source upstream at start")
+                            stream that is not live is held back at most five records or four batches \
+                            (500 kB unless batch.size or the record limit is lower) ahead of the \
+                            acknowledgements (idempotence on, queue-full=block); auto asks every \
+                            source upstream at start")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecBoolean::builder("create-topic")
@@ -1815,7 +1828,7 @@ mod tests {
     }
 
     #[test]
-    fn only_an_idempotent_blocking_stream_that_is_not_live_runs_ahead_and_lingers_5_ms() {
+    fn only_an_idempotent_blocking_stream_that_is_not_live_runs_ahead_and_lingers_20_ms() {
         gst::init().unwrap();
         let run = |settings: &Settings, live| {
             let config = settings.producer_config(live).unwrap();
@@ -1824,9 +1837,9 @@ mod tests {
                 kafka::setting(&config.config, "linger.ms").map(str::to_owned),
             )
         };
-        let five = Some("5".to_owned());
+        let twenty = Some("20".to_owned());
         let one = Some("1".to_owned());
-        assert_eq!(run(&Settings::default(), false), (true, five));
+        assert_eq!(run(&Settings::default(), false), (true, twenty));
         assert_eq!(run(&Settings::default(), true), (false, one.clone()));
         assert_eq!(run(&with_config(false, &[]), false), (false, one.clone()));
         let off_by_config = with_config(true, &[("enable.idempotence", "false")]);
@@ -1877,6 +1890,31 @@ mod tests {
                 "live {live}"
             );
         }
+    }
+
+    #[test]
+    fn a_record_limit_below_the_chosen_batch_size_bounds_the_batches() {
+        gst::init().unwrap();
+        let limit = |bytes| RecordLimit {
+            bytes,
+            setting: "the topic's max.message.bytes",
+        };
+        let bounded = |settings: &Settings, live, bytes| {
+            let config = settings.producer_config(live).unwrap();
+            config.bounded_batch_size(limit(bytes))
+        };
+        let default = Settings::default();
+        // Running ahead: 500 kB batches.
+        assert_eq!(bounded(&default, false, 1_048_588), None);
+        assert_eq!(bounded(&default, false, 700_000), None);
+        assert_eq!(bounded(&default, false, 100_000), Some(100_000));
+        // Live: librdkafka's 1 MB.
+        assert_eq!(bounded(&default, true, 1_048_588), None);
+        assert_eq!(bounded(&default, true, 700_000), Some(700_000));
+        // The user's batch.size stays, whatever the limit.
+        let chosen = with_config(true, &[("batch.size", "300000")]);
+        assert_eq!(bounded(&chosen, false, 100_000), None);
+        assert_eq!(bounded(&chosen, true, 100_000), None);
     }
 
     #[test]

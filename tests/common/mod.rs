@@ -492,7 +492,7 @@ pub fn read_topic_at(bootstrap: &str, topic: &str) -> Vec<Record> {
         reader = assigned_reader(bootstrap, topic);
         reader.is_ok()
     });
-    let (consumer, mut remaining) = reader.unwrap();
+    let (consumer, mut remaining) = reader.unwrap_or_else(|err| panic!("reading {topic}: {err}"));
     let mut records = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while remaining > 0 {
