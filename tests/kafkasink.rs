@@ -704,8 +704,8 @@ fn librdkafka_statistics_are_posted_as_element_messages() {
 #[test]
 fn chunks_of_a_limit_below_librdkafkas_batch_size_are_not_batched_over_it() {
     init();
-    // A stream that runs ahead is batched up to 500 kB: five chunks of a
-    // 100 kB limit would go as one batch the broker refuses.
+    // A stream that runs ahead is batched up to 500 kB: about four chunks of
+    // a 100 kB limit would go as one batch the broker refuses.
     let topic = unique_topic("sink-small-limit");
     create_topic(&topic, 1, &[("max.message.bytes", "100000")]);
     let frames: Vec<Vec<u8>> = (0..5).map(|i| random_bytes(600_000, 30 + i)).collect();
@@ -736,7 +736,11 @@ fn a_live_stream_is_not_batched_over_a_limit_between_half_and_one_megabyte() {
         &format!("topic={topic} upstream=live linger-ms=200"),
         &frames,
     );
+    let stats = stats(&pipeline, "sink");
     pipeline.set_state(gst::State::Null).unwrap();
+    // Queued in librdkafka, not held back in 500 kB batches.
+    assert_eq!(stats.get::<u64>("run-ahead-bytes").unwrap(), 0, "{stats}");
+    assert_eq!(stats.get::<f64>("linger-ms").unwrap(), 200.0, "{stats}");
     assert!(matches!(end, End::Eos), "{end:?}");
     let values: Vec<Vec<u8>> = read_topic(&topic).into_iter().map(|r| r.value).collect();
     assert!(values == frames, "the records are not the frames in order");

@@ -21,11 +21,11 @@
  * queued in librdkafka while the brokers are away. A stream that is not
  * live (files, `appsrc` without `is-live`) is held back instead, with
  * idempotence on and `queue-full=block`: the sink keeps at most five
- * records or four batches of 500 kB unacknowledged, whichever is more,
- * and lingers 20 ms (with `linger-ms=-1`), which spares librdkafka's broker
- * thread a busy loop; a batch of fewer than five records leaves room in
- * librdkafka's idempotence window for another request behind it
- * (docs/design.md, "Running ahead"). `upstream=auto` asks every
+ * records or four batches unacknowledged, whichever is more, and lingers
+ * 20 ms (with `linger-ms=-1`), which spares librdkafka's broker thread a
+ * busy loop. Its batches are of 500 kB, so that frames over about 100 kB
+ * leave room in librdkafka's idempotence window (five records) for another
+ * request behind the first (docs/design.md, "Running ahead"). `upstream=auto` asks every
  * source upstream at start; a chain not linked yet (`rtspsrc`, a demuxer)
  * counts as live. `upstream=live` or `not-live` says it instead, e.g. for
  * a camera read through `fdsrc` or `tcpclientsrc`, which are not live.
@@ -1364,7 +1364,8 @@ impl ObjectImpl for KafkaSink {
                     .nick("Linger")
                     .blurb("Milliseconds to wait for more records to batch (latency vs throughput); \
                             -1: 20 when the stream is held back (upstream not live, idempotence on, \
-                            queue-full=block), else 1")
+                            queue-full=block; frames slower than Kafka then go up to 20 ms later), \
+                            else 1")
                     .minimum(-1)
                     .maximum(900_000)
                     .default_value(DEFAULT_LINGER_MS)
@@ -1394,9 +1395,9 @@ impl ObjectImpl for KafkaSink {
                     .nick("Upstream")
                     .blurb("Whether upstream is live, which decides the automatic linger and whether a \
                             stream that is not live is held back at most five records or four batches \
-                            (500 kB unless batch.size or the record limit is lower) ahead of the \
-                            acknowledgements (idempotence on, queue-full=block); auto asks every \
-                            source upstream at start")
+                            ahead of the acknowledgements, whichever is more (batch.size: 500 kB, or \
+                            the record limit if lower, unless config sets it; idempotence on, \
+                            queue-full=block); auto asks every source upstream at start")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecBoolean::builder("create-topic")
@@ -1450,7 +1451,7 @@ impl ObjectImpl for KafkaSink {
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("Records and bytes sent and acknowledged, in flight, delivery errors, dropped, records that waited on a full queue, frames sent as chunks and their chunks (counted as records too), last offset, delivery latency; once started, the linger in ms (a double) and how many value bytes may be unacknowledged (0: no bound, the stream is not held back)")
+                    .blurb("Records and bytes sent and acknowledged, in flight, delivery errors, dropped, records that waited on a full queue, frames sent as chunks and their chunks (counted as records too), last offset, delivery latency; once started, the linger in ms (a double) and how many value bytes may be unacknowledged, or five records if more (0: no bound, the stream is not held back)")
                     .read_only()
                     .build(),
             ]);
