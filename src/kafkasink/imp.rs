@@ -25,9 +25,9 @@
  * 20 ms (with `linger-ms=-1`), which spares librdkafka's broker thread a
  * busy loop. Its batches are of 500 kB, so that frames over about 100 kB
  * leave room in librdkafka's idempotence window (five records) for another
- * request behind the first (docs/design.md, "Running ahead"). `upstream=auto` asks every
- * source upstream at start; a chain not linked yet (`rtspsrc`, a demuxer)
- * counts as live. `upstream=live` or `not-live` says it instead, e.g. for
+ * request behind the first (docs/design.md, "Running ahead").
+ * `upstream=auto` asks every source upstream at start; a chain not linked
+ * yet (`rtspsrc`, a demuxer) counts as live. `upstream=live` or `not-live` says it instead, e.g. for
  * a camera read through `fdsrc` or `tcpclientsrc`, which are not live.
  *
  * A frame larger than the Kafka record limit (the smallest of
@@ -341,14 +341,13 @@ impl ProducerConfig {
             .map(|_| record_limit.bytes)
     }
 
-    /// The bytes of a batch: the user's `batch.size`, or the sink's bounded
-    /// by the record limit.
+    /// The bytes of a batch: the sink's batch size bounded by the record
+    /// limit, or the user's `batch.size`.
     fn batch_bytes(&self, record_limit: RecordLimit) -> u64 {
-        match (self.bounded_batch_size(record_limit), self.batch_size) {
-            (Some(bounded), _) => bounded as u64,
-            (None, Some(chosen)) => chosen as u64,
+        match self.bounded_batch_size(record_limit).or(self.batch_size) {
+            Some(bytes) => bytes as u64,
             // A value librdkafka does not parse fails the producer anyway.
-            (None, None) => kafka::setting(&self.config, "batch.size")
+            None => kafka::setting(&self.config, "batch.size")
                 .and_then(|value| value.trim().parse::<u64>().ok())
                 .unwrap_or(LIBRDKAFKA_BATCH_SIZE as u64),
         }
@@ -1012,11 +1011,11 @@ impl KafkaSink {
         let delivery = target.delivery();
         let topic = target.topic.as_str();
         self.check_delivery(delivery, topic)?;
-        self.hold_back(&target, buffer.size())
+        let size = buffer.size();
+        self.hold_back(&target, size)
             .inspect_err(|_| self.give_back(seq))?;
         let headers = writer.as_ref().map(|writer| writer.headers(seq, buffer));
 
-        let size = buffer.size();
         let headers_len = headers.as_ref().map_or(0, |h| h.len);
         let record_size = headers::record_size(target.key.len(), size, headers_len);
         let limit = target.record_limit;
@@ -1774,6 +1773,14 @@ mod tests {
         kafka::setting(&config, "max.in.flight").map(str::to_owned)
     }
 
+    /// A record limit set by the topic.
+    fn topic_limit(bytes: usize) -> RecordLimit {
+        RecordLimit {
+            bytes,
+            setting: "the topic's max.message.bytes",
+        }
+    }
+
     fn with_config(enable_idempotence: bool, config: &[(&str, &str)]) -> Settings {
         let mut structure = gst::Structure::new_empty("config");
         for (key, value) in config {
@@ -1896,13 +1903,9 @@ mod tests {
     #[test]
     fn a_record_limit_below_the_chosen_batch_size_bounds_the_batches() {
         gst::init().unwrap();
-        let limit = |bytes| RecordLimit {
-            bytes,
-            setting: "the topic's max.message.bytes",
-        };
         let bounded = |settings: &Settings, live, bytes| {
             let config = settings.producer_config(live).unwrap();
-            config.bounded_batch_size(limit(bytes))
+            config.bounded_batch_size(topic_limit(bytes))
         };
         let default = Settings::default();
         // Running ahead: 500 kB batches.
@@ -1921,25 +1924,27 @@ mod tests {
     #[test]
     fn a_stream_runs_ahead_by_four_batches_or_five_records() {
         gst::init().unwrap();
-        let limit = |bytes| RecordLimit {
-            bytes,
-            setting: "the topic's max.message.bytes",
-        };
         let config = Settings::default().producer_config(false).unwrap();
         assert_eq!(
-            run_ahead_bound(&config, limit(KAFKA_DEFAULT_RECORD_LIMIT)),
+            run_ahead_bound(&config, topic_limit(KAFKA_DEFAULT_RECORD_LIMIT)),
             RunAhead {
                 bytes: 2_000_000,
                 records: 5
             }
         );
         // Batches bounded by a small record limit (bounded_batches).
-        assert_eq!(run_ahead_bound(&config, limit(100_000)).bytes, 400_000);
+        assert_eq!(
+            run_ahead_bound(&config, topic_limit(100_000)).bytes,
+            400_000
+        );
         // The user's batch.size, which the sink leaves as it is.
         let config = with_config(true, &[("batch.size", "300000")])
             .producer_config(false)
             .unwrap();
-        assert_eq!(run_ahead_bound(&config, limit(100_000)).bytes, 1_200_000);
+        assert_eq!(
+            run_ahead_bound(&config, topic_limit(100_000)).bytes,
+            1_200_000
+        );
     }
 
     #[test]
