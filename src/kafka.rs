@@ -434,9 +434,11 @@ pub fn config_error(err: KafkaError) -> gst::ErrorMessage {
 }
 
 /// What the broker said about a topic at start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicInfo {
     pub partitions: usize,
+    /// The brokers the metadata named.
+    pub brokers: Vec<i32>,
 }
 
 #[derive(Debug)]
@@ -477,6 +479,7 @@ pub fn describe_topic<C: rdkafka::ClientContext>(
     match entry.error().map(RDKafkaErrorCode::from) {
         None if !entry.partitions().is_empty() => Ok(TopicInfo {
             partitions: entry.partitions().len(),
+            brokers: metadata.brokers().iter().map(|b| b.id()).collect(),
         }),
         None | Some(RDKafkaErrorCode::UnknownTopicOrPartition) => Err(TopicError::Missing),
         Some(code @ RDKafkaErrorCode::TopicAuthorizationFailed) => {

@@ -704,7 +704,7 @@ fn librdkafka_statistics_are_posted_as_element_messages() {
 #[test]
 fn chunks_of_a_limit_below_librdkafkas_batch_size_are_not_batched_over_it() {
     init();
-    // A stream that runs ahead is batched up to 500 kB: about four chunks of
+    // A stream that runs ahead is batched up to 1 MB: about ten chunks of
     // a 100 kB limit would go as one batch the broker refuses.
     let topic = unique_topic("sink-small-limit");
     create_topic(&topic, 1, &[("max.message.bytes", "100000")]);
@@ -720,6 +720,55 @@ fn chunks_of_a_limit_below_librdkafkas_batch_size_are_not_batched_over_it() {
     assert_eq!(records.len(), 5 * 7);
     let rebuilt: Vec<u8> = records.iter().flat_map(|r| r.value.clone()).collect();
     assert!(rebuilt == frames.concat());
+}
+
+/// A stream that runs ahead goes in librdkafka's 1 MB batches, unless its
+/// first frame is of 100-200 kB: five of those or more to a batch fill
+/// librdkafka's idempotence window, so requests went one at a time, and the
+/// producer is made again at the first frame with batches of 500 kB. Every
+/// frame arrives, in order, through the producer made again; a live stream
+/// or the user's batch.size keeps the producer as it was made.
+#[test]
+fn the_first_frame_of_a_stream_that_runs_ahead_chooses_its_batch_size() {
+    init();
+    const FRAMES: u64 = 12;
+    for (frame_size, properties, batch_size) in [
+        (150_000, "", 500_000),
+        (25_000, "", 1_000_000),
+        (300_000, "", 1_000_000),
+        (150_000, "upstream=live", 1_000_000),
+        (150_000, "config=\"config,batch.size=800000\"", 800_000u64),
+    ] {
+        let case = format!("frames of {frame_size} bytes, {properties:?}");
+        let topic = unique_topic("sink-batch-size");
+        create_topic(&topic, 1, &[]);
+        let frames: Vec<Vec<u8>> = (0..FRAMES)
+            .map(|i| random_bytes(frame_size, 50 + i))
+            .collect();
+        let (pipeline, end) = push_buffers(
+            &gst::Caps::new_empty_simple("image/jpeg"),
+            &format!("topic={topic} {properties}"),
+            &frames,
+        );
+        let stats = stats(&pipeline, "sink");
+        pipeline.set_state(gst::State::Null).unwrap();
+        assert!(matches!(end, End::Eos), "{case}: {end:?}");
+        assert_eq!(
+            stats.get::<u64>("batch-size").unwrap(),
+            batch_size,
+            "{case}: {stats}"
+        );
+        assert_eq!(
+            stats.get::<u64>("records-acked").unwrap(),
+            FRAMES,
+            "{case}: {stats}"
+        );
+        let values: Vec<Vec<u8>> = read_topic(&topic).into_iter().map(|r| r.value).collect();
+        assert!(
+            values == frames,
+            "{case}: the records are not the frames in order"
+        );
+    }
 }
 
 #[test]
@@ -738,7 +787,7 @@ fn a_live_stream_is_not_batched_over_a_limit_between_half_and_one_megabyte() {
     );
     let stats = stats(&pipeline, "sink");
     pipeline.set_state(gst::State::Null).unwrap();
-    // Queued in librdkafka, not held back in 500 kB batches.
+    // Queued in librdkafka, not held back.
     assert_eq!(stats.get::<u64>("run-ahead-bytes").unwrap(), 0, "{stats}");
     assert_eq!(stats.get::<f64>("linger-ms").unwrap(), 200.0, "{stats}");
     assert!(matches!(end, End::Eos), "{end:?}");

@@ -21,11 +21,12 @@
  * queued in librdkafka while the brokers are away. A stream that is not
  * live (files, `appsrc` without `is-live`) is held back instead, with
  * idempotence on and `queue-full=block`: the sink keeps at most five
- * records or four batches unacknowledged, whichever is more, and lingers
- * 20 ms (with `linger-ms=-1`), which spares librdkafka's broker thread a
- * busy loop. Its batches are of 500 kB, so that frames over about 100 kB
- * leave room in librdkafka's idempotence window (five records) for another
- * request behind the first (docs/design.md, "Running ahead").
+ * records or two batches (2 MB) unacknowledged, whichever is more, and
+ * lingers 20 ms (with `linger-ms=-1`), which spares librdkafka's broker
+ * thread a busy loop. When its first frame is of 100-200 kB, the producer
+ * is made again with batches of 500 kB (four of them ahead), so that a
+ * batch leaves room in librdkafka's idempotence window (five records) for
+ * another request behind it (docs/design.md, "Running ahead").
  * `upstream=auto` asks every source upstream at start; a chain not linked
  * yet (`rtspsrc`, a demuxer) counts as live. `upstream=live` or `not-live` says it instead, e.g. for
  * a camera read through `fdsrc` or `tcpclientsrc`, which are not live.
@@ -92,7 +93,7 @@ use super::produce::{self, Frame};
 use super::{Acks, Chunking, Compression, QueueFull, Upstream};
 use crate::brokerwatch::{self, BrokerWatch, LibrdkafkaClient};
 use crate::capturetime;
-use crate::kafka::{self, ClientSettings, KafkaContext, TopicError};
+use crate::kafka::{self, ClientSettings, KafkaContext, TopicError, TopicInfo};
 use crate::runtime::{self, Canceller};
 use crate::throttle::Throttle;
 use crate::uri;
@@ -138,12 +139,18 @@ const QUEUE_MAX_MESSAGES: u32 = 100_000;
 /// librdkafka's default `batch.size`: a record limit below it bounds the
 /// batches too.
 const LIBRDKAFKA_BATCH_SIZE: usize = 1_000_000;
-/// The batches of a stream that runs ahead. librdkafka sends no new request
-/// while five records are in flight (its idempotence window, counted in
-/// records), so 1 MB batches of six 157 KB frames went one request at a
-/// time; three of them in half a megabyte leave room for a second request
-/// behind the first (docs/design.md, "Running ahead").
-const RUNNING_AHEAD_BATCH_SIZE: usize = 500_000;
+/// librdkafka's idempotence window: it sends no new request while this
+/// many records of a partition are in flight (it counts records, not
+/// requests; confluentinc/librdkafka#4989).
+const IDEMPOTENCE_WINDOW_RECORDS: usize = 5;
+/// The batches of a stream that runs ahead in frames of 100–200 kB, whose
+/// librdkafka batches of 1 MB (five frames or more) each close the window
+/// by themselves, so requests went one at a time: three 157 KB frames in
+/// half a megabyte leave room for a second request behind the first.
+/// Smaller frames fill the window in any batch, and larger batches then
+/// cost fewer round trips; larger frames leave room in 1 MB batches
+/// (docs/design.md, "Running ahead").
+const MID_SIZE_FRAME_BATCH_SIZE: usize = 500_000;
 /// Requests in flight per connection with idempotence on: one fewer than
 /// librdkafka's idempotence window of five. With five on the wire librdkafka
 /// builds no sixth request yet still wakes its broker thread at once for the
@@ -151,13 +158,17 @@ const RUNNING_AHEAD_BATCH_SIZE: usize = 500_000;
 /// `poll` calls for 300 chunked 4K frames); with four, the fifth request waits
 /// built and the thread sleeps (docs/design.md, "Requests in flight").
 const IDEMPOTENT_MAX_IN_FLIGHT: u32 = 4;
-/// A stream that is not live is handed over while at most four batches of
-/// value bytes are unacknowledged (2 MB of the batches above: requests in
-/// flight and those ready behind them) ...
-const RUN_AHEAD_BATCHES: u64 = 4;
-/// ... or while fewer records than librdkafka's idempotence window of five
-/// are, however large: frames of a batch each still fill the window.
-const RUN_AHEAD_RECORDS: u64 = 5;
+/// A stream that is not live is handed over while its unacknowledged value
+/// bytes (requests in flight and those ready behind them) stay within two
+/// to four of its batches and at most 2 MB where that choice is left: two
+/// of 1 MB or four of 500 kB. Three or four batches of 1 MB left batches
+/// waiting behind a closed idempotence window past their linger, and
+/// librdkafka's broker thread busy-polled (docs/design.md, "Running
+/// ahead") ...
+const RUN_AHEAD_BYTES: u64 = 2_000_000;
+/// ... or while fewer records than librdkafka's idempotence window are,
+/// however large: frames of a batch each still fill the window.
+const RUN_AHEAD_RECORDS: u64 = IDEMPOTENCE_WINDOW_RECORDS as u64;
 /// How often a sink blocked on a full queue says so, with how long the
 /// brokers have acknowledged nothing.
 const QUEUE_FULL_WARNING_INTERVAL: Duration = Duration::from_secs(10);
@@ -288,10 +299,10 @@ impl Settings {
     }
 
     /// The producer's librdkafka configuration: the defaults above under the
-    /// user's settings; unless the user set them, the linger and the batch
-    /// size, chosen by whether the stream runs ahead (which the user's
-    /// settings decide); and, when idempotence is on in the end, four
-    /// requests in flight unless the user chose.
+    /// user's settings; unless the user set it, the linger, chosen by
+    /// whether the stream runs ahead (which the user's settings decide);
+    /// and, when idempotence is on in the end, four requests in flight
+    /// unless the user chose.
     fn producer_config(&self, upstream_live: bool) -> Result<ProducerConfig, gst::ErrorMessage> {
         let mut config = self.client.client_config(&self.librdkafka_defaults())?;
         let runs_ahead = self.runs_ahead(upstream_live, &config);
@@ -303,10 +314,6 @@ impl Settings {
         }
         let batch_size = match kafka::setting(&config, "batch.size") {
             Some(_) => None,
-            None if runs_ahead => {
-                config.set("batch.size", RUNNING_AHEAD_BATCH_SIZE.to_string());
-                Some(RUNNING_AHEAD_BATCH_SIZE)
-            }
             None => Some(LIBRDKAFKA_BATCH_SIZE),
         };
         if idempotent(&config) && kafka::setting(&config, "max.in.flight").is_none() {
@@ -324,6 +331,7 @@ impl Settings {
 }
 
 /// The producer's librdkafka configuration, and what the sink chose in it.
+#[derive(Clone)]
 struct ProducerConfig {
     config: ClientConfig,
     /// Whether the stream runs ahead of the acknowledgements.
@@ -339,6 +347,32 @@ impl ProducerConfig {
         self.batch_size
             .filter(|&chosen| record_limit.bytes < chosen)
             .map(|_| record_limit.bytes)
+    }
+
+    /// The `batch.size` a stream that runs ahead in frames of `frame_size`
+    /// bytes is better sent in than the one its producer was made with
+    /// (`record_limit` bounding it): `MID_SIZE_FRAME_BATCH_SIZE` when one
+    /// of its batches would fill librdkafka's idempotence window and one of
+    /// those would not. The user's `batch.size` stays.
+    fn batch_size_for_frames(&self, frame_size: usize, record_limit: RecordLimit) -> Option<usize> {
+        let made_with = self.bounded_batch_size(record_limit).or(self.batch_size)?;
+        let frames_per_batch = |batch_size: usize| batch_size / frame_size.max(1);
+        (self.runs_ahead
+            && MID_SIZE_FRAME_BATCH_SIZE < made_with
+            && frames_per_batch(made_with) >= IDEMPOTENCE_WINDOW_RECORDS
+            && frames_per_batch(MID_SIZE_FRAME_BATCH_SIZE) < IDEMPOTENCE_WINDOW_RECORDS)
+            .then_some(MID_SIZE_FRAME_BATCH_SIZE)
+    }
+
+    /// This configuration with batches of `bytes`.
+    fn with_batch_size(&self, bytes: usize) -> ProducerConfig {
+        let mut config = self.config.clone();
+        config.set("batch.size", bytes.to_string());
+        ProducerConfig {
+            config,
+            runs_ahead: self.runs_ahead,
+            batch_size: Some(bytes),
+        }
     }
 
     /// The bytes of a batch: the sink's batch size bounded by the record
@@ -406,12 +440,15 @@ fn idempotent(config: &ClientConfig) -> bool {
 }
 
 /// How far an idempotent producer of a stream that is not live runs ahead:
-/// four of its batches (`ProducerConfig::batch_bytes`) or five records.
+/// four of its batches (`ProducerConfig::batch_bytes`) up to
+/// `RUN_AHEAD_BYTES` but at least two, or five records.
 fn run_ahead_bound(config: &ProducerConfig, record_limit: RecordLimit) -> RunAhead {
+    let batch = config.batch_bytes(record_limit);
     RunAhead {
-        bytes: config
-            .batch_bytes(record_limit)
-            .saturating_mul(RUN_AHEAD_BATCHES),
+        bytes: batch
+            .saturating_mul(4)
+            .min(RUN_AHEAD_BYTES)
+            .max(batch.saturating_mul(2)),
         records: RUN_AHEAD_RECORDS,
     }
 }
@@ -432,22 +469,42 @@ fn queue_bound(config: &ClientConfig) -> QueueBound {
 }
 
 /// Describes `topic` until the broker knows it or `patience` has passed
-/// (each look waits up to `timeout`), and returns its partition count: a
-/// topic created moments before reaches the broker's metadata a little
-/// later.
+/// (each look waits up to `timeout`): a topic created moments before
+/// reaches the broker's metadata a little later.
 fn describe_until_found(
     producer: &ThreadedProducer<SinkContext>,
     topic: &str,
     timeout: Duration,
     patience: Duration,
-) -> Result<usize, TopicError> {
+) -> Result<TopicInfo, TopicError> {
     let deadline = Instant::now() + patience;
     loop {
         match kafka::describe_topic(producer.client(), topic, timeout) {
             Err(TopicError::Missing) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(50));
             }
-            described => return described.map(|info| info.partitions),
+            described => return described,
+        }
+    }
+}
+
+/// How often a new producer asks for metadata before a broker that the
+/// metadata named, not the bootstrap connection, answers.
+const LEADER_METADATA_ATTEMPTS: usize = 5;
+
+/// Asks for `topic`'s metadata until a broker the metadata named answers
+/// (within `timeout` each time). An idempotent producer asks for its
+/// producer id after a metadata response from a broker that is up, and
+/// librdkafka drops the bootstrap connection after the first response,
+/// when none was: until a request needs another broker, the producer id
+/// waits for librdkafka's retries, 500 ms apart (a second one made at the
+/// first frame started sending after 1 s). The bootstrap connection
+/// answers as broker -1.
+fn await_leader_metadata(producer: &ThreadedProducer<SinkContext>, topic: &str, timeout: Duration) {
+    for _ in 0..LEADER_METADATA_ATTEMPTS {
+        match producer.client().fetch_metadata(Some(topic), timeout) {
+            Ok(metadata) if metadata.orig_broker_id() < 0 => continue,
+            _ => return,
         }
     }
 }
@@ -468,8 +525,10 @@ struct Target {
     /// live upstream, without idempotence (no window to fill), or with
     /// queue-full=drop (which asks for drops, not waits).
     run_ahead: Option<RunAhead>,
-    /// The linger the producer was made with, for `stats`.
+    /// The linger and the batch size the producer was made with, for
+    /// `stats`.
     linger_ms: f64,
+    batch_size: u64,
     record_limit: RecordLimit,
     chunking: Chunking,
     flush_timeout: Duration,
@@ -480,6 +539,32 @@ struct Target {
 impl Target {
     fn delivery(&self) -> &Delivery {
         &self.producer.context().extra
+    }
+
+    /// This target with another producer, before any record was sent.
+    fn with_producer(
+        &self,
+        producer: ThreadedProducer<SinkContext>,
+        batch_size: u64,
+        run_ahead: Option<RunAhead>,
+    ) -> Target {
+        Target {
+            producer,
+            topic: self.topic.clone(),
+            topic_name: self.topic_name.clone(),
+            key: self.key.clone(),
+            partition: self.partition,
+            queue_full: self.queue_full,
+            queue_bound: self.queue_bound,
+            run_ahead,
+            linger_ms: self.linger_ms,
+            batch_size,
+            record_limit: self.record_limit,
+            chunking: self.chunking,
+            flush_timeout: self.flush_timeout,
+            drop_warnings: Throttle::default(),
+            block_warnings: Throttle::new(QUEUE_FULL_WARNING_INTERVAL),
+        }
     }
 
     /// A record of this target whose value is `frame[range]`.
@@ -549,6 +634,15 @@ struct Started {
     /// `None` when `write-headers` is off.
     headers: Option<HeaderWriter>,
     seq: u64,
+    /// The producer's configuration until the first frame, whose size may
+    /// choose another batch size (`ProducerConfig::batch_size_for_frames`).
+    batch_sizing: Option<BatchSizing>,
+}
+
+/// What the first frame needs to make the producer again.
+struct BatchSizing {
+    config: ProducerConfig,
+    connect_timeout: Duration,
 }
 
 #[derive(Default)]
@@ -734,7 +828,7 @@ impl KafkaSink {
             .map_or_else(delivery::Counters::default, |target| {
                 target.delivery().counters()
             });
-        let producer = target.map(|target| (target.linger_ms, target.run_ahead));
+        let producer = target.map(|target| (target.linger_ms, target.batch_size, target.run_ahead));
         gst::Structure::builder("kafkasink-stats")
             .field("records-sent", counters.records_sent)
             .field("bytes-sent", counters.bytes_sent)
@@ -751,10 +845,11 @@ impl KafkaSink {
             .field("delivery-latency-last-us", counters.latency_last_us)
             .field("delivery-latency-avg-us", counters.latency_avg_us())
             .field("delivery-latency-max-us", counters.latency_max_us)
-            .field_if_some("linger-ms", producer.map(|(linger_ms, _)| linger_ms))
+            .field_if_some("linger-ms", producer.map(|(linger_ms, _, _)| linger_ms))
+            .field_if_some("batch-size", producer.map(|(_, batch_size, _)| batch_size))
             .field_if_some(
                 "run-ahead-bytes",
-                producer.map(|(_, ahead)| ahead.map_or(0, |ahead| ahead.bytes)),
+                producer.map(|(_, _, ahead)| ahead.map_or(0, |ahead| ahead.bytes)),
             )
             .build()
     }
@@ -776,8 +871,11 @@ impl KafkaSink {
         } else {
             TOPIC_PROPAGATION_GRACE
         };
-        let partitions = match describe_until_found(producer, topic, timeout, patience) {
-            Ok(partitions) => partitions,
+        let TopicInfo {
+            partitions,
+            brokers,
+        } = match describe_until_found(producer, topic, timeout, patience) {
+            Ok(info) => info,
             Err(TopicError::Missing) if settings.create_topic => {
                 self.create_topic(settings, admin)?;
                 self.await_created_topic(producer, topic, timeout)?
@@ -807,18 +905,15 @@ impl KafkaSink {
                 )
             ));
         }
-        // An idempotent producer asks for its producer id after a metadata
-        // response, from a broker that is up; the first response came from
-        // the bootstrap connection, when none was. Asking again now that
-        // the partition leaders are connected spares the first records
-        // librdkafka's 500 ms retry. The brokers it names are those whose
-        // limit counts.
-        let brokers: Vec<i32> = producer
-            .client()
-            .fetch_metadata(Some(topic), timeout)
-            .map(|metadata| metadata.brokers().iter().map(|b| b.id()).collect())
-            .unwrap_or_default();
-        let limits = self.record_limits(admin, topic, &brokers, timeout);
+        // The producer's wait for a broker other than the bootstrap one
+        // (await_leader_metadata), side by side with the admin client's
+        // requests for the limits, which wait for their brokers too.
+        let limits = std::thread::scope(|scope| {
+            let warming = scope.spawn(|| await_leader_metadata(producer, topic, timeout));
+            let limits = self.record_limits(admin, topic, &brokers, timeout);
+            let _ = warming.join();
+            limits
+        });
         Ok((partitions, limits))
     }
 
@@ -849,9 +944,7 @@ impl KafkaSink {
         let replacement: ThreadedProducer<SinkContext> = bounded
             .create_with_context(KafkaContext::with(element, Delivery::default()))
             .map_err(kafka::config_error)?;
-        // As in prepare_topic: the producer id comes once a metadata
-        // response named the connected leaders.
-        let _ = replacement.client().fetch_metadata(Some(topic), timeout);
+        await_leader_metadata(&replacement, topic, timeout);
         // Dropping a producer joins its polling thread: not here.
         std::thread::spawn(move || drop(producer));
         Ok(replacement)
@@ -863,7 +956,7 @@ impl KafkaSink {
         producer: &ThreadedProducer<SinkContext>,
         topic: &str,
         timeout: Duration,
-    ) -> Result<usize, gst::ErrorMessage> {
+    ) -> Result<TopicInfo, gst::ErrorMessage> {
         describe_until_found(producer, topic, timeout, timeout).map_err(|err| {
             gst::error_msg!(
                 gst::ResourceError::NotFound,
@@ -935,11 +1028,16 @@ impl KafkaSink {
             .chain(brokers.iter().map(|&id| ResourceSpecifier::Broker(id)))
             .collect();
         let deadline = tokio::time::Instant::now() + timeout;
+        // Each request is sent when it is made: all are on their way
+        // before the first answer is awaited.
+        let requests: Vec<_> = resources
+            .iter()
+            .map(|resource| admin.describe_configs([resource], &options))
+            .collect();
         let (described, error) = runtime::wait(&self.canceller, async {
             let mut described = Vec::new();
             let mut error = None;
-            for resource in &resources {
-                let request = admin.describe_configs([resource], &options);
+            for request in requests {
                 match tokio::time::timeout_at(deadline, request).await {
                     Ok(Ok(results)) => {
                         for result in results {
@@ -998,7 +1096,8 @@ impl KafkaSink {
     }
 
     fn send(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let (target, writer, seq) = {
+        let size = buffer.size();
+        let (target, writer, seq, batch_sizing) = {
             let mut state = self.state.lock().unwrap();
             let State::Started(started) = &mut *state else {
                 gst::element_imp_error!(self, gst::CoreError::Failed, ("not started"));
@@ -1006,12 +1105,20 @@ impl KafkaSink {
             };
             let seq = started.seq;
             started.seq += 1;
-            (started.target.clone(), started.headers.clone(), seq)
+            (
+                started.target.clone(),
+                started.headers.clone(),
+                seq,
+                started.batch_sizing.take(),
+            )
+        };
+        let target = match batch_sizing {
+            Some(sizing) => self.size_batches(target, sizing, size)?,
+            None => target,
         };
         let delivery = target.delivery();
         let topic = target.topic.as_str();
         self.check_delivery(delivery, topic)?;
-        let size = buffer.size();
         self.hold_back(&target, size)
             .inspect_err(|_| self.give_back(seq))?;
         let headers = writer.as_ref().map(|writer| writer.headers(seq, buffer));
@@ -1079,6 +1186,53 @@ impl KafkaSink {
                     .inspect_err(|_| self.give_back(seq))?,
             }
         }
+    }
+
+    /// `target`, or at the first frame, when frames of its size are better
+    /// sent in other batches (`ProducerConfig::batch_size_for_frames`), a
+    /// target whose producer is made again with them. The new producer
+    /// connects while the first frames wait in its queue.
+    fn size_batches(
+        &self,
+        target: Arc<Target>,
+        sizing: BatchSizing,
+        frame_size: usize,
+    ) -> Result<Arc<Target>, gst::FlowError> {
+        let Some(batch_size) = sizing
+            .config
+            .batch_size_for_frames(frame_size, target.record_limit)
+        else {
+            return Ok(target);
+        };
+        gst::debug!(
+            CAT,
+            imp = self,
+            "frames of {frame_size} bytes: producer made again with batches of {batch_size} bytes"
+        );
+        let config = sizing.config.with_batch_size(batch_size);
+        let element = self.obj().upcast_ref::<gst::Element>().clone();
+        let producer: ThreadedProducer<SinkContext> = config
+            .config
+            .create_with_context(KafkaContext::with(&element, Delivery::default()))
+            .map_err(|err| {
+                self.post_error_message(kafka::config_error(err));
+                gst::FlowError::Error
+            })?;
+        let batch_bytes = config.batch_bytes(target.record_limit);
+        let run_ahead = Some(run_ahead_bound(&config, target.record_limit));
+        let sized = Arc::new(target.with_producer(producer, batch_bytes, run_ahead));
+        let broker_watch = brokerwatch::watch(&element, &sized, &config.config);
+        if let State::Started(started) = &mut *self.state.lock().unwrap() {
+            started.target = sized.clone();
+            started._broker_watch = broker_watch;
+        }
+        let (warming, topic) = (sized.clone(), sized.topic.clone());
+        std::thread::spawn(move || {
+            await_leader_metadata(&warming.producer, &topic, sizing.connect_timeout)
+        });
+        // Dropping a producer joins its polling thread: not here.
+        std::thread::spawn(move || drop(target));
+        Ok(sized)
     }
 
     /// Waits while a stream that is not live is as far ahead of the
@@ -1393,10 +1547,11 @@ impl ObjectImpl for KafkaSink {
                 glib::ParamSpecEnum::builder_with_default("upstream", DEFAULT_UPSTREAM)
                     .nick("Upstream")
                     .blurb("Whether upstream is live, which decides the automatic linger and whether a \
-                            stream that is not live is held back at most five records or four batches \
-                            ahead of the acknowledgements, whichever is more (batch.size: 500 kB, or \
-                            the record limit if lower, unless config sets it; idempotence on, \
-                            queue-full=block); auto asks every source upstream at start")
+                            stream that is not live is held back at most five records or two to four \
+                            batches (up to 2 MB) ahead of the acknowledgements, whichever is more, in \
+                            batches of 500 kB when its first frame is of 100-200 kB, otherwise 1 MB \
+                            or the record limit if lower, unless config sets batch.size (idempotence \
+                            on, queue-full=block); auto asks every source upstream at start")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecBoolean::builder("create-topic")
@@ -1450,7 +1605,7 @@ impl ObjectImpl for KafkaSink {
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("Records and bytes sent and acknowledged, in flight, delivery errors, dropped, records that waited on a full queue, frames sent as chunks and their chunks (counted as records too), last offset, delivery latency; once started, the linger in ms (a double) and how many value bytes may be unacknowledged, or five records if more (0: no bound, the stream is not held back)")
+                    .blurb("Records and bytes sent and acknowledged, in flight, delivery errors, dropped, records that waited on a full queue, frames sent as chunks and their chunks (counted as records too), last offset, delivery latency; once started, the linger in ms (a double), the batch size in bytes (batch.size, chosen again at the first frame of a stream that runs ahead) and how many value bytes may be unacknowledged, or five records if more (0: no bound, the stream is not held back)")
                     .read_only()
                     .build(),
             ]);
@@ -1667,6 +1822,7 @@ impl BaseSinkImpl for KafkaSink {
             queue_bound: queue_bound(config),
             run_ahead,
             linger_ms,
+            batch_size: producer_config.batch_bytes(record_limit),
             record_limit,
             chunking: settings.chunking,
             flush_timeout: Duration::from_millis(settings.flush_timeout_ms.into()),
@@ -1680,6 +1836,12 @@ impl BaseSinkImpl for KafkaSink {
             _broker_watch: broker_watch,
             headers: settings.write_headers.then(|| HeaderWriter::new(stream_id)),
             seq: 0,
+            batch_sizing: (runs_ahead && producer_config.batch_size.is_some()).then(|| {
+                BatchSizing {
+                    config: producer_config.clone(),
+                    connect_timeout: settings.client.connect_timeout(),
+                }
+            }),
         }));
         Ok(())
     }
@@ -1875,29 +2037,52 @@ mod tests {
     }
 
     #[test]
-    fn a_stream_that_runs_ahead_is_sent_in_half_megabyte_batches_unless_the_user_chose() {
+    fn only_frames_of_100_to_200_kb_that_run_ahead_are_sent_in_half_megabyte_batches() {
         gst::init().unwrap();
-        let batches = |settings: &Settings, live| {
+        let limit = topic_limit(KAFKA_DEFAULT_RECORD_LIMIT);
+        let resized = |settings: &Settings, live, frame_size, limit| {
             let config = settings.producer_config(live).unwrap();
-            (
-                config.batch_size,
-                kafka::setting(&config.config, "batch.size").map(str::to_owned),
-            )
+            config.batch_size_for_frames(frame_size, limit)
         };
-        assert_eq!(
-            batches(&Settings::default(), false),
-            (Some(500_000), Some("500000".to_owned()))
-        );
-        // Queued in librdkafka: its own default.
-        assert_eq!(batches(&Settings::default(), true), (Some(1_000_000), None));
-        let chosen = with_config(true, &[("batch.size", "300000")]);
-        for live in [false, true] {
+        let default = Settings::default();
+        // Made with librdkafka's 1 MB batches, not set in the config.
+        let config = default.producer_config(false).unwrap();
+        assert_eq!(config.batch_size, Some(1_000_000));
+        assert_eq!(kafka::setting(&config.config, "batch.size"), None);
+        // Five frames or more in 1 MB, at most four in 500 kB.
+        for (frame_size, batch_size) in [
+            (25_000, None),
+            (100_000, None),
+            (100_001, Some(500_000)),
+            (157_000, Some(500_000)),
+            (200_000, Some(500_000)),
+            (200_001, None),
+            (338_000, None),
+            (3_000_000, None),
+        ] {
             assert_eq!(
-                batches(&chosen, live),
-                (None, Some("300000".to_owned())),
-                "live {live}"
+                resized(&default, false, frame_size, limit),
+                batch_size,
+                "{frame_size}"
             );
         }
+        // Live, or the user's batch.size: as made.
+        assert_eq!(resized(&default, true, 157_000, limit), None);
+        let chosen = with_config(true, &[("batch.size", "1000000")]);
+        assert_eq!(resized(&chosen, false, 157_000, limit), None);
+        // Batches bounded to a 700 kB record limit already hold four.
+        assert_eq!(
+            resized(&default, false, 157_000, topic_limit(700_000)),
+            None
+        );
+        assert_eq!(
+            resized(&default, false, 120_000, topic_limit(700_000)),
+            Some(500_000)
+        );
+        // The producer made again has them, and runs ahead by four of them.
+        let sized = config.with_batch_size(500_000);
+        assert_eq!(kafka::setting(&sized.config, "batch.size"), Some("500000"));
+        assert_eq!(run_ahead_bound(&sized, limit).bytes, 2_000_000);
     }
 
     #[test]
@@ -1908,13 +2093,12 @@ mod tests {
             config.bounded_batch_size(topic_limit(bytes))
         };
         let default = Settings::default();
-        // Running ahead: 500 kB batches.
-        assert_eq!(bounded(&default, false, 1_048_588), None);
-        assert_eq!(bounded(&default, false, 700_000), None);
-        assert_eq!(bounded(&default, false, 100_000), Some(100_000));
-        // Live: librdkafka's 1 MB.
-        assert_eq!(bounded(&default, true, 1_048_588), None);
-        assert_eq!(bounded(&default, true, 700_000), Some(700_000));
+        // librdkafka's 1 MB, running ahead or live.
+        for live in [false, true] {
+            assert_eq!(bounded(&default, live, 1_048_588), None);
+            assert_eq!(bounded(&default, live, 700_000), Some(700_000));
+            assert_eq!(bounded(&default, live, 100_000), Some(100_000));
+        }
         // The user's batch.size stays, whatever the limit.
         let chosen = with_config(true, &[("batch.size", "300000")]);
         assert_eq!(bounded(&chosen, false, 100_000), None);
@@ -1922,8 +2106,9 @@ mod tests {
     }
 
     #[test]
-    fn a_stream_runs_ahead_by_four_batches_or_five_records() {
+    fn a_stream_runs_ahead_by_two_to_four_batches_up_to_2_mb_or_five_records() {
         gst::init().unwrap();
+        // Two of librdkafka's 1 MB batches.
         let config = Settings::default().producer_config(false).unwrap();
         assert_eq!(
             run_ahead_bound(&config, topic_limit(KAFKA_DEFAULT_RECORD_LIMIT)),
@@ -1944,6 +2129,14 @@ mod tests {
         assert_eq!(
             run_ahead_bound(&config, topic_limit(100_000)).bytes,
             1_200_000
+        );
+        // Two batches at least, over 2 MB.
+        let config = with_config(true, &[("batch.size", "2000000")])
+            .producer_config(false)
+            .unwrap();
+        assert_eq!(
+            run_ahead_bound(&config, topic_limit(16 << 20)).bytes,
+            4_000_000
         );
     }
 

@@ -579,6 +579,7 @@ impl KafkaSrc {
             match described {
                 Ok(info) => {
                     gst::debug!(CAT, imp = self, "topic {topic} exists now: opening it");
+                    let partition_count = info.partitions;
                     // Reading the partitions' offsets waits for their
                     // leaders, up to connect-timeout-ms when one is frozen
                     // or gone: off this thread too, so that a stop does not
@@ -614,8 +615,7 @@ impl KafkaSrc {
                     gst::info!(
                         CAT,
                         imp = self,
-                        "topic {topic} exists now ({} partition(s)) after {:?}",
-                        info.partitions,
+                        "topic {topic} exists now ({partition_count} partition(s)) after {:?}",
                         wait.since.elapsed()
                     );
                     // Nothing was read yet: the engine starts over with
