@@ -725,25 +725,33 @@ fn chunks_of_a_limit_below_librdkafkas_batch_size_are_not_batched_over_it() {
 /// A stream that runs ahead goes in librdkafka's 1 MB batches, unless its
 /// first frame is of 100-200 kB: five of those or more to a batch fill
 /// librdkafka's idempotence window, so requests went one at a time, and the
-/// producer is made again at the first frame with batches of 500 kB. Every
-/// frame arrives, in order, through the producer made again; a live stream
-/// or the user's batch.size keeps the producer as it was made.
+/// producer is made again at the first frame with batches of 500 kB, which
+/// later frames of other sizes keep. Every frame arrives, in order,
+/// through the producer made again; a live stream or the user's batch.size
+/// keeps the producer as it was made.
 #[test]
 fn the_first_frame_of_a_stream_that_runs_ahead_chooses_its_batch_size() {
     init();
     const FRAMES: u64 = 12;
-    for (frame_size, properties, batch_size) in [
-        (150_000, "", 500_000),
-        (25_000, "", 1_000_000),
-        (300_000, "", 1_000_000),
-        (150_000, "upstream=live", 1_000_000),
-        (150_000, "config=\"config,batch.size=800000\"", 800_000u64),
+    for (first_size, size, properties, batch_size) in [
+        (150_000, 150_000, "", 500_000),
+        (150_000, 25_000, "", 500_000),
+        (25_000, 25_000, "", 1_000_000),
+        (25_000, 150_000, "", 1_000_000),
+        (300_000, 300_000, "", 1_000_000),
+        (150_000, 150_000, "upstream=live", 1_000_000),
+        (
+            150_000,
+            150_000,
+            "config=\"config,batch.size=800000\"",
+            800_000u64,
+        ),
     ] {
-        let case = format!("frames of {frame_size} bytes, {properties:?}");
+        let case = format!("frames of {first_size} then {size} bytes, {properties:?}");
         let topic = unique_topic("sink-batch-size");
         create_topic(&topic, 1, &[]);
         let frames: Vec<Vec<u8>> = (0..FRAMES)
-            .map(|i| random_bytes(frame_size, 50 + i))
+            .map(|i| random_bytes(if i == 0 { first_size } else { size }, 50 + i))
             .collect();
         let (pipeline, end) = push_buffers(
             &gst::Caps::new_empty_simple("image/jpeg"),

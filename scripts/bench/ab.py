@@ -54,9 +54,11 @@ def main():
         builds[name] = (path, properties)
     registries = tempfile.TemporaryDirectory()
     # A registry per build: one shared by all would be rebuilt at every run.
-    envs = {name: dict(os.environ, GST_PLUGIN_PATH=path, GST_REGISTRY=f"{registries.name}/{index}.bin")
+    envs = {name: dict(os.environ, GST_PLUGIN_PATH=str(Path(path).resolve()), GST_REGISTRY=f"{registries.name}/{index}.bin")
             for index, (name, (path, _)) in enumerate(builds.items())}
-    files = [str(frames[i % len(frames)]) for i in range(args.records)]
+    # By name, run in the frames' directory: tens of thousands of whole paths
+    # can pass the kernel's 2 MB limit on a command line.
+    files = [frames[i % len(frames)].name for i in range(args.records)]
     for env in envs.values():
         # Fills the build's registry before anything is timed.
         subprocess.run(["gst-inspect-1.0", "kafkasink"], env=env, check=True, stdout=subprocess.DEVNULL)
@@ -65,7 +67,7 @@ def main():
         if name == "kcat -P":
             return ["kcat", "-P", "-b", args.bootstrap, "-t", topic, "-X", "message.max.bytes=16777216",
                     "-X", "enable.idempotence=true", "-X", "acks=all"] + files
-        return ["gst-launch-1.0", "-q", "multifilesrc", f"location={args.frames}/f-%05d.jpg",
+        return ["gst-launch-1.0", "-q", "multifilesrc", f"location={Path(args.frames).resolve()}/f-%05d.jpg",
                 f"stop-index={len(frames) - 1}", "loop=true", f"num-buffers={args.records}", "caps=image/jpeg",
                 "!", "kafkasink", f"topic={topic}", f"bootstrap-servers={args.bootstrap}", *builds[name][1]]
 
@@ -76,7 +78,7 @@ def main():
         topic = f"ab-{os.getpid()}-{label}-{names.index(name)}"
         topics(args.bootstrap, "create", topic, "--partitions", "1", "--replication-factor", "1",
                "--max-message-bytes", args.max_message_bytes)
-        timing = timed(command(name, topic), envs.get(name))
+        timing = timed(command(name, topic), envs.get(name), cwd=args.frames)
         topics(args.bootstrap, "delete", topic)
         return timing
 

@@ -64,13 +64,14 @@ def stop(proc, sig=signal.SIGTERM):
             proc.wait()
 
 
-def timed(cmd, env, output=None):
-    """Runs cmd to completion: wall seconds and CPU seconds (user+system).
-    With output, a list, its standard output is appended to it."""
+def timed(cmd, env, output=None, cwd=None):
+    """Runs cmd to completion (in cwd): wall seconds and CPU seconds
+    (user+system). With output, a list, its standard output is appended to
+    it."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     stdout = subprocess.DEVNULL if output is None else subprocess.PIPE
-    result = subprocess.run(cmd, env=env, stdout=stdout, stderr=subprocess.PIPE)
+    result = subprocess.run(cmd, env=env, stdout=stdout, stderr=subprocess.PIPE, cwd=cwd)
     wall = time.monotonic() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
@@ -84,7 +85,7 @@ def timed(cmd, env, output=None):
 POLL_EVENTS = ["syscalls:sys_enter_poll", "syscalls:sys_enter_ppoll"]
 
 
-def polls(cmd, env, work_dir):
+def polls(cmd, env, work_dir, cwd=None):
     """Runs cmd once under `perf stat`: the poll(2) and ppoll(2) calls of
     all its threads (a thread that busy-waits makes millions), or None when
     perf is missing or may not count them, so that the timed results are
@@ -92,7 +93,7 @@ def polls(cmd, env, work_dir):
     if shutil.which("perf") is not None:
         out = Path(work_dir) / "perf-stat.csv"
         result = subprocess.run(["perf", "stat", "-x", ",", "-e", ",".join(POLL_EVENTS), "-o", str(out), "--"]
-                                + cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                + cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd)
         if result.returncode == 0:
             counts = [int(fields[0]) for fields in (line.split(",") for line in out.read_text().splitlines())
                       if len(fields) > 2 and fields[2] in POLL_EVENTS and fields[0].isdigit()]
@@ -137,6 +138,12 @@ class FrameSet:
     def cycle(self, n):
         """n frame paths, going round the prepared frames."""
         return [self.frames[i % len(self.frames)] for i in range(n)]
+
+    def names(self, n):
+        """The files of cycle(n) by name, for a command run in self.dir:
+        tens of thousands of whole paths can pass the kernel's 2 MB limit on
+        a command line."""
+        return [os.path.basename(p) for p in self.cycle(n)]
 
     def bytes_of(self, n):
         return sum(self.sizes[p] for p in self.cycle(n))
@@ -225,9 +232,9 @@ class Bench:
         commands = {
             "kafkasink": gst,
             "kcat -P": ["kcat", "-P", "-b", self.bootstrap, "-t", topic, "-X", "message.max.bytes=16777216",
-                        "-X", "enable.idempotence=true", "-X", "acks=all"] + fs.cycle(n),
+                        "-X", "enable.idempotence=true", "-X", "acks=all"] + fs.names(n),
             "confluent-kafka Producer": [PY, str(HERE / "producers.py"), "ingest-confluent", self.bootstrap,
-                                         topic] + fs.cycle(n),
+                                         topic] + fs.names(n),
         }
         if self.newer_librdkafka:
             commands["kcat -P, librdkafka 2.16"] = ["env", f"LD_LIBRARY_PATH={self.newer_librdkafka}"] + \
@@ -235,7 +242,7 @@ class Bench:
         if extra:
             commands["kafkasink write-headers=false"] = gst + ["write-headers=false"]
             commands["kafka-python KafkaProducer"] = [PY, str(HERE / "producers.py"), "ingest-kafka-python",
-                                                      self.bootstrap, topic] + fs.cycle(min(n, self.slow_records))
+                                                      self.bootstrap, topic] + fs.names(min(n, self.slow_records))
         return commands
 
     def ingest(self):
@@ -247,7 +254,7 @@ class Bench:
         # broker is slower (connections, broker JIT, page cache).
         for name, command in self.ingest_commands("x", self.sets[0], 10).items():
             topic = self.topic("warm-up")
-            timed(self.ingest_commands(topic, self.sets[0], 10)[name], self.env)
+            timed(self.ingest_commands(topic, self.sets[0], 10)[name], self.env, cwd=self.sets[0].dir)
             self.delete_topic(topic)
         for fs in self.sets:
             extra = fs.label == self.args.extra_set
@@ -260,7 +267,7 @@ class Bench:
                 for name in order:
                     n = self.count_for(name, fs)
                     topic = self.topic("ingest")
-                    wall, cpu = timed(self.ingest_commands(topic, fs, n, extra)[name], self.env)
+                    wall, cpu = timed(self.ingest_commands(topic, fs, n, extra)[name], self.env, cwd=fs.dir)
                     count = self.record_count(topic)
                     if count != n:
                         raise RuntimeError(f"{name} wrote {count} records instead of {n}")
@@ -276,7 +283,7 @@ class Bench:
             for name, m in producers.items():
                 topic = self.topic("polls")
                 counted = polls(self.ingest_commands(topic, fs, m["records"], extra)[name], self.env,
-                                self.args.work_dir)
+                                self.args.work_dir, cwd=fs.dir)
                 self.delete_topic(topic)
                 m["polls_per_frame"] = None if counted is None else counted / m["records"]
                 log(f"ingest {fs.label} {name}: {counted} poll calls")
@@ -293,7 +300,7 @@ class Bench:
             order = names if round_ % 2 == 0 else list(reversed(names))
             for name in order:
                 topic = self.topic("startup")
-                wall, cpu = timed(self.ingest_commands(topic, fs, 1, False)[name], self.env)
+                wall, cpu = timed(self.ingest_commands(topic, fs, 1, False)[name], self.env, cwd=fs.dir)
                 if self.record_count(topic) != 1:
                     raise RuntimeError(f"{name} did not write its record")
                 self.delete_topic(topic)

@@ -21,12 +21,14 @@
  * queued in librdkafka while the brokers are away. A stream that is not
  * live (files, `appsrc` without `is-live`) is held back instead, with
  * idempotence on and `queue-full=block`: the sink keeps at most five
- * records or two batches (2 MB) unacknowledged, whichever is more, and
- * lingers 20 ms (with `linger-ms=-1`), which spares librdkafka's broker
- * thread a busy loop. When its first frame is of 100-200 kB, the producer
- * is made again with batches of 500 kB (four of them ahead), so that a
- * batch leaves room in librdkafka's idempotence window (five records) for
- * another request behind it (docs/design.md, "Running ahead").
+ * records or 2 MB unacknowledged, whichever is more (two to four batches:
+ * less under a small record limit), and lingers 20 ms (with
+ * `linger-ms=-1`), which spares librdkafka's broker thread a busy loop.
+ * When its first frame is of 100-200 kB, the producer is made again with
+ * batches of 500 kB instead of 1 MB, so that a batch leaves room in
+ * librdkafka's idempotence window (five records) for another request
+ * behind it; encoded video, whose first frame is a keyframe, may want
+ * `batch.size` set in `config` instead (docs/design.md, "Running ahead").
  * `upstream=auto` asks every source upstream at start; a chain not linked
  * yet (`rtspsrc`, a demuxer) counts as live. `upstream=live` or `not-live` says it instead, e.g. for
  * a camera read through `fdsrc` or `tcpclientsrc`, which are not live.
@@ -166,6 +168,9 @@ const IDEMPOTENT_MAX_IN_FLIGHT: u32 = 4;
 /// librdkafka's broker thread busy-polled (docs/design.md, "Running
 /// ahead") ...
 const RUN_AHEAD_BYTES: u64 = 2_000_000;
+const RUN_AHEAD_BATCHES_MAX: u64 = 4;
+/// One batch in flight and one ready behind it.
+const RUN_AHEAD_BATCHES_MIN: u64 = 2;
 /// ... or while fewer records than librdkafka's idempotence window are,
 /// however large: frames of a batch each still fill the window.
 const RUN_AHEAD_RECORDS: u64 = IDEMPOTENCE_WINDOW_RECORDS as u64;
@@ -177,6 +182,13 @@ const QUEUE_FULL_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 const BLOCKING: &str =
     "holding the stream back until the brokers take records again (queue-full=block)";
 
+/// How long one metadata request of `await_learned_broker` waits for a
+/// broker: a producer let go meanwhile is let go this soon after.
+const LEARNED_BROKER_SLICE: Duration = Duration::from_millis(200);
+/// How many answers from the bootstrap connection `await_learned_broker`
+/// takes before it gives up: librdkafka 2.12 drops that connection after
+/// its first.
+const BOOTSTRAP_ANSWERS: usize = 5;
 /// How often a thread waiting for deliveries re-checks, in case a wake-up
 /// was missed.
 const DELIVERY_POLL: Duration = Duration::from_millis(100);
@@ -441,16 +453,32 @@ fn idempotent(config: &ClientConfig) -> bool {
 
 /// How far an idempotent producer of a stream that is not live runs ahead:
 /// four of its batches (`ProducerConfig::batch_bytes`) up to
-/// `RUN_AHEAD_BYTES` but at least two, or five records.
+/// `RUN_AHEAD_BYTES` but at least two, or five records (docs/design.md,
+/// "Running ahead").
 fn run_ahead_bound(config: &ProducerConfig, record_limit: RecordLimit) -> RunAhead {
     let batch = config.batch_bytes(record_limit);
     RunAhead {
         bytes: batch
-            .saturating_mul(4)
+            .saturating_mul(RUN_AHEAD_BATCHES_MAX)
             .min(RUN_AHEAD_BYTES)
-            .max(batch.saturating_mul(2)),
+            .max(batch.saturating_mul(RUN_AHEAD_BATCHES_MIN)),
         records: RUN_AHEAD_RECORDS,
     }
+}
+
+/// A producer of `config` with batches of `batch_size`, in place of one made
+/// with `config`, and its configuration.
+fn remade_producer(
+    config: &ProducerConfig,
+    batch_size: usize,
+    element: &gst::Element,
+) -> Result<(ProducerConfig, ThreadedProducer<SinkContext>), gst::ErrorMessage> {
+    let config = config.with_batch_size(batch_size);
+    let producer = config
+        .config
+        .create_with_context(KafkaContext::with(element, Delivery::default()))
+        .map_err(kafka::config_error)?;
+    Ok((config, producer))
 }
 
 /// The producer queue's bound in `config`: what the sink sets, or what
@@ -488,25 +516,39 @@ fn describe_until_found(
     }
 }
 
-/// How often a new producer asks for metadata before a broker that the
-/// metadata named, not the bootstrap connection, answers.
-const LEADER_METADATA_ATTEMPTS: usize = 5;
-
-/// Asks for `topic`'s metadata until a broker the metadata named answers
-/// (within `timeout` each time). An idempotent producer asks for its
-/// producer id after a metadata response from a broker that is up, and
-/// librdkafka drops the bootstrap connection after the first response,
-/// when none was: until a request needs another broker, the producer id
-/// waits for librdkafka's retries, 500 ms apart (a second one made at the
-/// first frame started sending after 1 s). The bootstrap connection
-/// answers as broker -1.
-fn await_leader_metadata(producer: &ThreadedProducer<SinkContext>, topic: &str, timeout: Duration) {
-    for _ in 0..LEADER_METADATA_ATTEMPTS {
-        match producer.client().fetch_metadata(Some(topic), timeout) {
-            Ok(metadata) if metadata.orig_broker_id() < 0 => continue,
-            _ => return,
+/// Asks for `topic`'s metadata until a broker the metadata named, not the
+/// bootstrap connection (broker -1), answers, until `deadline` and while
+/// `in_use()`. An idempotent producer asks for its producer id after a
+/// metadata response from a broker that is up, and librdkafka drops the
+/// bootstrap connection after its first answer, when none was: until a
+/// request needs another broker, the producer id waits for librdkafka's
+/// retries, 500 ms apart (docs/design.md, "No 500 ms stall on the first
+/// record"). Returns whether such a broker answered.
+fn await_learned_broker(
+    producer: &ThreadedProducer<SinkContext>,
+    topic: &str,
+    deadline: Instant,
+    in_use: impl Fn() -> bool,
+) -> bool {
+    let mut bootstrap_answers = 0;
+    while in_use() && bootstrap_answers < BOOTSTRAP_ANSWERS {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let asked_at = Instant::now();
+        match producer
+            .client()
+            .fetch_metadata(Some(topic), left.min(LEARNED_BROKER_SLICE))
+        {
+            Ok(metadata) if metadata.orig_broker_id() >= 0 => return true,
+            Ok(_) => bootstrap_answers += 1,
+            // No broker was usable within the slice; one that failed at
+            // once is not asked again at once.
+            Err(_) => std::thread::sleep(LEARNED_BROKER_SLICE.saturating_sub(asked_at.elapsed())),
         }
     }
+    false
 }
 
 /// Where and how the records of one run go, fixed at start; shared with
@@ -906,12 +948,15 @@ impl KafkaSink {
             ));
         }
         // The producer's wait for a broker other than the bootstrap one
-        // (await_leader_metadata), side by side with the admin client's
+        // (await_learned_broker), side by side with the admin client's
         // requests for the limits, which wait for their brokers too.
         let limits = std::thread::scope(|scope| {
-            let warming = scope.spawn(|| await_leader_metadata(producer, topic, timeout));
+            let warming = scope
+                .spawn(|| await_learned_broker(producer, topic, Instant::now() + timeout, || true));
             let limits = self.record_limits(admin, topic, &brokers, timeout);
-            let _ = warming.join();
+            if !warming.join().unwrap_or(false) {
+                gst::debug!(CAT, imp = self, "no broker but the bootstrap one answered");
+            }
             limits
         });
         Ok((partitions, limits))
@@ -939,12 +984,8 @@ impl KafkaSink {
             "record limit {} bytes: batches bounded to it",
             limit.bytes
         );
-        let mut bounded = config.config.clone();
-        bounded.set("batch.size", batch_size.to_string());
-        let replacement: ThreadedProducer<SinkContext> = bounded
-            .create_with_context(KafkaContext::with(element, Delivery::default()))
-            .map_err(kafka::config_error)?;
-        await_leader_metadata(&replacement, topic, timeout);
+        let (_, replacement) = remade_producer(config, batch_size, element)?;
+        await_learned_broker(&replacement, topic, Instant::now() + timeout, || true);
         // Dropping a producer joins its polling thread: not here.
         std::thread::spawn(move || drop(producer));
         Ok(replacement)
@@ -1113,7 +1154,9 @@ impl KafkaSink {
             )
         };
         let target = match batch_sizing {
-            Some(sizing) => self.size_batches(target, sizing, size)?,
+            Some(sizing) => self
+                .resize_batches(target, sizing, size)
+                .inspect_err(|_| self.give_back(seq))?,
             None => target,
         };
         let delivery = target.delivery();
@@ -1192,7 +1235,7 @@ impl KafkaSink {
     /// sent in other batches (`ProducerConfig::batch_size_for_frames`), a
     /// target whose producer is made again with them. The new producer
     /// connects while the first frames wait in its queue.
-    fn size_batches(
+    fn resize_batches(
         &self,
         target: Arc<Target>,
         sizing: BatchSizing,
@@ -1209,30 +1252,34 @@ impl KafkaSink {
             imp = self,
             "frames of {frame_size} bytes: producer made again with batches of {batch_size} bytes"
         );
-        let config = sizing.config.with_batch_size(batch_size);
         let element = self.obj().upcast_ref::<gst::Element>().clone();
-        let producer: ThreadedProducer<SinkContext> = config
-            .config
-            .create_with_context(KafkaContext::with(&element, Delivery::default()))
-            .map_err(|err| {
-                self.post_error_message(kafka::config_error(err));
+        let (config, producer) =
+            remade_producer(&sizing.config, batch_size, &element).map_err(|err| {
+                self.post_error_message(err);
                 gst::FlowError::Error
             })?;
-        let batch_bytes = config.batch_bytes(target.record_limit);
         let run_ahead = Some(run_ahead_bound(&config, target.record_limit));
-        let sized = Arc::new(target.with_producer(producer, batch_bytes, run_ahead));
-        let broker_watch = brokerwatch::watch(&element, &sized, &config.config);
-        if let State::Started(started) = &mut *self.state.lock().unwrap() {
-            started.target = sized.clone();
-            started._broker_watch = broker_watch;
+        let batch_bytes = config.batch_bytes(target.record_limit);
+        let resized = Arc::new(target.with_producer(producer, batch_bytes, run_ahead));
+        let broker_watch = brokerwatch::watch(&element, &resized, &config.config);
+        match &mut *self.state.lock().unwrap() {
+            State::Started(started) => {
+                started.target = resized.clone();
+                started._broker_watch = broker_watch;
+            }
+            // Only stop() leaves Started, after the streaming thread.
+            State::Stopped => return Err(gst::FlowError::Flushing),
         }
-        let (warming, topic) = (sized.clone(), sized.topic.clone());
+        let warming = resized.clone();
+        let deadline = Instant::now() + sizing.connect_timeout;
         std::thread::spawn(move || {
-            await_leader_metadata(&warming.producer, &topic, sizing.connect_timeout)
+            // Until the sink lets the producer go (a stop).
+            let in_use = || Arc::strong_count(&warming) > 1;
+            await_learned_broker(&warming.producer, &warming.topic, deadline, in_use)
         });
         // Dropping a producer joins its polling thread: not here.
         std::thread::spawn(move || drop(target));
-        Ok(sized)
+        Ok(resized)
     }
 
     /// Waits while a stream that is not live is as far ahead of the
@@ -1547,11 +1594,12 @@ impl ObjectImpl for KafkaSink {
                 glib::ParamSpecEnum::builder_with_default("upstream", DEFAULT_UPSTREAM)
                     .nick("Upstream")
                     .blurb("Whether upstream is live, which decides the automatic linger and whether a \
-                            stream that is not live is held back at most five records or two to four \
-                            batches (up to 2 MB) ahead of the acknowledgements, whichever is more, in \
-                            batches of 500 kB when its first frame is of 100-200 kB, otherwise 1 MB \
-                            or the record limit if lower, unless config sets batch.size (idempotence \
-                            on, queue-full=block); auto asks every source upstream at start")
+                            stream that is not live is held back at most five records or 2 MB ahead of \
+                            the acknowledgements, whichever is more (two to four batches; two of a \
+                            larger batch.size set in config), in batches of 500 kB when its first frame \
+                            is of 100-200 kB and 1 MB otherwise, unless a lower record limit or config \
+                            sets batch.size (idempotence on, queue-full=block); auto asks every source \
+                            upstream at start")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecBoolean::builder("create-topic")
@@ -2129,6 +2177,12 @@ mod tests {
         assert_eq!(
             run_ahead_bound(&config, topic_limit(100_000)).bytes,
             1_200_000
+        );
+        // Four batches up to 2 MB: under a 700 kB limit, 2 MB.
+        let config = Settings::default().producer_config(false).unwrap();
+        assert_eq!(
+            run_ahead_bound(&config, topic_limit(700_000)).bytes,
+            2_000_000
         );
         // Two batches at least, over 2 MB.
         let config = with_config(true, &[("batch.size", "2000000")])
