@@ -91,7 +91,7 @@ def polls(cmd, env, work_dir, cwd=None):
     perf is missing or may not count them, so that the timed results are
     kept. Not timed: the tracepoints slow the calls they count."""
     if shutil.which("perf") is not None:
-        out = Path(work_dir) / "perf-stat.csv"
+        out = Path(work_dir).resolve() / "perf-stat.csv"
         result = subprocess.run(["perf", "stat", "-x", ",", "-e", ",".join(POLL_EVENTS), "-o", str(out), "--"]
                                 + cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd)
         if result.returncode == 0:
@@ -127,7 +127,8 @@ class FrameSet:
         label, rest = spec.split("=", 1)
         directory, records = rest.rsplit(":", 1)
         self.label = label
-        self.dir = Path(directory)
+        # Resolved: commands run in it name its files alone.
+        self.dir = Path(directory).resolve()
         self.frames = sorted(str(p) for p in self.dir.glob("f-*.jpg"))
         if not self.frames:
             raise RuntimeError(f"no f-*.jpg frames in {directory}")

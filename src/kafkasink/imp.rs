@@ -22,7 +22,8 @@
  * live (files, `appsrc` without `is-live`) is held back instead, with
  * idempotence on and `queue-full=block`: the sink keeps at most five
  * records or 2 MB unacknowledged, whichever is more (two to four batches:
- * less under a small record limit), and lingers 20 ms (with
+ * less under a small record limit, more with a larger `batch.size` set in
+ * `config`), and lingers 20 ms (with
  * `linger-ms=-1`), which spares librdkafka's broker thread a busy loop.
  * When its first frame is of 100-200 kB, the producer is made again with
  * batches of 500 kB instead of 1 MB, so that a batch leaves room in
@@ -161,15 +162,17 @@ const MID_SIZE_FRAME_BATCH_SIZE: usize = 500_000;
 /// built and the thread sleeps (docs/design.md, "Requests in flight").
 const IDEMPOTENT_MAX_IN_FLIGHT: u32 = 4;
 /// A stream that is not live is handed over while its unacknowledged value
-/// bytes (requests in flight and those ready behind them) stay within two
-/// to four of its batches and at most 2 MB where that choice is left: two
-/// of 1 MB or four of 500 kB. Three or four batches of 1 MB left batches
-/// waiting behind a closed idempotence window past their linger, and
-/// librdkafka's broker thread busy-polled (docs/design.md, "Running
-/// ahead") ...
+/// bytes (requests in flight and those ready behind them) stay within
+/// `RUN_AHEAD_BATCHES_MAX` of its batches up to 2 MB, but at least
+/// `RUN_AHEAD_BATCHES_MIN`: two of 1 MB or four of 500 kB. Three or four
+/// batches of 1 MB left batches waiting behind a closed idempotence window
+/// past their linger, and librdkafka's broker thread busy-polled
+/// (docs/design.md, "Running ahead") ...
 const RUN_AHEAD_BYTES: u64 = 2_000_000;
+/// Batches of 500 kB or less (the sink's for 100-200 kB frames, or bounded
+/// by a record limit).
 const RUN_AHEAD_BATCHES_MAX: u64 = 4;
-/// One batch in flight and one ready behind it.
+/// One batch in flight and one ready behind it, however large.
 const RUN_AHEAD_BATCHES_MIN: u64 = 2;
 /// ... or while fewer records than librdkafka's idempotence window are,
 /// however large: frames of a batch each still fill the window.
@@ -182,9 +185,10 @@ const QUEUE_FULL_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 const BLOCKING: &str =
     "holding the stream back until the brokers take records again (queue-full=block)";
 
-/// How long one metadata request of `await_learned_broker` waits for a
-/// broker: a producer let go meanwhile is let go this soon after.
-const LEARNED_BROKER_SLICE: Duration = Duration::from_millis(200);
+/// How long one metadata request of the producer made again at the first
+/// frame waits for a broker and its answer (`await_learned_broker`): once
+/// the sink lets that producer go, the wait ends this soon after.
+const LEARNED_BROKER_SLICE: Duration = Duration::from_secs(1);
 /// How many answers from the bootstrap connection `await_learned_broker`
 /// takes before it gives up: librdkafka 2.12 drops that connection after
 /// its first.
@@ -517,17 +521,18 @@ fn describe_until_found(
 }
 
 /// Asks for `topic`'s metadata until a broker the metadata named, not the
-/// bootstrap connection (broker -1), answers, until `deadline` and while
-/// `in_use()`. An idempotent producer asks for its producer id after a
-/// metadata response from a broker that is up, and librdkafka drops the
-/// bootstrap connection after its first answer, when none was: until a
-/// request needs another broker, the producer id waits for librdkafka's
-/// retries, 500 ms apart (docs/design.md, "No 500 ms stall on the first
-/// record"). Returns whether such a broker answered.
+/// bootstrap connection (broker -1), answers, until `deadline`, each
+/// request waiting at most `slice`, and while `in_use()`. An idempotent
+/// producer asks for its producer id after a metadata response from a
+/// broker that is up, and librdkafka drops the bootstrap connection after
+/// its first answer, when none was: until a request needs another broker,
+/// the producer id waits for librdkafka's retries, 500 ms apart
+/// (docs/design.md, "No 500 ms stall on the first record"). Returns
+/// whether such a broker answered.
 fn await_learned_broker(
     producer: &ThreadedProducer<SinkContext>,
     topic: &str,
-    deadline: Instant,
+    (deadline, slice): (Instant, Duration),
     in_use: impl Fn() -> bool,
 ) -> bool {
     let mut bootstrap_answers = 0;
@@ -539,13 +544,13 @@ fn await_learned_broker(
         let asked_at = Instant::now();
         match producer
             .client()
-            .fetch_metadata(Some(topic), left.min(LEARNED_BROKER_SLICE))
+            .fetch_metadata(Some(topic), left.min(slice))
         {
             Ok(metadata) if metadata.orig_broker_id() >= 0 => return true,
             Ok(_) => bootstrap_answers += 1,
-            // No broker was usable within the slice; one that failed at
-            // once is not asked again at once.
-            Err(_) => std::thread::sleep(LEARNED_BROKER_SLICE.saturating_sub(asked_at.elapsed())),
+            // No broker was usable or answered within the slice; one that
+            // failed at once is not asked again at once.
+            Err(_) => std::thread::sleep(slice.min(left).saturating_sub(asked_at.elapsed())),
         }
     }
     false
@@ -951,8 +956,11 @@ impl KafkaSink {
         // (await_learned_broker), side by side with the admin client's
         // requests for the limits, which wait for their brokers too.
         let limits = std::thread::scope(|scope| {
-            let warming = scope
-                .spawn(|| await_learned_broker(producer, topic, Instant::now() + timeout, || true));
+            let warming = scope.spawn(|| {
+                await_learned_broker(producer, topic, (Instant::now() + timeout, timeout), || {
+                    true
+                })
+            });
             let limits = self.record_limits(admin, topic, &brokers, timeout);
             if !warming.join().unwrap_or(false) {
                 gst::debug!(CAT, imp = self, "no broker but the bootstrap one answered");
@@ -985,7 +993,12 @@ impl KafkaSink {
             limit.bytes
         );
         let (_, replacement) = remade_producer(config, batch_size, element)?;
-        await_learned_broker(&replacement, topic, Instant::now() + timeout, || true);
+        await_learned_broker(
+            &replacement,
+            topic,
+            (Instant::now() + timeout, timeout),
+            || true,
+        );
         // Dropping a producer joins its polling thread: not here.
         std::thread::spawn(move || drop(producer));
         Ok(replacement)
@@ -1268,14 +1281,22 @@ impl KafkaSink {
                 started._broker_watch = broker_watch;
             }
             // Only stop() leaves Started, after the streaming thread.
-            State::Stopped => return Err(gst::FlowError::Flushing),
+            State::Stopped => {
+                std::thread::spawn(move || drop((target, resized)));
+                return Err(gst::FlowError::Flushing);
+            }
         }
         let warming = resized.clone();
         let deadline = Instant::now() + sizing.connect_timeout;
         std::thread::spawn(move || {
             // Until the sink lets the producer go (a stop).
             let in_use = || Arc::strong_count(&warming) > 1;
-            await_learned_broker(&warming.producer, &warming.topic, deadline, in_use)
+            await_learned_broker(
+                &warming.producer,
+                &warming.topic,
+                (deadline, LEARNED_BROKER_SLICE),
+                in_use,
+            )
         });
         // Dropping a producer joins its polling thread: not here.
         std::thread::spawn(move || drop(target));
@@ -1596,9 +1617,10 @@ impl ObjectImpl for KafkaSink {
                     .blurb("Whether upstream is live, which decides the automatic linger and whether a \
                             stream that is not live is held back at most five records or 2 MB ahead of \
                             the acknowledgements, whichever is more (two to four batches; two of a \
-                            larger batch.size set in config), in batches of 500 kB when its first frame \
-                            is of 100-200 kB and 1 MB otherwise, unless a lower record limit or config \
-                            sets batch.size (idempotence on, queue-full=block); auto asks every source \
+                            larger batch.size set in config), in batches of 500 kB when five or more of \
+                            its first frame fit in a 1 MB batch (or one bounded by a lower record limit) \
+                            and at most four in 500 kB, in those batches otherwise, unless config sets \
+                            batch.size (idempotence on, queue-full=block); auto asks every source \
                             upstream at start")
                     .mutable_ready()
                     .build(),
