@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks against the tutorial's stack, kcat and the Python Kafka
 # clients, in one run on one local broker; writes docs/benchmarks.md and its
-# plots. A few minutes on two cores.
+# plots. bench.py alone takes about 11 minutes on two cores.
 #
 # Environment: KAFKA_BOOTSTRAP (use an existing broker), BENCH_ARGS (extra
 # arguments for scripts/bench/bench.py, e.g. "--rounds 1 --max-clients 100"),
