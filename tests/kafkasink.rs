@@ -132,15 +132,15 @@ fn eos_does_not_wait_out_the_linger() {
 }
 
 /// `upstream` says what the sources cannot: a live source said to be not
-/// live is held back with a 20 ms linger, a source that is not live said to
+/// live is held back with a 5 ms linger, a source that is not live said to
 /// be live is queued with 1 ms; `auto` asks the sources (videotestsrc
 /// behind jpegenc here).
 #[test]
 fn upstream_says_whether_the_stream_is_held_back() {
     for (source, upstream, linger_ms, run_ahead_bytes) in [
-        ("videotestsrc is-live=true", "not-live", 20.0, 2_000_000),
+        ("videotestsrc is-live=true", "not-live", 5.0, 2_000_000),
         ("videotestsrc", "live", 1.0, 0),
-        ("videotestsrc", "auto", 20.0, 2_000_000),
+        ("videotestsrc", "auto", 5.0, 2_000_000),
         ("videotestsrc is-live=true", "auto", 1.0, 0u64),
     ] {
         let topic = unique_topic("sink-upstream");

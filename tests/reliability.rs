@@ -750,7 +750,7 @@ fn a_stream_that_is_not_live_waits_for_acknowledgements_and_a_live_one_queues() 
     );
     assert_eq!(slow_stats.get::<u64>("run-ahead-bytes").unwrap(), 2_000_000);
     assert_eq!(live_stats.get::<u64>("run-ahead-bytes").unwrap(), 0);
-    assert_eq!(slow_stats.get::<f64>("linger-ms").unwrap(), 20.0);
+    assert_eq!(slow_stats.get::<f64>("linger-ms").unwrap(), 5.0);
     assert_eq!(live_stats.get::<f64>("linger-ms").unwrap(), 1.0);
     for (pipeline, topic) in [(&not_live, &slow_topic), (&live, &live_topic)] {
         let end = wait_end(&pipeline.bus().unwrap(), TIMEOUT);

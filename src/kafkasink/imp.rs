@@ -23,7 +23,7 @@
  * idempotence on and `queue-full=block`: the sink keeps at most five
  * records or 2 MB unacknowledged, whichever is more (two to four batches:
  * less under a small record limit, more with a larger `batch.size` set in
- * `config`), and lingers 20 ms (with
+ * `config`), and lingers 5 ms (with
  * `linger-ms=-1`), which spares librdkafka's broker thread a busy loop.
  * When its first frame is of 100-200 kB, the producer is made again with
  * batches of 500 kB instead of 1 MB, so that a batch leaves room in
@@ -112,12 +112,15 @@ const DEFAULT_LINGER_MS: i32 = -1;
 /// idempotence, or with queue-full=drop): a live frame waits at most this
 /// long for others to batch with.
 const QUEUEING_LINGER_MS: u32 = 1;
-/// The batches waiting behind those in flight, up to three requests' time
-/// with 25 KB frames, must not outlive their linger, or librdkafka's broker
-/// thread busy-polls until an answer comes; at 5 ms (librdkafka's default)
-/// they did in some runs (docs/design.md, "Running ahead"). Batches fill
-/// before it when a stream runs ahead, and EOS does not wait it out.
-const RUNNING_AHEAD_LINGER_MS: u32 = 20;
+/// librdkafka's default. The batches waiting behind those in flight must
+/// not outlive their linger, or librdkafka's broker thread busy-polls until
+/// an answer comes: within 2 MB of 1 MB batches one waits behind one
+/// request, or three of 500 kB behind two, and 5 ms held in every run; four
+/// 500 kB batches of 25 KB frames behind one request needed 20 ms
+/// (docs/design.md, "Running ahead"). Batches fill before it when a stream
+/// runs ahead, and EOS does not wait it out; a frame that comes slower
+/// (paced) waits it out.
+const RUNNING_AHEAD_LINGER_MS: u32 = 5;
 /// librdkafka's own default: a broker restart, a leader election or a
 /// network cut of a few minutes costs no record (docs/design.md).
 const DEFAULT_MESSAGE_TIMEOUT_MS: u32 = 300_000;
@@ -1585,7 +1588,7 @@ impl ObjectImpl for KafkaSink {
                     .nick("Linger")
                     .blurb("Milliseconds to wait for more records to batch (latency vs throughput); \
                             -1: 20 when the stream is held back (upstream not live, idempotence on, \
-                            queue-full=block; frames slower than Kafka then go up to 20 ms later), \
+                            queue-full=block; frames slower than Kafka then go up to 5 ms later), \
                             else 1")
                     .minimum(-1)
                     .maximum(900_000)
@@ -2068,7 +2071,7 @@ mod tests {
     }
 
     #[test]
-    fn only_an_idempotent_blocking_stream_that_is_not_live_runs_ahead_and_lingers_20_ms() {
+    fn only_an_idempotent_blocking_stream_that_is_not_live_runs_ahead_and_lingers_5_ms() {
         gst::init().unwrap();
         let run = |settings: &Settings, live| {
             let config = settings.producer_config(live).unwrap();
@@ -2077,9 +2080,9 @@ mod tests {
                 kafka::setting(&config.config, "linger.ms").map(str::to_owned),
             )
         };
-        let twenty = Some("20".to_owned());
+        let five = Some("5".to_owned());
         let one = Some("1".to_owned());
-        assert_eq!(run(&Settings::default(), false), (true, twenty));
+        assert_eq!(run(&Settings::default(), false), (true, five));
         assert_eq!(run(&Settings::default(), true), (false, one.clone()));
         assert_eq!(run(&with_config(false, &[]), false), (false, one.clone()));
         let off_by_config = with_config(true, &[("enable.idempotence", "false")]);
