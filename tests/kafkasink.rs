@@ -725,26 +725,29 @@ fn chunks_of_a_limit_below_librdkafkas_batch_size_are_not_batched_over_it() {
 /// A stream that runs ahead goes in librdkafka's 1 MB batches, unless its
 /// first frame is of 100-200 kB: five of those or more to a batch fill
 /// librdkafka's idempotence window, so requests went one at a time, and the
-/// producer is made again at the first frame with batches of 500 kB, which
-/// later frames of other sizes keep. Every frame arrives, in order,
+/// producer is made again at the first frame with batches of 500 kB and a
+/// 20 ms linger (unless the user set one), which later frames of other
+/// sizes keep. Every frame arrives, in order,
 /// through the producer made again; a live stream or the user's batch.size
 /// keeps the producer as it was made.
 #[test]
 fn the_first_frame_of_a_stream_that_runs_ahead_chooses_its_batch_size() {
     init();
     const FRAMES: u64 = 12;
-    for (first_size, size, properties, batch_size) in [
-        (150_000, 150_000, "", 500_000),
-        (150_000, 25_000, "", 500_000),
-        (25_000, 25_000, "", 1_000_000),
-        (25_000, 150_000, "", 1_000_000),
-        (300_000, 300_000, "", 1_000_000),
-        (150_000, 150_000, "upstream=live", 1_000_000),
+    for (first_size, size, properties, batch_size, linger_ms) in [
+        (150_000, 150_000, "", 500_000, 20.0),
+        (150_000, 25_000, "", 500_000, 20.0),
+        (25_000, 25_000, "", 1_000_000, 5.0),
+        (25_000, 150_000, "", 1_000_000, 5.0),
+        (300_000, 300_000, "", 1_000_000, 5.0),
+        (150_000, 150_000, "upstream=live", 1_000_000, 1.0),
+        (150_000, 150_000, "linger-ms=2", 500_000, 2.0),
         (
             150_000,
             150_000,
             "config=\"config,batch.size=800000\"",
             800_000u64,
+            5.0,
         ),
     ] {
         let case = format!("frames of {first_size} then {size} bytes, {properties:?}");
@@ -764,6 +767,11 @@ fn the_first_frame_of_a_stream_that_runs_ahead_chooses_its_batch_size() {
         assert_eq!(
             stats.get::<u64>("batch-size").unwrap(),
             batch_size,
+            "{case}: {stats}"
+        );
+        assert_eq!(
+            stats.get::<f64>("linger-ms").unwrap(),
+            linger_ms,
             "{case}: {stats}"
         );
         assert_eq!(

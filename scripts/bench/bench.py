@@ -221,8 +221,8 @@ class Bench:
     def ingest_commands(self, topic, frame_set, n, extra=True):
         """Every producer publishing n records of frame_set to topic, all
         with acks=all and idempotence on (kafka-python has no idempotence);
-        linger is each client's default (kafkasink's automatic one is 5 ms
-        for multifilesrc, which is not live; librdkafka 5 ms)
+        linger is each client's default (kafkasink's automatic one is 5 ms,
+        20 in 500 kB batches, for multifilesrc, which is not live; librdkafka 5 ms)
         except confluent-kafka's 5 ms, set as before. With extra, also the
         slow and header-less variants."""
         fs = frame_set
@@ -696,7 +696,8 @@ def report(bench, commit, command, elapsed):
                   "Pre-made JPEG files published as fast as possible to a topic created beforehand (one partition), "
                   "acks=all and idempotence on for every client (kafka-python: acks=all, no idempotence). "
                   "Linger is each client's default: 5 ms for kcat (librdkafka) and confluent-kafka, and for "
-                  "kafkasink, whose automatic linger is 5 ms when upstream is not live, as multifilesrc is (1 ms when live); "
+                  "kafkasink, whose automatic linger is 5 ms when upstream is not live, as multifilesrc is (20 ms in its 500 kB "
+                  "batches below, 1 ms when live); "
                   "kafkasink then also keeps at most 2 MB unacknowledged, in batches of 500 kB when its first frame is of "
                   "100-200 kB and of 1 MB otherwise (docs/design.md, \"Running ahead\"). "
                   "Debian's kcat links librdkafka 2.0.2, kafkasink bundles 2.12.1: \"kcat -P, librdkafka 2.16\" is "

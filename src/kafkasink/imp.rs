@@ -23,10 +23,10 @@
  * idempotence on and `queue-full=block`: the sink keeps at most five
  * records or 2 MB unacknowledged, whichever is more (two to four batches:
  * less under a small record limit, more with a larger `batch.size` set in
- * `config`), and lingers 5 ms (with
- * `linger-ms=-1`), which spares librdkafka's broker thread a busy loop.
- * When its first frame is of 100-200 kB, the producer is made again with
- * batches of 500 kB instead of 1 MB, so that a batch leaves room in
+ * `config`), and lingers 5 ms (with `linger-ms=-1`), which spares
+ * librdkafka's broker thread a busy loop. When its first frame is of
+ * 100-200 kB, the producer is made again with batches of 500 kB instead of
+ * 1 MB and a 20 ms linger, so that a batch leaves room in
  * librdkafka's idempotence window (five records) for another request
  * behind it; encoded video, whose first frame is a keyframe, may want
  * `batch.size` set in `config` instead (docs/design.md, "Running ahead").
@@ -115,11 +115,10 @@ const QUEUEING_LINGER_MS: u32 = 1;
 /// librdkafka's default. The batches waiting behind those in flight must
 /// not outlive their linger, or librdkafka's broker thread busy-polls until
 /// an answer comes: within 2 MB of 1 MB batches one waits behind one
-/// request, or three of 500 kB behind two, and 5 ms held in every run; four
-/// 500 kB batches of 25 KB frames behind one request needed 20 ms
-/// (docs/design.md, "Running ahead"). Batches fill before it when a stream
-/// runs ahead, and EOS does not wait it out; a frame that comes slower
-/// (paced) waits it out.
+/// request, and 5 ms held in every run (500 kB batches have
+/// `MID_SIZE_FRAME_LINGER_MS`; docs/design.md, "Running ahead"). Batches
+/// fill before it when a stream runs ahead, and EOS does not wait it out; a
+/// frame that comes slower (paced) waits it out.
 const RUNNING_AHEAD_LINGER_MS: u32 = 5;
 /// librdkafka's own default: a broker restart, a leader election or a
 /// network cut of a few minutes costs no record (docs/design.md).
@@ -157,6 +156,12 @@ const IDEMPOTENCE_WINDOW_RECORDS: usize = 5;
 /// cost fewer round trips; larger frames leave room in 1 MB batches
 /// (docs/design.md, "Running ahead").
 const MID_SIZE_FRAME_BATCH_SIZE: usize = 500_000;
+/// The automatic linger in those batches: smaller frames after the first
+/// (a keyframe before delta frames) leave up to three of them behind one
+/// request, and 25 KB frames in 500 kB batches outlived a 5 ms linger in
+/// some runs, so librdkafka's broker thread busy-polled (docs/design.md,
+/// "Running ahead").
+const MID_SIZE_FRAME_LINGER_MS: u32 = 20;
 /// Requests in flight per connection with idempotence on: one fewer than
 /// librdkafka's idempotence window of five. With five on the wire librdkafka
 /// builds no sixth request yet still wakes its broker thread at once for the
@@ -325,6 +330,7 @@ impl Settings {
     fn producer_config(&self, upstream_live: bool) -> Result<ProducerConfig, gst::ErrorMessage> {
         let mut config = self.client.client_config(&self.librdkafka_defaults())?;
         let runs_ahead = self.runs_ahead(upstream_live, &config);
+        let linger_chosen = self.linger_ms < 0 && kafka::setting(&config, "linger.ms").is_none();
         if kafka::setting(&config, "linger.ms").is_none() {
             config.set(
                 "linger.ms",
@@ -345,6 +351,7 @@ impl Settings {
             config,
             runs_ahead,
             batch_size,
+            linger_chosen,
         })
     }
 }
@@ -357,6 +364,8 @@ struct ProducerConfig {
     runs_ahead: bool,
     /// The batch size the sink chose, `None` when the user set `batch.size`.
     batch_size: Option<usize>,
+    /// Whether the sink chose the linger (the user set none).
+    linger_chosen: bool,
 }
 
 impl ProducerConfig {
@@ -389,9 +398,28 @@ impl ProducerConfig {
         config.set("batch.size", bytes.to_string());
         ProducerConfig {
             config,
-            runs_ahead: self.runs_ahead,
             batch_size: Some(bytes),
+            ..self.clone()
         }
+    }
+
+    /// This configuration for frames of 100-200 kB
+    /// (`batch_size_for_frames`): batches of `MID_SIZE_FRAME_BATCH_SIZE`
+    /// and, unless the user set one, a linger of `MID_SIZE_FRAME_LINGER_MS`.
+    fn for_mid_size_frames(&self) -> ProducerConfig {
+        let mut sized = self.with_batch_size(MID_SIZE_FRAME_BATCH_SIZE);
+        if self.linger_chosen {
+            sized
+                .config
+                .set("linger.ms", MID_SIZE_FRAME_LINGER_MS.to_string());
+        }
+        sized
+    }
+
+    /// The linger in ms the producer is made with (librdkafka takes
+    /// fractions of a millisecond).
+    fn linger_ms(&self) -> Option<f64> {
+        kafka::setting(&self.config, "linger.ms").and_then(|value| value.trim().parse().ok())
     }
 
     /// The bytes of a batch: the sink's batch size bounded by the record
@@ -473,19 +501,15 @@ fn run_ahead_bound(config: &ProducerConfig, record_limit: RecordLimit) -> RunAhe
     }
 }
 
-/// A producer of `config` with batches of `batch_size`, in place of one made
-/// with `config`, and its configuration.
+/// A producer of `config`, in place of one made before.
 fn remade_producer(
     config: &ProducerConfig,
-    batch_size: usize,
     element: &gst::Element,
-) -> Result<(ProducerConfig, ThreadedProducer<SinkContext>), gst::ErrorMessage> {
-    let config = config.with_batch_size(batch_size);
-    let producer = config
+) -> Result<ThreadedProducer<SinkContext>, gst::ErrorMessage> {
+    config
         .config
         .create_with_context(KafkaContext::with(element, Delivery::default()))
-        .map_err(kafka::config_error)?;
-    Ok((config, producer))
+        .map_err(kafka::config_error)
 }
 
 /// The producer queue's bound in `config`: what the sink sets, or what
@@ -595,7 +619,7 @@ impl Target {
     fn with_producer(
         &self,
         producer: ThreadedProducer<SinkContext>,
-        batch_size: u64,
+        (batch_size, linger_ms): (u64, f64),
         run_ahead: Option<RunAhead>,
     ) -> Target {
         Target {
@@ -607,7 +631,7 @@ impl Target {
             queue_full: self.queue_full,
             queue_bound: self.queue_bound,
             run_ahead,
-            linger_ms: self.linger_ms,
+            linger_ms,
             batch_size,
             record_limit: self.record_limit,
             chunking: self.chunking,
@@ -995,7 +1019,7 @@ impl KafkaSink {
             "record limit {} bytes: batches bounded to it",
             limit.bytes
         );
-        let (_, replacement) = remade_producer(config, batch_size, element)?;
+        let replacement = remade_producer(&config.with_batch_size(batch_size), element)?;
         await_learned_broker(
             &replacement,
             topic,
@@ -1269,14 +1293,15 @@ impl KafkaSink {
             "frames of {frame_size} bytes: producer made again with batches of {batch_size} bytes"
         );
         let element = self.obj().upcast_ref::<gst::Element>().clone();
-        let (config, producer) =
-            remade_producer(&sizing.config, batch_size, &element).map_err(|err| {
-                self.post_error_message(err);
-                gst::FlowError::Error
-            })?;
+        let config = sizing.config.for_mid_size_frames();
+        let producer = remade_producer(&config, &element).map_err(|err| {
+            self.post_error_message(err);
+            gst::FlowError::Error
+        })?;
         let run_ahead = Some(run_ahead_bound(&config, target.record_limit));
         let batch_bytes = config.batch_bytes(target.record_limit);
-        let resized = Arc::new(target.with_producer(producer, batch_bytes, run_ahead));
+        let linger_ms = config.linger_ms().unwrap_or(target.linger_ms);
+        let resized = Arc::new(target.with_producer(producer, (batch_bytes, linger_ms), run_ahead));
         let broker_watch = brokerwatch::watch(&element, &resized, &config.config);
         match &mut *self.state.lock().unwrap() {
             State::Started(started) => {
@@ -1587,9 +1612,9 @@ impl ObjectImpl for KafkaSink {
                 glib::ParamSpecInt::builder("linger-ms")
                     .nick("Linger")
                     .blurb("Milliseconds to wait for more records to batch (latency vs throughput); \
-                            -1: 20 when the stream is held back (upstream not live, idempotence on, \
-                            queue-full=block; frames slower than Kafka then go up to 5 ms later), \
-                            else 1")
+                            -1: 5 when the stream is held back (upstream not live, idempotence on, \
+                            queue-full=block), 20 in the 500 kB batches of its 100-200 kB frames \
+                            (frames slower than Kafka then go up to that much later), else 1")
                     .minimum(-1)
                     .maximum(900_000)
                     .default_value(DEFAULT_LINGER_MS)
@@ -1868,9 +1893,8 @@ impl BaseSinkImpl for KafkaSink {
             .clone()
             .unwrap_or_else(|| stream_id.to_string());
         let run_ahead = runs_ahead.then(|| run_ahead_bound(&producer_config, record_limit));
-        // librdkafka takes fractions of a millisecond.
-        let linger_ms = kafka::setting(config, "linger.ms")
-            .and_then(|value| value.trim().parse().ok())
+        let linger_ms = producer_config
+            .linger_ms()
             .unwrap_or(f64::from(settings.effective_linger_ms(runs_ahead)));
         gst::info!(
             CAT,
@@ -2152,10 +2176,29 @@ mod tests {
             resized(&default, false, 120_000, topic_limit(700_000)),
             Some(500_000)
         );
-        // The producer made again has them, and runs ahead by four of them.
-        let sized = config.with_batch_size(500_000);
+        // The producer made again has them, lingers 20 ms unless the user
+        // chose, and runs ahead by four of them.
+        let sized = config.for_mid_size_frames();
         assert_eq!(kafka::setting(&sized.config, "batch.size"), Some("500000"));
+        assert_eq!(sized.linger_ms(), Some(20.0));
         assert_eq!(run_ahead_bound(&sized, limit).bytes, 2_000_000);
+        assert_eq!(config.linger_ms(), Some(5.0));
+        let lingering = |settings: &Settings| {
+            settings
+                .producer_config(false)
+                .unwrap()
+                .for_mid_size_frames()
+                .linger_ms()
+        };
+        let by_property = Settings {
+            linger_ms: 0,
+            ..Settings::default()
+        };
+        assert_eq!(lingering(&by_property), Some(0.0));
+        assert_eq!(
+            lingering(&with_config(true, &[("linger.ms", "3")])),
+            Some(3.0)
+        );
     }
 
     #[test]

@@ -79,7 +79,7 @@ pub enum Upstream {
     )]
     Live,
     #[enum_value(
-        name = "Not live: hold the stream back, at most 2 MB or five records ahead, 5 ms linger",
+        name = "Not live: hold the stream back, at most 2 MB or five records ahead, 5 ms linger (20 in 500 kB batches)",
         nick = "not-live"
     )]
     NotLive,
