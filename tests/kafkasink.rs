@@ -327,6 +327,16 @@ fn push_with_caps(
     push_buffers(caps, sink_properties, &buffers)
 }
 
+/// `frames` as image/jpeg buffers into a kafkasink publishing to `topic`
+/// with `sink_properties`.
+fn push_jpegs(topic: &str, sink_properties: &str, frames: &[Vec<u8>]) -> (gst::Pipeline, End) {
+    push_buffers(
+        &gst::Caps::new_empty_simple("image/jpeg"),
+        &format!("topic={topic} {sink_properties}"),
+        frames,
+    )
+}
+
 #[test]
 fn record_over_the_producer_limit_names_size_limit_and_setting() {
     let topic = unique_topic("sink-too-large");
@@ -429,11 +439,7 @@ fn frames_over_a_1_mb_topic_limit_are_chunked_on_one_partition() {
         .enumerate()
         .map(|(i, len)| random_bytes(*len, i as u64 + 1))
         .collect();
-    let (pipeline, end) = push_buffers(
-        &gst::Caps::new_empty_simple("image/jpeg"),
-        &format!("topic={topic} key=cam7"),
-        &frames,
-    );
+    let (pipeline, end) = push_jpegs(&topic, "key=cam7", &frames);
     assert!(matches!(end, End::Eos), "{end:?}");
     let stats = sink_stats(&pipeline);
     pipeline.set_state(gst::State::Null).unwrap();
@@ -709,11 +715,7 @@ fn chunks_of_a_limit_below_librdkafkas_batch_size_are_not_batched_over_it() {
     let topic = unique_topic("sink-small-limit");
     create_topic(&topic, 1, &[("max.message.bytes", "100000")]);
     let frames: Vec<Vec<u8>> = (0..5).map(|i| random_bytes(600_000, 30 + i)).collect();
-    let (pipeline, end) = push_buffers(
-        &gst::Caps::new_empty_simple("image/jpeg"),
-        &format!("topic={topic}"),
-        &frames,
-    );
+    let (pipeline, end) = push_jpegs(&topic, "", &frames);
     pipeline.set_state(gst::State::Null).unwrap();
     assert!(matches!(end, End::Eos), "{end:?}");
     let records = read_topic(&topic);
@@ -756,11 +758,7 @@ fn the_first_frame_of_a_stream_that_runs_ahead_chooses_its_batch_size() {
         let frames: Vec<Vec<u8>> = (0..FRAMES)
             .map(|i| random_bytes(if i == 0 { first_size } else { size }, 50 + i))
             .collect();
-        let (pipeline, end) = push_buffers(
-            &gst::Caps::new_empty_simple("image/jpeg"),
-            &format!("topic={topic} {properties}"),
-            &frames,
-        );
+        let (pipeline, end) = push_jpegs(&topic, properties, &frames);
         let stats = stats(&pipeline, "sink");
         pipeline.set_state(gst::State::Null).unwrap();
         assert!(matches!(end, End::Eos), "{case}: {end:?}");
@@ -796,11 +794,7 @@ fn a_live_stream_is_not_batched_over_a_limit_between_half_and_one_megabyte() {
     let topic = unique_topic("sink-live-limit");
     create_topic(&topic, 1, &[("max.message.bytes", "700000")]);
     let frames: Vec<Vec<u8>> = (0..6).map(|i| random_bytes(300_000, 40 + i)).collect();
-    let (pipeline, end) = push_buffers(
-        &gst::Caps::new_empty_simple("image/jpeg"),
-        &format!("topic={topic} upstream=live linger-ms=200"),
-        &frames,
-    );
+    let (pipeline, end) = push_jpegs(&topic, "upstream=live linger-ms=200", &frames);
     let stats = stats(&pipeline, "sink");
     pipeline.set_state(gst::State::Null).unwrap();
     // Queued in librdkafka, not held back.

@@ -377,13 +377,19 @@ impl ProducerConfig {
             .map(|_| record_limit.bytes)
     }
 
+    /// The batch size the sink chose, bounded by the record limit; `None`
+    /// when the user set `batch.size`.
+    fn chosen_batch_size(&self, record_limit: RecordLimit) -> Option<usize> {
+        self.bounded_batch_size(record_limit).or(self.batch_size)
+    }
+
     /// The `batch.size` a stream that runs ahead in frames of `frame_size`
     /// bytes is better sent in than the one its producer was made with
     /// (`record_limit` bounding it): `MID_SIZE_FRAME_BATCH_SIZE` when one
     /// of its batches would fill librdkafka's idempotence window and one of
     /// those would not. The user's `batch.size` stays.
     fn batch_size_for_frames(&self, frame_size: usize, record_limit: RecordLimit) -> Option<usize> {
-        let made_with = self.bounded_batch_size(record_limit).or(self.batch_size)?;
+        let made_with = self.chosen_batch_size(record_limit)?;
         let frames_per_batch = |batch_size: usize| batch_size / frame_size.max(1);
         (self.runs_ahead
             && MID_SIZE_FRAME_BATCH_SIZE < made_with
@@ -425,7 +431,7 @@ impl ProducerConfig {
     /// The bytes of a batch: the sink's batch size bounded by the record
     /// limit, or the user's `batch.size`.
     fn batch_bytes(&self, record_limit: RecordLimit) -> u64 {
-        match self.bounded_batch_size(record_limit).or(self.batch_size) {
+        match self.chosen_batch_size(record_limit) {
             Some(bytes) => bytes as u64,
             // A value librdkafka does not parse fails the producer anyway.
             None => kafka::setting(&self.config, "batch.size")
@@ -501,13 +507,13 @@ fn run_ahead_bound(config: &ProducerConfig, record_limit: RecordLimit) -> RunAhe
     }
 }
 
-/// A producer of `config`, in place of one made before.
-fn remade_producer(
-    config: &ProducerConfig,
+/// A producer of `config` posting to `element`, with its own delivery
+/// accounting.
+fn new_producer(
+    config: &ClientConfig,
     element: &gst::Element,
 ) -> Result<ThreadedProducer<SinkContext>, gst::ErrorMessage> {
     config
-        .config
         .create_with_context(KafkaContext::with(element, Delivery::default()))
         .map_err(kafka::config_error)
 }
@@ -581,6 +587,18 @@ fn await_learned_broker(
         }
     }
     false
+}
+
+/// `await_learned_broker` for at most `timeout`, in one request: at start,
+/// which nothing else waits on.
+fn await_learned_broker_within(
+    producer: &ThreadedProducer<SinkContext>,
+    topic: &str,
+    timeout: Duration,
+) -> bool {
+    await_learned_broker(producer, topic, (Instant::now() + timeout, timeout), || {
+        true
+    })
 }
 
 /// Where and how the records of one run go, fixed at start; shared with
@@ -983,11 +1001,7 @@ impl KafkaSink {
         // (await_learned_broker), side by side with the admin client's
         // requests for the limits, which wait for their brokers too.
         let limits = std::thread::scope(|scope| {
-            let warming = scope.spawn(|| {
-                await_learned_broker(producer, topic, (Instant::now() + timeout, timeout), || {
-                    true
-                })
-            });
+            let warming = scope.spawn(|| await_learned_broker_within(producer, topic, timeout));
             let limits = self.record_limits(admin, topic, &brokers, timeout);
             if !warming.join().unwrap_or(false) {
                 gst::debug!(CAT, imp = self, "no broker but the bootstrap one answered");
@@ -1019,13 +1033,8 @@ impl KafkaSink {
             "record limit {} bytes: batches bounded to it",
             limit.bytes
         );
-        let replacement = remade_producer(&config.with_batch_size(batch_size), element)?;
-        await_learned_broker(
-            &replacement,
-            topic,
-            (Instant::now() + timeout, timeout),
-            || true,
-        );
+        let replacement = new_producer(&config.with_batch_size(batch_size).config, element)?;
+        await_learned_broker_within(&replacement, topic, timeout);
         // Dropping a producer joins its polling thread: not here.
         std::thread::spawn(move || drop(producer));
         Ok(replacement)
@@ -1294,7 +1303,7 @@ impl KafkaSink {
         );
         let element = self.obj().upcast_ref::<gst::Element>().clone();
         let config = sizing.config.for_mid_size_frames();
-        let producer = remade_producer(&config, &element).map_err(|err| {
+        let producer = new_producer(&config.config, &element).map_err(|err| {
             self.post_error_message(err);
             gst::FlowError::Error
         })?;
@@ -1856,9 +1865,7 @@ impl BaseSinkImpl for KafkaSink {
         let config = &producer_config.config;
         let runs_ahead = producer_config.runs_ahead;
         let element = self.obj().upcast_ref::<gst::Element>().clone();
-        let producer: ThreadedProducer<SinkContext> = config
-            .create_with_context(KafkaContext::with(&element, Delivery::default()))
-            .map_err(kafka::config_error)?;
+        let producer = new_producer(config, &element)?;
         let admin: AdminClient<KafkaContext> = config
             .create_with_context(KafkaContext::new(&element))
             .map_err(kafka::config_error)?;
@@ -2224,42 +2231,30 @@ mod tests {
     #[test]
     fn a_stream_runs_ahead_by_two_to_four_batches_up_to_2_mb_or_five_records() {
         gst::init().unwrap();
+        let bound = |config: &[(&str, &str)], limit| {
+            let config = with_config(true, config).producer_config(false).unwrap();
+            run_ahead_bound(&config, topic_limit(limit))
+        };
         // Two of librdkafka's 1 MB batches.
-        let config = Settings::default().producer_config(false).unwrap();
         assert_eq!(
-            run_ahead_bound(&config, topic_limit(KAFKA_DEFAULT_RECORD_LIMIT)),
+            bound(&[], KAFKA_DEFAULT_RECORD_LIMIT),
             RunAhead {
                 bytes: 2_000_000,
                 records: 5
             }
         );
-        // Batches bounded by a small record limit (bounded_batches).
-        assert_eq!(
-            run_ahead_bound(&config, topic_limit(100_000)).bytes,
-            400_000
-        );
-        // The user's batch.size, which the sink leaves as it is.
-        let config = with_config(true, &[("batch.size", "300000")])
-            .producer_config(false)
-            .unwrap();
-        assert_eq!(
-            run_ahead_bound(&config, topic_limit(100_000)).bytes,
-            1_200_000
-        );
-        // Four batches up to 2 MB: under a 700 kB limit, 2 MB.
-        let config = Settings::default().producer_config(false).unwrap();
-        assert_eq!(
-            run_ahead_bound(&config, topic_limit(700_000)).bytes,
-            2_000_000
-        );
-        // Two batches at least, over 2 MB.
-        let config = with_config(true, &[("batch.size", "2000000")])
-            .producer_config(false)
-            .unwrap();
-        assert_eq!(
-            run_ahead_bound(&config, topic_limit(16 << 20)).bytes,
-            4_000_000
-        );
+        for (config, limit, bytes) in [
+            // Batches bounded by a small record limit (bounded_batches).
+            (&[][..], 100_000, 400_000),
+            // Four batches up to 2 MB: under a 700 kB limit, 2 MB.
+            (&[], 700_000, 2_000_000),
+            // The user's batch.size, which the sink leaves as it is.
+            (&[("batch.size", "300000")], 100_000, 1_200_000),
+            // Two batches at least, over 2 MB.
+            (&[("batch.size", "2000000")], 16 << 20, 4_000_000),
+        ] {
+            assert_eq!(bound(config, limit).bytes, bytes, "{config:?}, {limit}");
+        }
     }
 
     #[test]
